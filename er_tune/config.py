@@ -1,0 +1,287 @@
+"""Typed, frozen configuration for one trial and for its collapse detectors.
+
+A trial is fully described by a :class:`TrialConfig`. The study service builds one per Ray Tune
+trial (its flat ``dict`` form is the Ray ``config`` and the trial's ``params.json``); ``er-tune
+train`` builds one from ``--set key=value`` pairs. Every user-facing value is validated here and a
+bad one raises :class:`ConfigError` (a ``ValueError``) naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+METHODS = ("simclr", "byol", "dino", "swav", "deepcluster")
+VARIANTS = ("original", "er")
+DISCRETE_METHODS = ("dino", "swav", "deepcluster")
+EMA_METHODS = ("byol", "dino")
+OPTIMIZERS = ("sgd", "lars")
+DEVICES = ("auto", "cpu", "cuda")
+
+# Keys the study service adds to a trial's Ray config next to the TrialConfig fields.
+META_KEYS = ("study", "phase", "group", "grid_axes", "searched")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown or out of range; the message names key and allowed values."""
+
+
+def did_you_mean(name: str, known: "list[str] | tuple[str, ...]") -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest known name, or an empty string."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+@dataclass(frozen=True)
+class CollapseConfig:
+    """Thresholds of the collapse detectors (DESIGN.md §6); the study's ``collapse:`` section.
+
+    Attributes:
+        stop_on_collapse: end the trial with status ``collapsed`` at the first collapse event.
+        std_ratio_threshold: complete collapse when std ratio of normalised projections is below it.
+        std_ratio_patience: ... for this many consecutive evaluations.
+        rankme_warning_fraction: dimensional warning when RankMe < fraction x its running max.
+        rankme_collapse: dimensional collapse when RankMe falls to this value or below (≈1).
+        cluster_threshold: cluster collapse when H(p̄)/log K is below it (discrete methods).
+        uniform_threshold: uniform collapse when both mean and per-sample entropy / log K exceed it.
+        assignment_patience: consecutive evaluations for the cluster and uniform detectors.
+        knn_chance_margin: knn_chance warning when knn_top1 < (1 + margin) / num_classes ...
+        warmup_epochs: ... after this many epochs (also delays the dimensional warning).
+    """
+
+    stop_on_collapse: bool = True
+    std_ratio_threshold: float = 0.05
+    std_ratio_patience: int = 2
+    rankme_warning_fraction: float = 0.25
+    rankme_collapse: float = 1.5
+    cluster_threshold: float = 0.05
+    uniform_threshold: float = 0.99
+    assignment_patience: int = 2
+    knn_chance_margin: float = 0.5
+    warmup_epochs: int = 3
+
+    def __post_init__(self) -> None:
+        _check_fraction("collapse.std_ratio_threshold", self.std_ratio_threshold)
+        _check_fraction("collapse.rankme_warning_fraction", self.rankme_warning_fraction)
+        _check_fraction("collapse.cluster_threshold", self.cluster_threshold)
+        _check_fraction("collapse.uniform_threshold", self.uniform_threshold)
+        _check_min("collapse.std_ratio_patience", self.std_ratio_patience, 1)
+        _check_min("collapse.assignment_patience", self.assignment_patience, 1)
+        _check_min("collapse.warmup_epochs", self.warmup_epochs, 0)
+        _check_min("collapse.rankme_collapse", self.rankme_collapse, 1.0)
+        _check_min("collapse.knn_chance_margin", self.knn_chance_margin, 0.0)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial needs; defaults are the CPU-friendly embedded setting.
+
+    Learning rate: ``lr`` is the base rate for batch size 256; the loop uses
+    ``lr * batch_size / 256`` with linear warm-up then cosine decay. ``ema`` is the base EMA
+    coefficient of BYOL's cosine schedule from ``ema`` to 1 (BYOL and DINO only).
+    ``kappa`` and ``entropy_weight`` (λ) parameterise the ER objectives, ``kappa_eval`` the
+    fixed diagnostic estimators computed for every objective.
+    """
+
+    method: str = "simclr"
+    variant: str = "original"
+    # data
+    dataset: str = "shapes"
+    data_root: str = ""
+    image_size: int = 32
+    train_size: int = 8000
+    eval_size: int = 2000
+    data_seed: int = 0
+    # model
+    backbone: str = "convnet"
+    projector_dim: int = 128
+    projector_hidden_dim: int = 512
+    num_prototypes: int = 64
+    # optimisation
+    epochs: int = 20
+    batch_size: int = 256
+    optimizer: str = "sgd"
+    lr: float = 0.3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_epochs: int = 2
+    ema: float = 0.99
+    # objectives
+    temperature: float = 0.1
+    student_temperature: float = 0.1
+    teacher_temperature: float = 0.04
+    center_momentum: float = 0.9
+    dino_centering: bool = True
+    sinkhorn_epsilon: float = 0.05
+    sinkhorn_iterations: int = 3
+    kappa: float = 10.0
+    entropy_weight: float = 1.0
+    # evaluation
+    kappa_eval: float = 10.0
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    # run
+    seed: int = 0
+    device: str = "auto"
+    log_every_n_steps: int = 10
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice("method", self.method, METHODS)
+        _check_choice("variant", self.variant, VARIANTS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("device", self.device, DEVICES)
+        _check_min("image_size", self.image_size, 8)
+        _check_min("train_size", self.train_size, 2)
+        _check_min("eval_size", self.eval_size, 2)
+        _check_min("projector_dim", self.projector_dim, 2)
+        _check_min("projector_hidden_dim", self.projector_hidden_dim, 2)
+        _check_min("num_prototypes", self.num_prototypes, 2)
+        _check_min("epochs", self.epochs, 1)
+        _check_min("batch_size", self.batch_size, 2)
+        _check_min("warmup_epochs", self.warmup_epochs, 0)
+        _check_min("sinkhorn_iterations", self.sinkhorn_iterations, 1)
+        _check_min("knn_k", self.knn_k, 1)
+        _check_min("log_every_n_steps", self.log_every_n_steps, 1)
+        _check_min("weight_decay", self.weight_decay, 0.0)
+        _check_min("entropy_weight", self.entropy_weight, 0.0)
+        _check_fraction("ema", self.ema)
+        _check_fraction("momentum", self.momentum)
+        _check_fraction("center_momentum", self.center_momentum)
+        for key in ("lr", "temperature", "student_temperature", "teacher_temperature",
+                    "sinkhorn_epsilon", "kappa", "kappa_eval", "knn_temperature"):
+            _check_positive(key, getattr(self, key))
+        if self.batch_size > self.train_size:
+            raise ConfigError(f"batch_size={self.batch_size} exceeds train_size={self.train_size}; "
+                              "allowed: 2 <= batch_size <= train_size")
+
+    @property
+    def objective(self) -> str:
+        """Registry key of the objective: ``method`` or ``method_er``."""
+        return self.method if self.variant == "original" else f"{self.method}_er"
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.method in DISCRETE_METHODS
+
+    @property
+    def uses_ema(self) -> bool:
+        return self.method in EMA_METHODS
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable dict (``collapse`` nested) that :meth:`from_dict` inverts."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrialConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, ignore: tuple[str, ...] = META_KEYS) -> "TrialConfig":
+        """Build from a mapping, coercing types; unknown keys raise with the allowed keys."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in ignore:
+                continue
+            if key not in known:
+                raise ConfigError(f"unknown trial key '{key}'{did_you_mean(key, list(known))}; "
+                                  f"allowed: {', '.join(sorted(known))}")
+            if key == "collapse":
+                kwargs[key] = value if isinstance(value, CollapseConfig) else _collapse_from(value)
+            else:
+                kwargs[key] = coerce(key, value, type(getattr(cls(), key)))
+        return cls(**kwargs)
+
+    def with_overrides(self, pairs: "list[str]") -> "TrialConfig":
+        """Apply ``key=value`` strings (``collapse.stop_on_collapse=false`` for nested keys)."""
+        values = self.to_dict()
+        for pair in pairs:
+            if "=" not in pair:
+                raise ConfigError(f"--set expects key=value, got '{pair}'")
+            key, raw = (s.strip() for s in pair.split("=", 1))
+            if key.startswith("collapse."):
+                sub = key.split(".", 1)[1]
+                allowed = [f.name for f in fields(CollapseConfig)]
+                if sub not in allowed:
+                    raise ConfigError(f"unknown key '{key}'{did_you_mean(sub, allowed)}; allowed: "
+                                      + ", ".join(f"collapse.{a}" for a in allowed))
+                values["collapse"][sub] = raw
+            else:
+                values[key] = raw
+        return TrialConfig.from_dict(values)
+
+
+def _collapse_from(values: Any) -> CollapseConfig:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"collapse must be a mapping, got {type(values).__name__}")
+    known = {f.name for f in fields(CollapseConfig)}
+    defaults = CollapseConfig()
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown key 'collapse.{key}'{did_you_mean(key, list(known))}; "
+                              f"allowed: {', '.join(sorted(known))}")
+        kwargs[key] = coerce(f"collapse.{key}", value, type(getattr(defaults, key)))
+    return CollapseConfig(**kwargs)
+
+
+def coerce(key: str, value: Any, kind: type) -> Any:
+    """Convert ``value`` (possibly a string from the command line) to ``kind`` or raise."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"{key} must be a boolean (true/false), got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} must be finite, got {value!r}")
+        return number
+    if kind is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _check_choice(key: str, value: str, allowed: "tuple[str, ...]") -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}='{value}' is not allowed{did_you_mean(str(value), allowed)}; "
+                          f"allowed: {', '.join(allowed)}")
+
+
+def _check_min(key: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        raise ConfigError(f"{key}={value} is out of range; allowed: >= {minimum}")
+
+
+def _check_positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key}={value} is out of range; allowed: > 0")
+
+
+def _check_fraction(key: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{key}={value} is out of range; allowed: 0 <= {key} <= 1")
