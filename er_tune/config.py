@@ -123,6 +123,7 @@ class TrialConfig:
     kappa_eval: float = 10.0
     knn_k: int = 20
     knn_temperature: float = 0.07
+    knn_bank_size: int = 4000
     # run
     seed: int = 0
     device: str = "auto"
@@ -145,6 +146,7 @@ class TrialConfig:
         _check_min("warmup_epochs", self.warmup_epochs, 0)
         _check_min("sinkhorn_iterations", self.sinkhorn_iterations, 1)
         _check_min("knn_k", self.knn_k, 1)
+        _check_min("knn_bank_size", self.knn_bank_size, 1)
         _check_min("log_every_n_steps", self.log_every_n_steps, 1)
         _check_min("weight_decay", self.weight_decay, 0.0)
         _check_min("entropy_weight", self.entropy_weight, 0.0)

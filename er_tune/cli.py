@@ -1,0 +1,148 @@
+"""The ``er-tune`` command line: train, tune, validate, report, show.
+
+Every user error (bad study file, unknown ``--set`` key, bad value, missing path) is reported on
+stderr with the key and the allowed values and exits with status 2 before anything runs or is
+written. Heavy imports (torch, Ray) happen inside the commands, so ``--help`` and ``validate`` are
+fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="er-tune",
+        description="Stability search for multi-view SSL objectives against their ER replacements.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="run one trial without Ray",
+                                description="Train one objective (original or ER) and measure it "
+                                            "every epoch; writes Ray-compatible result files.")
+    train.add_argument("--method", required=True, help="simclr, byol, dino, swav, deepcluster")
+    train.add_argument("--variant", default="original", help="original or er (default: original)")
+    train.add_argument("--dataset", default=None, help="shapes (default), digits, cifar10, ...")
+    train.add_argument("--epochs", type=int, default=None, help="number of epochs")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="any trial setting, e.g. --set ema=0 --set batch_size=64 "
+                            "--set collapse.stop_on_collapse=false (repeatable)")
+    train.add_argument("--out", required=True, help="trial directory (resumes if it holds a checkpoint)")
+    train.add_argument("--quiet", action="store_true", help="print only the final summary")
+
+    tune = commands.add_parser("tune", help="run a study on Ray Tune (embedded or on a cluster)")
+    tune.add_argument("study", help="study YAML file (see search_spaces/studies/)")
+    tune.add_argument("--address", default=None,
+                      help="Ray cluster address ('auto' or host:port); default: embedded local Ray")
+    tune.add_argument("--storage", default=None,
+                      help="experiment storage (path or URI); default ./er_runs/<name>")
+    tune.add_argument("--name", default=None, help="experiment name (default: the study's name)")
+    tune.add_argument("--phase", default="all", choices=("search", "replicate", "all"))
+
+    validate = commands.add_parser("validate", help="check a study file and print its plan")
+    validate.add_argument("study")
+
+    report = commands.add_parser("report", help="stability tables (Parquet), terminal view, plots")
+    report.add_argument("experiment", help="experiment directory (er_runs/<name>)")
+    report.add_argument("--out", default=None, help="output directory (default <experiment>/report)")
+    report.add_argument("--markdown", default=None, metavar="FILE", help="also write markdown here")
+    report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+    show = commands.add_parser("show", help="print the tables of a report directory")
+    show.add_argument("report_dir")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from er_tune.config import ConfigError, TrialConfig
+
+    pairs = [f"method={args.method}", f"variant={args.variant}"]
+    if args.dataset is not None:
+        pairs.append(f"dataset={args.dataset}")
+    if args.epochs is not None:
+        pairs.append(f"epochs={args.epochs}")
+    try:
+        config = TrialConfig().with_overrides(pairs + list(args.overrides))
+        _check_data_root(config)
+    except ConfigError as error:
+        print(f"er-tune train: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+    from trainers.reporters import LocalReporter
+    from trainers.trainable import load_trial_data
+    from trainers.trial import run_trial
+
+    try:
+        data = load_trial_data(config)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"er-tune train: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    params = config.to_dict() | {"phase": "single", "group": f"{config.method}/{config.variant}",
+                                 "grid_axes": [], "searched": [], "study": ""}
+    reporter = LocalReporter(args.out, params)
+    log = None if args.quiet else print
+    if log:
+        print(f"er-tune train: {config.objective} on {config.dataset} ({data.train_images.shape[0]} "
+              f"train / {data.eval_images.shape[0]} eval images, {config.image_size}px), "
+              f"backbone {config.backbone}, batch {config.batch_size}, {config.epochs} epochs -> {args.out}")
+    summary = run_trial(config, data, reporter, log=log)
+    final = summary.final_metrics
+    collapse = [e for e in summary.events if e["severity"] == "collapse"]
+    print(f"status: {summary.status} after {summary.epochs_completed} epochs | "
+          f"knn_top1 {final.get('knn_top1', 0.0):.4f} | er_entropy {final.get('er_entropy', 0.0):.3f} | "
+          f"rankme {final.get('rankme', 0.0):.2f} | collapse events: {len(collapse)}"
+          + (f" (first: {collapse[0]['kind']} at epoch {collapse[0]['epoch']})" if collapse else ""))
+    return 0
+
+
+def _check_data_root(config) -> None:
+    from er_tune.config import ConfigError
+
+    if config.dataset in ("cifar10", "cifar100", "stl10", "imagefolder"):
+        if not config.data_root:
+            raise ConfigError(f"dataset={config.dataset} needs data_root (--set data_root=PATH)")
+        if not os.path.isdir(config.data_root):
+            raise ConfigError(f"data_root={config.data_root} does not exist")
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from er_tune.launch import run_study
+
+    return run_study(args.study, address=args.address, storage=args.storage, name=args.name,
+                     phase=args.phase)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from search_spaces import validate_command
+
+    return validate_command(args.study)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from reports.commands import report_command
+
+    return report_command(args.experiment, out=args.out, markdown=args.markdown,
+                          plots=not args.no_plots)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from reports.commands import show_command
+
+    return show_command(args.report_dir)
+
+
+COMMANDS = {"train": _train, "tune": _tune, "validate": _validate, "report": _report, "show": _show}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""``er-tune tune``: run a study's two phases on Ray Tune, embedded or on a cluster, resumably.
+
+Phase ``search``: one Tuner runs every condition group at once, with a grouped Optuna searcher
+(one TPE study per group) and a grouped ASHA (rungs per group). Phase ``replicate``: the best
+configuration of each group × every seed, full budget, FIFO. Each phase is a Ray Tune experiment
+in ``<experiment>/<phase>``; running the same command again restores it with
+``Tuner.restore(..., resume_errored=True)``, so finished trials are neither re-run nor duplicated.
+Everything the user can get wrong is checked before Ray starts (exit 2, nothing written).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+EXIT_USAGE = 2
+PHASES = ("search", "replicate")
+URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://", "file://", "memory://")
+
+
+class LaunchError(ValueError):
+    """A problem with the command's arguments or the experiment directory (exit code 2)."""
+
+
+def experiment_dir(study_name: str, storage: str | None, name: str | None) -> str:
+    """``--storage`` is the experiment directory itself; the default is ``./er_runs/<name>``."""
+    if storage:
+        return storage if storage.startswith(URI_SCHEMES) else os.path.abspath(storage)
+    return os.path.abspath(os.path.join("er_runs", name or study_name))
+
+
+def check_arguments(address: str | None, storage: str | None, phase: str) -> None:
+    if phase not in ("search", "replicate", "all"):
+        raise LaunchError(f"--phase={phase} is not allowed; allowed: search, replicate, all")
+    if address is not None and not storage:
+        raise LaunchError(
+            "--address connects to a Ray cluster, whose trials may run on other nodes: pass "
+            "--storage with shared storage (a path mounted at the same place on every node, e.g. "
+            "/mnt/shared/er_runs/NAME, or a URI such as s3://bucket/er_runs/NAME)")
+
+
+def check_experiment(exp_dir: str, study_text: str) -> None:
+    """An existing experiment must come from the same study file, else results would mix."""
+    recorded = os.path.join(exp_dir, "study.yaml")
+    if "://" in exp_dir or not os.path.exists(recorded):
+        return
+    with open(recorded, encoding="utf-8") as handle:
+        if handle.read() != study_text:
+            raise LaunchError(
+                f"{exp_dir} holds an experiment of a different study file ({recorded}); "
+                "resume it with its own study, or choose another --name/--storage")
+
+
+def run_study(study_path: str, *, address: str | None = None, storage: str | None = None,
+              name: str | None = None, phase: str = "all", stream=sys.stdout) -> int:
+    """Validate, then run the requested phases; returns the process exit code."""
+    from search_spaces import StudyError, load_study
+
+    try:
+        check_arguments(address, storage, phase)
+        study = load_study(study_path)
+        exp_dir = experiment_dir(study.name, storage, name)
+        check_experiment(exp_dir, study.raw)
+        if phase == "replicate" and study.tune is not None and not _search_finished(exp_dir):
+            raise LaunchError(f"--phase replicate needs a finished search phase in {exp_dir}/search; "
+                              "run --phase search (or all) first")
+    except (StudyError, LaunchError) as error:
+        print(f"er-tune tune: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+    return StudyRunner(study, exp_dir, address=address, stream=stream).run(phase)
+
+
+def _search_finished(exp_dir: str) -> bool:
+    return os.path.exists(os.path.join(exp_dir, "best_configs.json"))
+
+
+def write_json(path: str, payload: Any) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _ray_environment() -> None:
+    """Defaults for a machine without network; the user's own settings win."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # One checkpoint per epoch with num_to_keep=2 forces frequent experiment snapshots, which Ray
+    # warns about at every epoch; the snapshots are what makes resume exact, so silence the warning.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def trial_dirname(trial) -> str:
+    config = trial.config or {}
+    return f"{config.get('method', 'trial')}_{config.get('variant', '')}_{trial.trial_id}"
+
+
+def best_by_group(results, metric: str, mode: str) -> dict[str, dict[str, Any]]:
+    """Best configuration per condition group from a finished search phase.
+
+    A trial that collapsed or diverged ranks below every trial that did not, whatever its metric;
+    errored trials and trials without a finite metric are ignored. Ties keep the earlier trial.
+    """
+    import math
+
+    best: dict[str, tuple[tuple[int, float], dict[str, Any]]] = {}
+    sign = 1.0 if mode == "max" else -1.0
+    for result in results:
+        config, metrics = result.config or {}, result.metrics or {}
+        value = metrics.get(metric)
+        if result.error is not None or value is None or not math.isfinite(float(value)):
+            continue
+        healthy = 0 if metrics.get("stop_reason") in ("collapsed", "diverged") else 1
+        key = (healthy, sign * float(value))
+        group = config["group"]
+        if group not in best or key > best[group][0]:
+            best[group] = (key, dict(config))
+    return {group: config for group, (_, config) in sorted(best.items())}
+
+
+class StudyRunner:
+    """Runs the phases of one validated study into one experiment directory."""
+
+    def __init__(self, study, exp_dir: str, *, address: str | None, stream) -> None:
+        self.study = study
+        self.exp_dir = exp_dir
+        self.address = address
+        self.stream = stream
+
+    def say(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+    def run(self, phase: str) -> int:
+        _ray_environment()
+        import ray
+
+        os.makedirs(self.exp_dir, exist_ok=True)
+        recorded = os.path.join(self.exp_dir, "study.yaml")
+        if not os.path.exists(recorded):
+            with open(recorded, "w", encoding="utf-8") as handle:
+                handle.write(self.study.raw)
+        embedded = self.address is None
+        if embedded:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
+        else:
+            ray.init(address=self.address, logging_level="WARNING")
+        try:
+            trainable = self._trainable()
+            errors = 0
+            best: dict[str, dict[str, Any]] = {}
+            if self.study.tune is not None and phase in ("search", "all"):
+                best, errors = self._search(trainable)
+            elif self.study.tune is not None:
+                best = self._load_best()
+            if phase in ("replicate", "all"):
+                errors += self._replicate(trainable, best)
+        finally:
+            if embedded:
+                ray.shutdown()
+        self.say(f"experiment: {self.exp_dir}\n  tensorboard --logdir {self.exp_dir}\n"
+                 f"  er-tune report {self.exp_dir}")
+        if errors:
+            self.say(f"{errors} trial(s) errored after retries; run the same command again to resume them")
+            return 1
+        return 0
+
+    def _trainable(self):
+        from ray import tune
+
+        from er_tune.config import TrialConfig
+        from search_spaces import all_trial_configs
+        from trainers.trainable import dataset_key, load_trial_data, tune_trial
+
+        datasets = {}
+        for values in all_trial_configs(self.study):
+            config = TrialConfig.from_dict(values)
+            key = dataset_key(config)
+            if key not in datasets:
+                datasets[key] = load_trial_data(config)
+                bundle = datasets[key]
+                self.say(f"data: {config.dataset} {tuple(bundle.train_images.shape)} train, "
+                         f"{tuple(bundle.eval_images.shape)} eval (shipped once via the object store)")
+        resources = self.study.resources
+        return tune.with_resources(tune.with_parameters(tune_trial, datasets=datasets),
+                                   {"cpu": resources.cpu, "gpu": resources.gpu})
+
+    def _run_config(self, phase: str, total: int):
+        from ray import tune
+
+        from er_tune.progress import StudyProgress
+
+        return tune.RunConfig(
+            name=phase, storage_path=self.exp_dir,
+            failure_config=tune.FailureConfig(max_failures=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[StudyProgress(phase, total, self.stream)], verbose=1)
+
+    def _fit(self, phase: str, trainable, make_tuner) -> Any:
+        from ray import tune
+
+        path = os.path.join(self.exp_dir, phase)
+        if tune.Tuner.can_restore(path):
+            self.say(f"[{phase}] resuming {path} (finished trials are kept, errored ones resumed)")
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        else:
+            tuner = make_tuner()
+        return tuner.fit()
+
+    def _search(self, trainable) -> tuple[dict[str, dict[str, Any]], int]:
+        from ray import tune
+
+        from search_spaces import GroupedASHA, GroupedOptunaSearcher, search_trial_count
+
+        study = self.study
+        total = search_trial_count(study)
+        self.say(f"[search] {total} trials over {len(study_groups(study))} condition groups")
+
+        def make_tuner():
+            searcher = GroupedOptunaSearcher(study, storage_dir=os.path.join(self.exp_dir, "optuna"))
+            scheduler = GroupedASHA.from_study(study)
+            return tune.Tuner(trainable, tune_config=tune.TuneConfig(
+                search_alg=searcher, scheduler=scheduler, num_samples=total,
+                max_concurrent_trials=study.resources.max_concurrent_trials,
+                trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
+                run_config=self._run_config("search", total))
+
+        results = self._fit("search", trainable, make_tuner)
+        best = best_by_group(results, study.search.metric, study.search.mode)
+        write_json(os.path.join(self.exp_dir, "best_configs.json"), best)
+        return best, len(results.errors)
+
+    def _load_best(self) -> dict[str, dict[str, Any]]:
+        with open(os.path.join(self.exp_dir, "best_configs.json"), encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def _replicate(self, trainable, best: dict[str, dict[str, Any]]) -> int:
+        from ray import tune
+
+        from search_spaces import replicate_configs
+        from search_spaces.fixed_searcher import FixedConfigSearcher
+
+        configs = replicate_configs(self.study, best)
+        self.say(f"[replicate] {len(configs)} trials: best configuration per group x "
+                 f"{len(self.study.seeds)} seeds, full budget")
+
+        def make_tuner():
+            return tune.Tuner(trainable, tune_config=tune.TuneConfig(
+                search_alg=FixedConfigSearcher(configs),
+                num_samples=len(configs),
+                max_concurrent_trials=self.study.resources.max_concurrent_trials,
+                trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
+                run_config=self._run_config("replicate", len(configs)))
+
+        results = self._fit("replicate", trainable, make_tuner)
+        return len(results.errors)

@@ -1,0 +1,57 @@
+"""TrialConfig / CollapseConfig: defaults, coercion from strings, and errors that name the key."""
+
+import pytest
+
+from er_tune.config import CollapseConfig, ConfigError, TrialConfig
+
+
+def test_defaults_round_trip_through_dict():
+    config = TrialConfig(method="byol", variant="er", ema=0.9)
+    again = TrialConfig.from_dict(config.to_dict())
+    assert again == config
+    assert again.objective == "byol_er"
+    assert again.uses_ema and not again.is_discrete
+
+
+def test_meta_keys_are_ignored():
+    config = TrialConfig.from_dict({"method": "dino", "phase": "search", "group": "g", "seed": 3})
+    assert config.method == "dino" and config.seed == 3 and config.is_discrete
+
+
+def test_overrides_coerce_strings():
+    config = TrialConfig().with_overrides(["batch_size=64", "lr=0.5", "dino_centering=false",
+                                           "collapse.stop_on_collapse=no", "ema=0"])
+    assert config.batch_size == 64 and isinstance(config.batch_size, int)
+    assert config.lr == 0.5 and config.ema == 0.0
+    assert config.dino_centering is False
+    assert config.collapse.stop_on_collapse is False
+
+
+@pytest.mark.parametrize("pair, fragment", [
+    ("batch_sise=64", "did you mean 'batch_size'"),
+    ("batch_size=1", "batch_size=1 is out of range; allowed: >= 2"),
+    ("batch_size=abc", "batch_size must be an integer"),
+    ("ema=1.5", "allowed: 0 <= ema <= 1"),
+    ("method=simclrr", "did you mean 'simclr'"),
+    ("variant=both", "allowed: original, er"),
+    ("lr=0", "lr=0.0 is out of range; allowed: > 0"),
+    ("lr=nan", "lr must be finite"),
+    ("collapse.patience=2", "allowed: collapse.stop_on_collapse"),
+    ("dino_centering=maybe", "must be a boolean"),
+    ("noequals", "expects key=value"),
+])
+def test_bad_overrides_name_key_and_allowed_values(pair, fragment):
+    with pytest.raises(ConfigError) as error:
+        TrialConfig().with_overrides([pair])
+    assert fragment in str(error.value)
+
+
+def test_batch_larger_than_dataset_rejected():
+    with pytest.raises(ConfigError, match="exceeds train_size"):
+        TrialConfig(train_size=100, batch_size=128)
+
+
+def test_collapse_config_validates_fractions():
+    with pytest.raises(ConfigError, match="collapse.cluster_threshold"):
+        CollapseConfig(cluster_threshold=2.0)
+    assert CollapseConfig().std_ratio_threshold == 0.05

@@ -1,0 +1,151 @@
+"""Where a trial's per-epoch results and checkpoints go.
+
+A reporter has three members, used by :func:`trainers.trial.run_trial`:
+
+- ``trial_dir``: the directory for the trial's own files (TensorBoard, ``collapse_events.jsonl``);
+- ``report(metrics, checkpoint_dir)``: record one epoch and, optionally, the checkpoint directory
+  written for it (the reporter takes ownership of it);
+- ``latest_checkpoint()``: a context manager yielding the newest checkpoint directory or ``None``.
+
+:class:`LocalReporter` reproduces Ray Tune's on-disk format (``params.json``, ``result.json`` lines)
+without Ray; :class:`TuneReporter` forwards to ``ray.tune.report`` / ``ray.tune.get_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from typing import Any, Iterator, Mapping
+
+CHECKPOINT_PREFIX = "checkpoint_"
+
+
+def write_json_atomic(path: str, payload: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace`` (never a partial file)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class LocalReporter:
+    """Ray-compatible result files in ``trial_dir`` without Ray (used by ``er-tune train``).
+
+    ``result.json`` gets one JSON object per epoch with Ray's bookkeeping keys
+    (``training_iteration``, ``trial_id``, ``time_total_s``, ``timestamp``, ``done``); each line is
+    flushed and fsynced so a killed process never loses a finished epoch. Checkpoints are copied to
+    ``checkpoint_<iteration>`` via a temporary directory and a rename; the newest ``keep`` are kept.
+    """
+
+    def __init__(self, trial_dir: str, params: Mapping[str, Any], *, keep: int = 2,
+                 trial_id: str | None = None) -> None:
+        self.trial_dir = os.path.abspath(trial_dir)
+        self.keep = keep
+        os.makedirs(self.trial_dir, exist_ok=True)
+        params_path = os.path.join(self.trial_dir, "params.json")
+        write_json_atomic(params_path, dict(params))
+        self.trial_id = trial_id or uuid.uuid4().hex[:8]
+        self._start = time.time()
+        self._iteration = self._count_results()
+        self._time_offset = self._last_time_total()
+
+    def _result_lines(self) -> list[dict]:
+        path = os.path.join(self.trial_dir, "result.json")
+        if not os.path.exists(path):
+            return []
+        lines = []
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    lines.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break
+        return lines
+
+    def _count_results(self) -> int:
+        return len(self._result_lines())
+
+    def _last_time_total(self) -> float:
+        lines = self._result_lines()
+        return float(lines[-1].get("time_total_s", 0.0)) if lines else 0.0
+
+    def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
+        self._iteration += 1
+        if checkpoint_dir is not None:
+            self._store_checkpoint(checkpoint_dir)
+        line = dict(metrics)
+        line.update(training_iteration=self._iteration, trial_id=self.trial_id,
+                    time_total_s=self._time_offset + time.time() - self._start,
+                    timestamp=int(time.time()), hostname=socket.gethostname(), pid=os.getpid(),
+                    done=bool(metrics.get("stop_reason")))
+        with open(os.path.join(self.trial_dir, "result.json"), "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop result lines of epochs after ``epoch``: a resumed trial reports them again."""
+        lines = [line for line in self._result_lines() if int(line.get("epoch", 0)) <= epoch]
+        path = os.path.join(self.trial_dir, "result.json")
+        if os.path.exists(path):
+            with open(path + ".tmp", "w", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+            os.replace(path + ".tmp", path)
+        self._iteration = len(lines)
+        self._time_offset = float(lines[-1].get("time_total_s", 0.0)) if lines else 0.0
+
+    def _store_checkpoint(self, checkpoint_dir: str) -> None:
+        target = os.path.join(self.trial_dir, f"{CHECKPOINT_PREFIX}{self._iteration:06d}")
+        tmp = target + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(checkpoint_dir, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        for old in self._checkpoints()[:-self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _checkpoints(self) -> list[str]:
+        names = sorted(n for n in os.listdir(self.trial_dir)
+                       if n.startswith(CHECKPOINT_PREFIX) and not n.endswith(".tmp"))
+        return [os.path.join(self.trial_dir, n) for n in names]
+
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[str | None]:
+        found = self._checkpoints()
+        yield found[-1] if found else None
+
+
+class TuneReporter:
+    """Forwards to Ray Tune from inside a function trainable (Ray 2.60 ``ray.tune`` API)."""
+
+    def __init__(self) -> None:
+        from ray import tune
+
+        self._tune = tune
+        self.trial_dir = tune.get_context().get_trial_dir()
+        os.makedirs(self.trial_dir, exist_ok=True)
+
+    def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
+        checkpoint = None
+        if checkpoint_dir is not None:
+            checkpoint = self._tune.Checkpoint.from_directory(checkpoint_dir)
+        self._tune.report(dict(metrics), checkpoint=checkpoint)
+        if checkpoint_dir is not None:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[str | None]:
+        checkpoint = self._tune.get_checkpoint()
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as directory:
+            yield directory

@@ -1,0 +1,141 @@
+"""The mutable state of one trial: what it trains, and how it is checkpointed and restored.
+
+Everything that influences later epochs lives in :class:`TrialState` and goes into the
+checkpoint: network, EMA teacher, objective (DINO's centre), optimiser, DeepCluster-v2's memory
+bank and current k-means targets, collapse monitor, and all random number generators (data
+order, augmentation, torch's global RNG). Learning rate and EMA coefficient are pure functions of
+the global step, so restoring ``step`` restores both schedules. Resuming from epoch k therefore
+reproduces the metrics of an uninterrupted run (tested in ``tests/test_trial.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from er_tune.collapse import CollapseMonitor
+from er_tune.config import TrialConfig
+from er_tune.data import DatasetBundle
+from er_tune.models import EMATeacher, MemoryBank, SSLNetwork, build_network
+from er_tune.objectives import build_objective
+from trainers.optim import build_optimizer
+
+STATE_FILE = "trial_state.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when a GPU is visible (Ray sets CUDA_VISIBLE_DEVICES per trial), else CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda was requested but no CUDA device is visible")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class TrialState:
+    """Live objects of a trial plus its position (``epoch`` finished, global ``step``)."""
+
+    config: TrialConfig
+    device: torch.device
+    net: SSLNetwork
+    teacher: EMATeacher | None
+    objective: nn.Module
+    optimizer: torch.optim.Optimizer
+    monitor: CollapseMonitor
+    data_generator: torch.Generator
+    augment_generator: torch.Generator
+    bank: MemoryBank | None = None
+    targets: torch.Tensor | None = None
+    epoch: int = 0
+    step: int = 0
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def channels_last(self) -> bool:
+        return self.device.type == "cuda"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "net": self.net.state_dict(),
+            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "monitor": self.monitor.state_dict(),
+            "bank": self.bank.state_dict() if self.bank is not None else None,
+            "targets": self.targets.cpu() if self.targets is not None else None,
+            "data_rng": self.data_generator.get_state(),
+            "augment_rng": self.augment_generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "python_rng": random.getstate(),
+            "numpy_rng": np.random.get_state(),
+            "last_metrics": dict(self.last_metrics),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.net.load_state_dict(state["net"])
+        if self.teacher is not None:
+            self.teacher.load_state_dict(state["teacher"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.monitor.load_state_dict(state["monitor"])
+        if self.bank is not None and state["bank"] is not None:
+            self.bank.load_state_dict(state["bank"])
+        if state["targets"] is not None:
+            self.targets = state["targets"].to(self.device)
+        self.data_generator.set_state(state["data_rng"])
+        self.augment_generator.set_state(state["augment_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        random.setstate(state["python_rng"])
+        np.random.set_state(state["numpy_rng"])
+        self.last_metrics = dict(state.get("last_metrics", {}))
+
+    def save(self, directory: str) -> None:
+        """Write the checkpoint file into ``directory`` (atomically: temp file then rename)."""
+        path = os.path.join(directory, STATE_FILE)
+        torch.save(self.state_dict(), path + ".tmp")
+        os.replace(path + ".tmp", path)
+
+    def restore(self, directory: str) -> None:
+        state = torch.load(os.path.join(directory, STATE_FILE), map_location=self.device,
+                           weights_only=False)
+        self.load_state_dict(state)
+
+
+def build_state(config: TrialConfig, data: DatasetBundle) -> TrialState:
+    """Seed every RNG from ``config.seed`` and build the trial's modules on its device."""
+    device = resolve_device(config.device)
+    random.seed(config.seed)
+    np.random.seed(config.seed % (2**32))
+    torch.manual_seed(config.seed)
+    net = build_network(config).to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    teacher = EMATeacher(net) if config.uses_ema else None
+    objective = build_objective(config.objective, config).to(device)
+    optimizer = build_optimizer([net, objective], config)
+    monitor = CollapseMonitor(config.collapse, discrete=config.is_discrete,
+                              num_classes=data.num_classes)
+    data_generator = torch.Generator()
+    data_generator.manual_seed(config.seed)
+    augment_generator = torch.Generator(device=device)
+    augment_generator.manual_seed(config.seed + 1)
+    bank = None
+    if config.method == "deepcluster":
+        bank = MemoryBank(data.train_images.shape[0], config.projector_dim).to(device)
+    return TrialState(config=config, device=device, net=net, teacher=teacher, objective=objective,
+                      optimizer=optimizer, monitor=monitor, data_generator=data_generator,
+                      augment_generator=augment_generator, bank=bank)

@@ -1,0 +1,160 @@
+"""The optimisation steps of one epoch: two views, forward, objective, backward, EMA update.
+
+Per step: sample the batch indices from the data-order generator, augment the uint8 batch on the
+trial's device (per-sample parameters, augmentation generator), run the student on both views and
+the EMA teacher where the objective needs one, evaluate the objective, and only when the loss and
+every gradient are finite take the optimiser step and update the teacher. A non-finite loss or
+gradient ends the epoch at once and marks it diverged; parameters are never touched by it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from er_tune.collapse import grad_is_finite
+from er_tune.data import DatasetBundle
+from er_tune.data.augment import make_augmenter
+from er_tune.models import ema_momentum
+from er_tune.objectives import ObjectiveInputs
+from er_tune.objectives.deepcluster import kmeans
+from trainers.optim import learning_rate, scaled_lr, set_learning_rate
+from trainers.state import TrialState
+
+
+@dataclass
+class EpochOutcome:
+    mean_loss: float
+    images: int
+    lr: float
+    ema: float
+    diverged: bool = False
+    divergence_value: float = float("nan")
+
+
+class TrainingStep:
+    """Runs the training steps of an epoch for one :class:`TrialState`."""
+
+    def __init__(self, state: TrialState, data: DatasetBundle) -> None:
+        self.state = state
+        self.data = data
+        config = state.config
+        self.augment = make_augmenter(config.method, data.mean, data.std)
+        self.num_train = data.train_images.shape[0]
+        self.steps_per_epoch = self.num_train // config.batch_size
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.warmup_steps = self.steps_per_epoch * min(config.warmup_epochs, config.epochs)
+        self.peak_lr = scaled_lr(config.lr, config.batch_size)
+        self.autocast = state.device.type == "cuda"
+        self._memory_format = torch.channels_last if state.channels_last else torch.contiguous_format
+        self._pin = state.device.type == "cuda"
+
+    def current_ema(self) -> float:
+        config = self.state.config
+        if not config.uses_ema:
+            return 0.0
+        return ema_momentum(config.ema, self.state.step, self.total_steps)
+
+    def run_epoch(self, epoch: int, writer) -> EpochOutcome:
+        state, config = self.state, self.state.config
+        state.net.train()
+        state.objective.train()
+        if state.bank is not None:
+            self._refresh_cluster_targets(epoch)
+        order = torch.randperm(self.num_train, generator=state.data_generator)
+        loss_sum, images, lr = torch.zeros((), dtype=torch.float64), 0, 0.0
+        for index in range(self.steps_per_epoch):
+            batch_indices = order[index * config.batch_size:(index + 1) * config.batch_size]
+            lr = learning_rate(state.step, self.total_steps, self.warmup_steps, self.peak_lr)
+            set_learning_rate(state.optimizer, lr)
+            loss = self._step(batch_indices)
+            if not math.isfinite(loss) or not grad_is_finite(state.net):
+                state.optimizer.zero_grad(set_to_none=True)
+                done = max(index, 1)
+                return EpochOutcome(mean_loss=float(loss_sum) / done, images=images, lr=lr,
+                                    ema=self.current_ema(), diverged=True, divergence_value=loss)
+            state.optimizer.step()
+            if state.teacher is not None:
+                state.teacher.update(state.net, self.current_ema())
+            state.step += 1
+            loss_sum += loss
+            images += batch_indices.numel()
+            if state.step % config.log_every_n_steps == 0:
+                writer.step_scalars(state.step, loss=loss, lr=lr)
+        return EpochOutcome(mean_loss=float(loss_sum) / max(1, self.steps_per_epoch), images=images,
+                            lr=lr, ema=self.current_ema())
+
+    def _step(self, batch_indices: torch.Tensor) -> float:
+        """Forward + backward of one batch; returns the loss (gradients left in place)."""
+        state = self.state
+        device = state.device
+        batch = self.data.train_images[batch_indices]
+        if self._pin:
+            batch = batch.pin_memory()
+        batch = batch.to(device, non_blocking=True)
+        view1, view2 = self.augment(batch, state.augment_generator)
+        view1 = view1.contiguous(memory_format=self._memory_format)
+        view2 = view2.contiguous(memory_format=self._memory_format)
+        state.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            out1, out2 = state.net(view1), state.net(view2)
+            teacher1 = teacher2 = None
+            if state.teacher is not None:
+                with torch.no_grad():
+                    teacher1, teacher2 = state.teacher(view1), state.teacher(view2)
+        inputs = ObjectiveInputs(
+            z1=out1.z.float(), z2=out2.z.float(),
+            p1=_float(out1.p), p2=_float(out2.p),
+            s1=_float(out1.scores), s2=_float(out2.scores),
+            t1=_float(teacher1.z if teacher1 is not None else None),
+            t2=_float(teacher2.z if teacher2 is not None else None),
+            ts1=_float(teacher1.scores if teacher1 is not None else None),
+            ts2=_float(teacher2.scores if teacher2 is not None else None),
+            targets=(state.targets[batch_indices.to(device)] if state.targets is not None else None),
+        )
+        output = state.objective(inputs)
+        loss = output.loss
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return value
+        loss.backward()
+        if state.bank is not None:
+            with torch.no_grad():
+                state.bank.update(batch_indices.to(device), F.normalize(out1.z.float(), dim=1),
+                                  F.normalize(out2.z.float(), dim=1))
+        return value
+
+    @torch.no_grad()
+    def _refresh_cluster_targets(self, epoch: int) -> None:
+        """DeepCluster-v2: k-means on the memory bank gives this epoch's targets and prototypes."""
+        state, config = self.state, self.state.config
+        if epoch == 1 or not state.bank.filled:
+            self._fill_bank()
+        generator = torch.Generator(device=state.device)
+        generator.manual_seed(config.seed * 1000 + epoch)
+        centroids, assignments = kmeans(state.bank.embeddings(), config.num_prototypes,
+                                        iterations=10, generator=generator)
+        state.targets = assignments.to(state.device)
+        state.net.prototypes.set_weights(centroids)
+
+    @torch.no_grad()
+    def _fill_bank(self) -> None:
+        state = self.state
+        was_training = state.net.training
+        state.net.eval()
+        for start in range(0, self.num_train, 512):
+            indices = torch.arange(start, min(start + 512, self.num_train))
+            batch = self.data.train_images[indices].to(state.device)
+            view1, view2 = self.augment(batch, state.augment_generator)
+            with torch.autocast(device_type=state.device.type, dtype=torch.bfloat16,
+                                enabled=self.autocast):
+                z1, z2 = state.net(view1).z.float(), state.net(view2).z.float()
+            state.bank.update(indices.to(state.device), F.normalize(z1, dim=1), F.normalize(z2, dim=1))
+        state.net.train(was_training)
+
+
+def _float(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return tensor.float() if tensor is not None else None

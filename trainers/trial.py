@@ -1,0 +1,185 @@
+"""One trial: train one objective under one condition, measure it every epoch, stop on collapse.
+
+:func:`run_trial` is the single entry point, used unchanged by ``er-tune train`` (with a
+:class:`~trainers.reporters.LocalReporter`) and by the Ray Tune function trainable (with a
+:class:`~trainers.reporters.TuneReporter`). Per epoch it reports exactly the metrics of
+:data:`EPOCH_METRICS` (plus the two ``assign_*`` for discrete methods), all finite, and writes a
+checkpoint; a collapse is a result (status ``collapsed`` or ``diverged``), never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from er_tune.collapse import CollapseEvent
+from er_tune.config import TrialConfig
+from er_tune.data import DatasetBundle
+from trainers.diagnostics import Diagnostics
+from trainers.state import TrialState, build_state
+from trainers.steps import TrainingStep
+from trainers.tensorboard import TrialWriter
+
+EPOCH_METRICS = ("epoch", "step", "loss", "er_entropy", "er_reconstruction", "er_bound", "knn_top1",
+                 "rankme", "std_ratio", "lr", "ema", "images_per_s", "collapsed", "stop_reason")
+DISCRETE_METRICS = ("assign_entropy", "assign_sample_entropy")
+EVENTS_FILE = "collapse_events.jsonl"
+
+
+@dataclass
+class TrialSummary:
+    """How a trial ended: ``status`` is ``completed``, ``collapsed`` or ``diverged``."""
+
+    status: str
+    epochs_completed: int
+    final_metrics: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _finite(value: float, fallback: float = 0.0) -> float:
+    return value if math.isfinite(value) else fallback
+
+
+class EventLog:
+    """Append-only ``collapse_events.jsonl``: one flushed, fsynced JSON object per event."""
+
+    def __init__(self, trial_dir: str) -> None:
+        self.path = os.path.join(trial_dir, EVENTS_FILE)
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop events of epochs after ``epoch`` (a resumed trial re-runs those epochs)."""
+        if not os.path.exists(self.path):
+            return
+        kept = []
+        with open(self.path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    if json.loads(line)["epoch"] <= epoch:
+                        kept.append(line if line.endswith("\n") else line + "\n")
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+        with open(self.path + ".tmp", "w", encoding="utf-8") as handle:
+            handle.writelines(kept)
+        os.replace(self.path + ".tmp", self.path)
+
+    def append(self, events: list[CollapseEvent]) -> None:
+        if not events:
+            return
+        with open(self.path, "a", encoding="utf-8") as handle:
+            for event in events:
+                handle.write(json.dumps(event.to_dict(), sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
+              log: Callable[[str], None] | None = None) -> TrialSummary:
+    """Train ``config`` on ``data``, reporting each epoch to ``reporter``; resume if it has a checkpoint.
+
+    Args:
+        config: the trial's complete configuration.
+        data: the dataset bundle (uint8 tensors on the CPU), shared by every trial of a study.
+        reporter: :class:`~trainers.reporters.LocalReporter` or :class:`~trainers.reporters.TuneReporter`.
+        log: optional callable receiving one human-readable line per epoch and per event.
+    """
+    state = build_state(config, data)
+    with reporter.latest_checkpoint() as directory:
+        if directory is not None:
+            state.restore(directory)
+    if hasattr(reporter, "truncate_after"):
+        reporter.truncate_after(state.epoch)
+    events = EventLog(reporter.trial_dir)
+    events.truncate_after(state.epoch)
+    if state.last_metrics.get("stop_reason"):
+        return _summary(state)
+
+    writer = TrialWriter(reporter.trial_dir, purge_step=state.step if state.step else None)
+    step_fn = TrainingStep(state, data)
+    diagnostics = Diagnostics(config, data, state.device, channels_last=state.channels_last,
+                              autocast=step_fn.autocast)
+    try:
+        while state.epoch < config.epochs:
+            metrics = _run_epoch(state, step_fn, diagnostics, writer, events, log)
+            checkpoint_dir = tempfile.mkdtemp(prefix="er_tune_ckpt_")
+            state.save(checkpoint_dir)
+            reporter.report(metrics, checkpoint_dir)
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            if log is not None:
+                log(format_epoch(metrics))
+            if metrics["stop_reason"]:
+                break
+        summary = _summary(state)
+        writer.hparams(config.to_dict(), summary.final_metrics, summary.status)
+        return summary
+    finally:
+        writer.close()
+
+
+def _run_epoch(state: TrialState, step_fn: "TrainingStep", diagnostics: Diagnostics,
+               writer: TrialWriter, events: EventLog, log) -> dict[str, Any]:
+    config = state.config
+    epoch = state.epoch + 1
+    start = time.perf_counter()
+    outcome = step_fn.run_epoch(epoch, writer)
+    train_seconds = time.perf_counter() - start
+    measured = diagnostics(state.net)
+    found: list[CollapseEvent] = []
+    if outcome.diverged:
+        found += state.monitor.observe_divergence(outcome.divergence_value, epoch=epoch, step=state.step)
+    found += state.monitor.observe({**measured, "loss": outcome.mean_loss}, epoch=epoch, step=state.step)
+    state.epoch = epoch
+    stop_reason = state.monitor.stop_reason if config.collapse.stop_on_collapse else ""
+    if outcome.diverged:
+        stop_reason = "diverged"  # weights would be non-finite from here on: always stop
+    if not stop_reason and epoch >= config.epochs:
+        stop_reason = "completed"
+    metrics: dict[str, Any] = {
+        "epoch": epoch,
+        "step": state.step,
+        "loss": _finite(outcome.mean_loss, state.last_metrics.get("loss", 0.0)),
+        **{key: _finite(value) for key, value in measured.items()},
+        "lr": outcome.lr,
+        "ema": outcome.ema,
+        "images_per_s": outcome.images / train_seconds if train_seconds > 0 else 0.0,
+        "collapsed": bool(state.monitor.collapsed),
+        "stop_reason": stop_reason,
+    }
+    state.last_metrics = metrics
+    events.append(found)
+    writer.epoch_metrics(epoch, metrics)
+    for event in found:
+        writer.collapse_event(state.step, event.message)
+        if log is not None:
+            log(f"  [{event.severity}] {event.kind} ({event.detector}) epoch {event.epoch}: {event.message}")
+    writer.flush()
+    return metrics
+
+
+def _summary(state: TrialState) -> TrialSummary:
+    reason = state.last_metrics.get("stop_reason", "")
+    status = reason if reason in ("collapsed", "diverged") else "completed"
+    return TrialSummary(status=status, epochs_completed=state.epoch,
+                        final_metrics=dict(state.last_metrics),
+                        events=[event.to_dict() for event in state.monitor.events])
+
+
+def format_epoch(metrics: dict[str, Any]) -> str:
+    """One terminal line per epoch."""
+    parts = [f"epoch {metrics['epoch']:>3}", f"loss {metrics['loss']:.4f}",
+             f"knn {metrics['knn_top1']:.3f}", f"H {metrics['er_entropy']:.2f}",
+             f"R {metrics['er_reconstruction']:.2f}", f"rankme {metrics['rankme']:.1f}",
+             f"std {metrics['std_ratio']:.3f}"]
+    if "assign_entropy" in metrics:
+        parts.append(f"H(p̄) {metrics['assign_entropy']:.3f}")
+    parts += [f"lr {metrics['lr']:.4f}", f"{metrics['images_per_s']:.0f} img/s"]
+    if metrics["stop_reason"]:
+        parts.append(f"-> {metrics['stop_reason']}")
+    return " | ".join(parts)
