@@ -53,6 +53,7 @@ class EventLog:
 
     def __init__(self, trial_dir: str) -> None:
         self.path = os.path.join(trial_dir, EVENTS_FILE)
+        open(self.path, "a", encoding="utf-8").close()  # present (maybe empty) in every trial dir
 
     def truncate_after(self, epoch: int) -> None:
         """Drop events of epochs after ``epoch`` (a resumed trial re-runs those epochs)."""

@@ -1,0 +1,224 @@
+"""Representation-collapse detectors and the per-trial collapse monitor (DESIGN.md §6).
+
+Detectors are pure functions with documented anchors:
+
+- ``std_ratio(z)``: mean per-dimension standard deviation of L2-normalised embeddings times √d.
+  Isotropic embeddings give ≈ 1 (each coordinate of a uniform unit vector has variance 1/d);
+  a collapsed batch (all rows equal) gives 0.
+- ``rankme(features)``: RankMe (Garrido et al., ICML 2023), ``exp(-Σ p_k log p_k)`` with
+  ``p_k = σ_k / Σσ + ε`` the normalised singular values; 1 ≤ RankMe ≤ min(N, D); ≈1 for rank one.
+- ``assignment_entropies(p)``: ``H(p̄)/log K`` (0 when every sample picks one prototype, 1 when
+  the batch spreads uniformly) and ``mean_i H(p_i)/log K`` (1 when each assignment is uniform).
+- ``is_finite`` / ``grad_is_finite``: divergence.
+
+:class:`CollapseMonitor` turns per-evaluation metrics into :class:`CollapseEvent` records with
+patience, warning vs collapse severity, and checkpointable state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from er_tune.config import CollapseConfig
+
+KINDS = ("complete", "dimensional", "cluster", "uniform", "diverged", "knn_chance")
+SEVERITIES = ("warning", "collapse")
+
+
+def std_ratio(z: torch.Tensor) -> float:
+    """√d · mean_j std_i(normalize(z)_ij); ≈1 isotropic, 0 collapsed; non-finite input gives NaN."""
+    if z.dim() != 2 or z.shape[0] < 2:
+        raise ValueError(f"std_ratio needs [N>=2, d] embeddings, got shape {tuple(z.shape)}")
+    normalised = F.normalize(z.double(), dim=1)
+    return float(normalised.std(dim=0, unbiased=True).mean() * math.sqrt(z.shape[1]))
+
+
+def rankme(features: torch.Tensor, eps: float = 1e-7) -> float:
+    """RankMe effective rank of a feature matrix [N, D]: exp of the entropy of σ / ‖σ‖₁."""
+    if features.dim() != 2:
+        raise ValueError(f"rankme needs a [N, D] matrix, got shape {tuple(features.shape)}")
+    features = features.double()
+    if not torch.isfinite(features).all():
+        return float("nan")
+    singular = torch.linalg.svdvals(features)
+    total = singular.sum()
+    if total <= 0:
+        return 1.0
+    p = singular / total + eps
+    return float(torch.exp(-(p * torch.log(p)).sum()))
+
+
+def assignment_entropies(p: torch.Tensor) -> tuple[float, float]:
+    """(H(p̄)/log K, mean_i H(p_i)/log K) of assignment probabilities p [N, K]."""
+    if p.dim() != 2 or p.shape[1] < 2:
+        raise ValueError(f"assignment_entropies needs [N, K>=2] probabilities, got shape {tuple(p.shape)}")
+    p = p.double()
+    log_k = math.log(p.shape[1])
+    mean = p.mean(dim=0)
+    mean_entropy = -torch.special.xlogy(mean, mean).sum() / log_k
+    sample_entropy = (-torch.special.xlogy(p, p).sum(dim=1)).mean() / log_k
+    return float(mean_entropy), float(sample_entropy)
+
+
+def is_finite(*values: Any) -> bool:
+    """True when every given float or tensor is finite."""
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            if not bool(torch.isfinite(value).all()):
+                return False
+        elif not math.isfinite(float(value)):
+            return False
+    return True
+
+
+def grad_is_finite(module: nn.Module) -> bool:
+    """True when every existing gradient of ``module`` is finite (one device sync)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]).isfinite().all())
+
+
+@dataclass(frozen=True)
+class CollapseEvent:
+    """One detection: which detector fired, how bad, when, and on what value."""
+
+    detector: str
+    kind: str
+    severity: str
+    epoch: int
+    step: int
+    value: float
+    threshold: float
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["value"] = self.value if math.isfinite(self.value) else None
+        return payload
+
+
+class CollapseMonitor:
+    """Fed once per evaluation; emits events, remembers streaks, decides ``stop_reason``.
+
+    Detectors (thresholds from :class:`~er_tune.config.CollapseConfig`):
+
+    - complete: ``std_ratio < std_ratio_threshold`` for ``std_ratio_patience`` evaluations → collapse;
+    - dimensional: ``rankme <= rankme_collapse`` → collapse; ``rankme < rankme_warning_fraction ×
+      running max`` after warm-up → warning (once per episode: re-armed when RankMe recovers);
+    - cluster (discrete): ``assign_entropy < cluster_threshold`` for ``assignment_patience`` → collapse;
+    - uniform (discrete): ``assign_entropy`` and ``assign_sample_entropy`` both ``> uniform_threshold``
+      for ``assignment_patience`` → collapse;
+    - knn_chance: after warm-up, ``knn_top1 < (1 + knn_chance_margin) / num_classes`` → warning
+      (once per episode);
+    - diverged: :meth:`observe_divergence`, or a non-finite loss → collapse at once.
+
+    A non-finite ``std_ratio`` or ``rankme`` (NaN features) counts as divergence.
+    """
+
+    def __init__(self, config: CollapseConfig, *, discrete: bool, num_classes: int) -> None:
+        self.config, self.discrete, self.num_classes = config, discrete, num_classes
+        self.streaks = {"complete": 0, "cluster": 0, "uniform": 0}
+        self.rankme_max = 0.0
+        self.warned = {"dimensional": False, "knn_chance": False}
+        self.events: list[CollapseEvent] = []
+
+    @property
+    def collapsed(self) -> bool:
+        return any(event.severity == "collapse" for event in self.events)
+
+    @property
+    def first_collapse(self) -> CollapseEvent | None:
+        return next((event for event in self.events if event.severity == "collapse"), None)
+
+    @property
+    def stop_reason(self) -> str:
+        first = self.first_collapse
+        if first is None:
+            return ""
+        return "diverged" if first.kind == "diverged" else "collapsed"
+
+    def _emit(self, found: list, detector: str, kind: str, severity: str, epoch: int, step: int,
+              value: float, threshold: float, message: str) -> None:
+        event = CollapseEvent(detector, kind, severity, epoch, step, float(value), float(threshold), message)
+        self.events.append(event)
+        found.append(event)
+
+    def observe_divergence(self, value: float, *, epoch: int, step: int) -> list[CollapseEvent]:
+        found: list[CollapseEvent] = []
+        self._emit(found, "non_finite", "diverged", "collapse", epoch, step, value, 0.0,
+                   f"non-finite loss or gradient ({value}) at step {step}")
+        return found
+
+    def observe(self, metrics: Mapping[str, float], *, epoch: int, step: int) -> list[CollapseEvent]:
+        """Check one evaluation's metrics; returns the new events (also kept in ``events``)."""
+        c, found = self.config, []
+        loss = float(metrics.get("loss", 0.0))
+        ratio, rank = float(metrics["std_ratio"]), float(metrics["rankme"])
+        if not math.isfinite(loss) or not math.isfinite(ratio) or not math.isfinite(rank):
+            if not any(e.kind == "diverged" for e in self.events):
+                bad = loss if not math.isfinite(loss) else (ratio if not math.isfinite(ratio) else rank)
+                self._emit(found, "non_finite", "diverged", "collapse", epoch, step, bad, 0.0,
+                           "non-finite loss or embeddings")
+            return found
+        self._streak(found, "complete", "std_ratio", ratio < c.std_ratio_threshold, c.std_ratio_patience,
+                     epoch, step, ratio, c.std_ratio_threshold,
+                     f"std ratio {ratio:.4f} < {c.std_ratio_threshold} for {c.std_ratio_patience} evaluations")
+        self.rankme_max = max(self.rankme_max, rank)
+        if rank <= c.rankme_collapse:
+            if not any(e.kind == "dimensional" and e.severity == "collapse" for e in self.events):
+                self._emit(found, "rankme", "dimensional", "collapse", epoch, step, rank, c.rankme_collapse,
+                           f"RankMe {rank:.3f} <= {c.rankme_collapse}: features span one direction")
+        elif epoch > c.warmup_epochs and rank < c.rankme_warning_fraction * self.rankme_max:
+            self._warn_once(found, "dimensional", "rankme", epoch, step, rank,
+                            c.rankme_warning_fraction * self.rankme_max,
+                            f"RankMe {rank:.2f} fell below {c.rankme_warning_fraction:.0%} of its max "
+                            f"{self.rankme_max:.2f}")
+        else:
+            self.warned["dimensional"] = False
+        if self.discrete and "assign_entropy" in metrics:
+            mean_h, sample_h = float(metrics["assign_entropy"]), float(metrics["assign_sample_entropy"])
+            self._streak(found, "cluster", "assign_entropy", mean_h < c.cluster_threshold,
+                         c.assignment_patience, epoch, step, mean_h, c.cluster_threshold,
+                         f"H(p̄)/log K = {mean_h:.4f} < {c.cluster_threshold}: one prototype takes the batch")
+            self._streak(found, "uniform", "assign_sample_entropy",
+                         mean_h > c.uniform_threshold and sample_h > c.uniform_threshold,
+                         c.assignment_patience, epoch, step, sample_h, c.uniform_threshold,
+                         f"assignments uniform (H(p̄)/log K = {mean_h:.4f}, mean H(p_i)/log K = "
+                         f"{sample_h:.4f} > {c.uniform_threshold})")
+        knn = metrics.get("knn_top1")
+        if knn is not None and self.num_classes > 1:
+            chance = (1.0 + c.knn_chance_margin) / self.num_classes
+            if epoch > c.warmup_epochs and float(knn) < chance:
+                self._warn_once(found, "knn_chance", "knn_top1", epoch, step, float(knn), chance,
+                                f"kNN top-1 {float(knn):.3f} near chance ({1.0 / self.num_classes:.3f})")
+            else:
+                self.warned["knn_chance"] = False
+        return found
+
+    def _streak(self, found, kind, detector, condition, patience, epoch, step, value, threshold, message):
+        self.streaks[kind] = self.streaks[kind] + 1 if condition else 0
+        if self.streaks[kind] == patience:
+            self._emit(found, detector, kind, "collapse", epoch, step, value, threshold, message)
+
+    def _warn_once(self, found, kind, detector, epoch, step, value, threshold, message):
+        if not self.warned[kind]:
+            self.warned[kind] = True
+            self._emit(found, detector, kind, "warning", epoch, step, value, threshold, message)
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state (streaks, running max, warnings, events)."""
+        return {"streaks": dict(self.streaks), "rankme_max": self.rankme_max, "warned": dict(self.warned),
+                "events": [asdict(event) for event in self.events]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.streaks = dict(state["streaks"])
+        self.rankme_max = float(state["rankme_max"])
+        self.warned = dict(state["warned"])
+        self.events = [CollapseEvent(**event) for event in state["events"]]

@@ -1,0 +1,167 @@
+"""Entropy and reconstruction estimators of the ER bound (Gálvez et al., ICML 2023).
+
+For two views with projections Z1, Z2 and any conditional density q,
+``I(Z1; Z2) >= H(Z2) + E[log q(Z2 | Z1)]``. On the unit sphere S^{d-1} both terms use the
+von Mises–Fisher (vMF) density ``f(x; mu, kappa) = C_d(kappa) exp(kappa mu.x)`` with
+
+    log C_d(kappa) = (d/2 - 1) log kappa - (d/2) log(2 pi) - log I_{d/2-1}(kappa).
+
+The public reference code computes ``log(iv(d/2-1, kappa) + 1e-7)``, which underflows for large d
+and small kappa (the entropy it reports then exceeds the maximum entropy on the sphere by up to
+thousands of nats). Here ``log I_nu`` is evaluated in log space: from the exponentially scaled
+``scipy.special.ive`` where it is representable, otherwise from the small-argument power series
+or Debye's uniform asymptotic expansion. Tested against mpmath to 1e-6 relative error for
+d in 2..4096 and kappa in 0.01..1e4 (``tests/test_estimators.py``).
+
+All tensor functions work for float32 and float64, on CPU and CUDA, and are differentiable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy import special
+
+_NORM_TOLERANCE = 1e-3
+
+
+def _log_bessel_series(nu: float, x: float, terms: int = 400) -> float:
+    """log I_nu(x) = nu log(x/2) - lgamma(nu+1) + log sum_k (x^2/4)^k / (k! (nu+1)_k)."""
+    q = x * x / 4.0
+    log_term, log_terms = 0.0, [0.0]
+    for k in range(1, terms):
+        log_term += math.log(q) - math.log(k) - math.log(nu + k)
+        log_terms.append(log_term)
+        if log_term < log_terms[0] - 40.0 and k > q:
+            break
+    return nu * math.log(x / 2.0) - math.lgamma(nu + 1.0) + float(np.logaddexp.reduce(log_terms))
+
+
+def _log_bessel_debye(nu: float, x: float) -> float:
+    """Debye's uniform asymptotic expansion of log I_nu(nu z) (DLMF 10.41.3), four correction terms."""
+    z = x / nu
+    root = math.sqrt(1.0 + z * z)
+    t = 1.0 / root
+    eta = root + math.log(z / (1.0 + root))
+    t2 = t * t
+    u1 = t * (3.0 - 5.0 * t2) / 24.0
+    u2 = t2 * (81.0 - 462.0 * t2 + 385.0 * t2 * t2) / 1152.0
+    u3 = t * t2 * (30375.0 - 369603.0 * t2 + 765765.0 * t2 ** 2 - 425425.0 * t2 ** 3) / 414720.0
+    u4 = t2 * t2 * (4465125.0 - 94121676.0 * t2 + 349922430.0 * t2 ** 2 - 446185740.0 * t2 ** 3
+                     + 185910725.0 * t2 ** 4) / 39813120.0
+    series = 1.0 + u1 / nu + u2 / nu ** 2 + u3 / nu ** 3 + u4 / nu ** 4
+    return nu * eta - 0.5 * math.log(2.0 * math.pi * nu) + 0.5 * math.log(t) + math.log(series)
+
+
+def log_bessel_iv(nu: float, x: float) -> float:
+    """log I_nu(x) for nu >= 0, x > 0, without under- or overflow."""
+    if x <= 0:
+        raise ValueError(f"log_bessel_iv needs x > 0, got {x}")
+    scaled = float(special.ive(nu, x))
+    if scaled > 0.0 and math.isfinite(scaled) and scaled > 1e-280:
+        return math.log(scaled) + x
+    if x * x / 4.0 < 0.05 * (nu + 1.0):
+        return _log_bessel_series(nu, x)
+    return _log_bessel_debye(nu, x)
+
+
+def _check_kappa(kappa: float) -> float:
+    kappa = float(kappa)
+    if not (kappa > 0 and math.isfinite(kappa)):
+        raise ValueError(f"kappa must be a finite number > 0, got {kappa}")
+    return kappa
+
+
+def vmf_log_normalizer(dim: int, kappa: float) -> float:
+    """log C_d(kappa) of the vMF density on S^{dim-1}, computed in log space (float64).
+
+    Args:
+        dim: ambient dimension d >= 2 (the sphere S^{d-1}).
+        kappa: concentration > 0.
+    """
+    if int(dim) != dim or dim < 2:
+        raise ValueError(f"dim must be an integer >= 2, got {dim}")
+    kappa = _check_kappa(kappa)
+    nu = dim / 2.0 - 1.0
+    return nu * math.log(kappa) - (dim / 2.0) * math.log(2.0 * math.pi) - log_bessel_iv(nu, kappa)
+
+
+def sphere_max_entropy(dim: int) -> float:
+    """log |S^{dim-1}| = log(2 pi^{d/2} / Gamma(d/2)): the entropy of the uniform density."""
+    if int(dim) != dim or dim < 2:
+        raise ValueError(f"dim must be an integer >= 2, got {dim}")
+    return math.log(2.0) + (dim / 2.0) * math.log(math.pi) - math.lgamma(dim / 2.0)
+
+
+def _check_unit_rows(name: str, z: torch.Tensor, min_rows: int = 1) -> None:
+    if z.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D tensor [batch, dim], got shape {tuple(z.shape)}")
+    if z.shape[0] < min_rows or z.shape[1] < 2:
+        raise ValueError(f"{name} needs at least {min_rows} rows and 2 columns, got shape {tuple(z.shape)}")
+    norms = torch.linalg.vector_norm(z.detach().float(), dim=1)
+    if not torch.all((norms - 1.0).abs() <= _NORM_TOLERANCE):
+        raise ValueError(f"{name} must have L2-normalised rows (norm 1 +- {_NORM_TOLERANCE}); "
+                         f"got norms in [{norms.min():.4f}, {norms.max():.4f}]")
+
+
+def kde_entropy(z: torch.Tensor, kappa: float, *, leave_one_out: bool = False) -> torch.Tensor:
+    """vMF kernel-density (resubstitution) estimate of the entropy of unit vectors ``z`` [B, d].
+
+    ``H = -mean_i log( (1/B) sum_j C_d(kappa) exp(kappa z_i.z_j) )``; with ``leave_one_out`` the
+    inner sum runs over j != i and is divided by B - 1. The result is capped at log|S^{d-1}|, the
+    maximum entropy of any density on the sphere: the KDE of a finite sample may fall above it
+    (its kernel is smoother than any sample), and no estimate of an entropy should exceed the
+    bound. A collapsed batch (all rows equal) gives ``-log C_d(kappa) - kappa``.
+    """
+    kappa = _check_kappa(kappa)
+    _check_unit_rows("z", z, min_rows=2 if leave_one_out else 1)
+    batch, dim = z.shape
+    logits = kappa * (z @ z.transpose(0, 1))
+    count = batch
+    if leave_one_out:
+        logits = logits.masked_fill(torch.eye(batch, dtype=torch.bool, device=z.device), float("-inf"))
+        count = batch - 1
+    log_density = torch.logsumexp(logits, dim=1) + vmf_log_normalizer(dim, kappa) - math.log(count)
+    entropy = -log_density.mean()
+    return torch.clamp(entropy, max=sphere_max_entropy(dim))
+
+
+def vmf_reconstruction(z1: torch.Tensor, z2: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Mean vMF negative log-likelihood ``-mean_i [log C_d(kappa) + kappa z1_i.z2_i]`` (symmetric)."""
+    kappa = _check_kappa(kappa)
+    _check_unit_rows("z1", z1)
+    _check_unit_rows("z2", z2)
+    if z1.shape != z2.shape:
+        raise ValueError(f"z1 and z2 must have the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    return -(vmf_log_normalizer(z1.shape[1], kappa) + kappa * (z1 * z2).sum(dim=1)).mean()
+
+
+def _check_probabilities(name: str, p: torch.Tensor) -> None:
+    if p.dim() != 2 or p.shape[1] < 2:
+        raise ValueError(f"{name} must be a 2-D tensor [batch, K>=2] of probabilities, got shape {tuple(p.shape)}")
+    sums = p.detach().sum(dim=1)
+    if torch.any(p.detach() < -1e-6) or not torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
+        raise ValueError(f"{name} rows must be probability vectors (non-negative, summing to 1)")
+
+
+def discrete_entropy(p: torch.Tensor) -> torch.Tensor:
+    """H(p_bar) = -sum_k p_bar_k log p_bar_k of the batch-mean assignment p_bar = mean_i p_i.
+
+    Uniform p_bar gives log K; a batch assigned to one prototype gives 0. (Not -mean log p_bar,
+    which grows as assignments collapse.)
+    """
+    _check_probabilities("p", p)
+    mean = p.mean(dim=0)
+    return -torch.special.xlogy(mean, mean).sum()
+
+
+def discrete_reconstruction(target: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy ``-mean_i sum_k target_ik log p_ik`` (0 for matching one-hot rows)."""
+    _check_probabilities("target", target)
+    _check_probabilities("p", p)
+    if target.shape != p.shape:
+        raise ValueError(f"target and p must have the same shape, got {tuple(target.shape)} and {tuple(p.shape)}")
+    log_p = torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
+    return -(target * log_p).sum(dim=1).mean()

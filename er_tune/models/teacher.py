@@ -1,0 +1,71 @@
+"""EMA teacher with BYOL's cosine schedule, and DeepCluster-v2's memory bank."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from er_tune.models.heads import NetworkOutput, SSLNetwork
+
+
+def ema_momentum(base: float, step: int, total_steps: int) -> float:
+    """BYOL: ``m = 1 - (1 - base) (cos(pi step / total) + 1) / 2``, from ``base`` at 0 to 1 at total."""
+    if total_steps <= 0:
+        return base
+    progress = min(max(step / total_steps, 0.0), 1.0)
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
+
+
+class EMATeacher(nn.Module):
+    """A frozen copy of the student without its predictor, updated as ``t <- m t + (1 - m) s``.
+
+    ``m = 0`` makes the teacher the current student under stop-gradient; ``m = 1`` freezes it.
+    BatchNorm running statistics are copied from the student.
+    """
+
+    def __init__(self, student: SSLNetwork) -> None:
+        super().__init__()
+        self.network = SSLNetwork(copy.deepcopy(student.backbone), copy.deepcopy(student.projector),
+                                  None, copy.deepcopy(student.prototypes))
+        for param in self.network.parameters():
+            param.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, student: SSLNetwork, momentum: float) -> None:
+        pairs = [(self.network.backbone, student.backbone), (self.network.projector, student.projector)]
+        if self.network.prototypes is not None:
+            pairs.append((self.network.prototypes, student.prototypes))
+        for teacher_part, student_part in pairs:
+            for t, s in zip(teacher_part.parameters(), student_part.parameters()):
+                t.lerp_(s.detach(), 1.0 - momentum)
+            for t, s in zip(teacher_part.buffers(), student_part.buffers()):
+                t.copy_(s)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> NetworkOutput:
+        return self.network(x)
+
+
+class MemoryBank(nn.Module):
+    """L2-normalised student projections of every training image and view, by dataset index."""
+
+    def __init__(self, size: int, dim: int, num_views: int = 2) -> None:
+        super().__init__()
+        self.register_buffer("embeddings_", torch.zeros(num_views, size, dim))
+        self.register_buffer("written", torch.zeros(size, dtype=torch.bool))
+
+    @property
+    def filled(self) -> bool:
+        return bool(self.written.all())
+
+    @torch.no_grad()
+    def update(self, indices: torch.Tensor, *views: torch.Tensor) -> None:
+        for view, values in enumerate(views):
+            self.embeddings_[view, indices] = values.detach().to(self.embeddings_.dtype)
+        self.written[indices] = True
+
+    def embeddings(self, view: int = 0) -> torch.Tensor:
+        return self.embeddings_[view]

@@ -1,0 +1,132 @@
+"""The study service end to end on embedded Ray: both phases, trial files, resume after SIGKILL.
+
+One small module-scoped experiment of ``smoke.yaml`` is shared by the assertions; the resume test
+kills a second run's driver with SIGKILL mid-study and runs the same command again.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from search_spaces import load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "search_spaces" / "studies" / "smoke.yaml"
+ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
+
+pytestmark = pytest.mark.slow
+
+
+def er_tune(*args, timeout=600, **kwargs):
+    return subprocess.run([sys.executable, "-m", "er_tune.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=ENV, cwd=ROOT, **kwargs)
+
+
+def trial_dirs(phase_dir: Path) -> list[Path]:
+    return sorted(p for p in phase_dir.iterdir() if (p / "params.json").exists())
+
+
+def results(trial_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def smoke_experiment(tmp_path_factory):
+    exp = tmp_path_factory.mktemp("smoke") / "exp"
+    run = er_tune("tune", str(SMOKE), "--storage", str(exp))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return exp, run
+
+
+def test_both_phases_write_complete_trial_directories(smoke_experiment):
+    exp, run = smoke_experiment
+    study = load_study(str(SMOKE))
+    search, replicate = trial_dirs(exp / "search"), trial_dirs(exp / "replicate")
+    groups = {g.name for g in study_groups(study)}
+    assert len(search) == len(groups) * study.search.num_samples
+    assert len(replicate) == len(groups) * len(study.seeds)
+    for trial in search + replicate:
+        params = json.loads((trial / "params.json").read_text())
+        assert params["group"] in groups
+        assert params["phase"] == trial.parent.name
+        assert (trial / "collapse_events.jsonl").exists()
+        assert any(name.startswith("events.out.tfevents") for name in os.listdir(trial))
+        lines = results(trial)
+        assert lines and lines[-1]["epoch"] <= study.schedule.max_epochs
+        assert {"knn_top1", "er_entropy", "rankme", "stop_reason"} <= set(lines[-1])
+    seeds_by_group: dict = {}
+    for trial in replicate:
+        params = json.loads((trial / "params.json").read_text())
+        seeds_by_group.setdefault(params["group"], []).append(params["seed"])
+        assert results(trial)[-1]["stop_reason"] in ("completed", "collapsed", "diverged")
+        assert params["epochs"] == study.schedule.max_epochs
+    assert all(sorted(seeds) == sorted(study.seeds) for seeds in seeds_by_group.values())
+    assert (exp / "best_configs.json").exists()
+    assert "[replicate]" in run.stdout and "ended" in run.stdout
+
+
+def test_rerun_of_finished_experiment_runs_nothing_again(smoke_experiment):
+    exp, _ = smoke_experiment
+    before = {p: (p / "result.json").read_text() for p in trial_dirs(exp / "replicate")}
+    run = er_tune("tune", str(SMOKE), "--storage", str(exp))
+    assert run.returncode == 0, run.stderr[-3000:]
+    after = {p: (p / "result.json").read_text() for p in trial_dirs(exp / "replicate")}
+    assert before == after
+
+
+def test_validation_errors_exit_2_before_ray_starts(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SMOKE.read_text().replace("methods:", "methodz:"))
+    exp = tmp_path / "exp"
+    run = er_tune("tune", str(bad), "--storage", str(exp), timeout=60)
+    assert run.returncode == 2
+    assert str(bad) in run.stderr and "methodz" in run.stderr
+    assert not exp.exists()
+    run = er_tune("tune", str(SMOKE), "--address", "127.0.0.1:1", timeout=60)
+    assert run.returncode == 2 and "--storage" in run.stderr
+
+
+def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path):
+    exp = tmp_path / "exp"
+    driver = subprocess.Popen([sys.executable, "-m", "er_tune.cli", "tune", str(SMOKE), "--storage",
+                               str(exp)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            phase = exp / "search"
+            if phase.exists() and any((t / "result.json").exists() and results(t)
+                                      for t in trial_dirs(phase)):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("no trial reported within 300 s")
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # Ray processes this driver started
+        except ProcessLookupError:
+            pass
+    run = er_tune("tune", str(SMOKE), "--storage", str(exp))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "resuming" in run.stdout
+    study = load_study(str(SMOKE))
+    groups = study_groups(study)
+    for phase, expected in (("search", len(groups) * study.search.num_samples),
+                            ("replicate", len(groups) * len(study.seeds))):
+        dirs = trial_dirs(exp / phase)
+        assert len(dirs) == expected, phase
+        keys = [tuple(sorted((k, str(v)) for k, v in json.loads((d / "params.json").read_text()).items()))
+                for d in dirs]
+        if phase == "replicate":
+            assert len(set(keys)) == expected  # no configuration ran twice
+        for trial in dirs:
+            epochs = [line["epoch"] for line in results(trial)]
+            assert epochs and epochs[-1] == max(epochs)
