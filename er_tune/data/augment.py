@@ -27,13 +27,13 @@ _GRAY = torch.tensor([0.299, 0.587, 0.114])
 class AugmentConfig:
     """Parameters of one view's augmentation (torchvision's meanings)."""
 
-    crop_scale: tuple[float, float] = (0.2, 1.0)
+    crop_scale: tuple[float, float] = (0.5, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_p: float = 0.5
     jitter_p: float = 0.8
     brightness: float = 0.4
     contrast: float = 0.4
-    saturation: float = 0.2
+    saturation: float = 0.4
     hue: float = 0.1
     grayscale_p: float = 0.2
     blur_p: float = 0.0

@@ -93,12 +93,12 @@ def render_shapes(labels: torch.Tensor, image_size: int, generator: torch.Genera
     out = []
     for chunk in labels.split(CHUNK):
         n, size = chunk.shape[0], image_size * SUPERSAMPLE
-        scale = 0.45 + 0.4 * torch.rand(n, generator=generator)
+        scale = 0.6 + 0.3 * torch.rand(n, generator=generator)
         angle = 2 * math.pi * torch.rand(n, generator=generator)
-        shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (1 - scale.unsqueeze(1)) * 0.9
+        shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (1 - scale.unsqueeze(1)) * 0.6
         fg, bg = _colours(n, generator)
         gradient = (torch.rand(n, 3, generator=generator) - 0.5) * 0.4
-        noise_level = 0.02 + 0.06 * torch.rand(n, generator=generator)
+        noise_level = 0.01 + 0.04 * torch.rand(n, generator=generator)
         axis = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
         y, x = torch.meshgrid(axis, axis, indexing="ij")
         x, y = x.expand(n, -1, -1), y.expand(n, -1, -1)

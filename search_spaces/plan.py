@@ -1,0 +1,117 @@
+"""The plan of a study: condition groups, the flat trial configs of both phases, and its printout.
+
+A condition group is (method, variant, grid cell). Grid axes that do not apply to a method (the
+EMA coefficient for SimCLR, SwAV, DeepCluster-v2) are dropped from its cells instead of
+multiplying identical groups. Search trials all use the first seed; replicate trials use every
+seed; both phases use ``schedule.max_epochs``, so both variants of a method get the same budget.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from er_tune.config import TrialConfig
+from search_spaces.study import Study, StudyError, applies, load_study
+
+
+@dataclass(frozen=True)
+class ConditionGroup:
+    method: str
+    variant: str
+    cell: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        """Stable id, e.g. ``byol/er/batch_size=64,ema=0.9``."""
+        suffix = ",".join(f"{axis}={self.cell[axis]}" for axis in sorted(self.cell))
+        return f"{self.method}/{self.variant}" + (f"/{suffix}" if suffix else "")
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"method": self.method, "variant": self.variant, **self.cell}
+
+
+def condition_groups(study: Study) -> list[ConditionGroup]:
+    groups = []
+    for method in study.methods:
+        for variant in study.variants:
+            axes = [(axis, values) for axis, values in study.grid if applies(axis, method, variant)]
+            for combo in itertools.product(*(values for _, values in axes)):
+                groups.append(ConditionGroup(method, variant, dict(zip((a for a, _ in axes), combo))))
+    return groups
+
+
+def searched_params(study: Study, group: ConditionGroup) -> list:
+    return [d for d in study.tune or () if d.used_by(group.method, group.variant)]
+
+
+def trial_config(study: Study, group: ConditionGroup, *, phase: str, seed: int,
+                 hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The flat Ray config / params.json of one trial: TrialConfig fields + META_KEYS."""
+    hparams = dict(hparams or {})
+    config = TrialConfig.from_dict({**study.base, **group.settings, **hparams, "seed": seed})
+    return {**config.to_dict(), "study": study.name, "phase": phase, "group": group.name,
+            "grid_axes": sorted(group.cell), "searched": sorted(d.name for d in searched_params(study, group))}
+
+
+def search_trial_count(study: Study) -> int:
+    return 0 if study.tune is None else len(condition_groups(study)) * study.search.num_samples
+
+
+def replicate_configs(study: Study, best_by_group: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Best search configuration of each group (defaults without one) × every seed."""
+    configs = []
+    for group in condition_groups(study):
+        best = best_by_group.get(group.name, {})
+        hparams = {d.name: best[d.name] for d in searched_params(study, group) if d.name in best}
+        for seed in study.seeds:
+            configs.append(trial_config(study, group, phase="replicate", seed=seed, hparams=hparams))
+    return configs
+
+
+def data_configs(study: Study) -> list[dict[str, Any]]:
+    """One representative trial config per group (data settings never depend on searched values)."""
+    return [trial_config(study, g, phase="replicate", seed=study.seeds[0]) for g in condition_groups(study)]
+
+
+def describe(study: Study) -> str:
+    """Human-readable plan: groups, trials per phase, epoch budget."""
+    groups = condition_groups(study)
+    n_search = search_trial_count(study)
+    n_replicate = len(groups) * len(study.seeds)
+    epochs = study.schedule.max_epochs
+    lines = [f"study {study.name} ({study.source_path})",
+             f"  data: {study.base.get('dataset', 'shapes')}, model: {study.base.get('backbone', 'convnet')}, "
+             f"methods: {', '.join(study.methods)} x variants: {', '.join(study.variants)}",
+             f"  grid: " + (", ".join(f"{a}={list(v)}" for a, v in study.grid) or "none")
+             + f"; seeds: {list(study.seeds)}",
+             f"  condition groups: {len(groups)}"]
+    for group in groups:
+        params = ", ".join(d.name for d in searched_params(study, group)) or "-"
+        lines.append(f"    {group.name:<42} searched: {params}")
+    if study.tune is None:
+        lines.append("  phase search: skipped (no tune: section; replicate uses the defaults)")
+    else:
+        lines.append(f"  phase search: {n_search} trials ({study.search.num_samples} per group, Optuna TPE seed "
+                     f"{study.search.seed}, metric {study.search.metric} {study.search.mode}), ASHA per group "
+                     f"(grace {study.schedule.grace_period}, reduction {study.schedule.reduction_factor}), "
+                     f"at most {n_search * epochs} epochs")
+    lines.append(f"  phase replicate: {n_replicate} trials (best config per group x {len(study.seeds)} seeds), "
+                 f"{n_replicate * epochs} epochs")
+    lines.append(f"  epoch budget: at most {(n_search + n_replicate) * epochs} trial-epochs; resources per trial: "
+                 f"cpu={study.resources.cpu}, gpu={study.resources.gpu}")
+    return "\n".join(lines)
+
+
+def validate_command(path: str, stream=sys.stdout) -> int:
+    """``er-tune validate``: print the plan (exit 0) or the error (stderr, exit 2)."""
+    try:
+        study = load_study(path)
+    except StudyError as error:
+        print(f"er-tune validate: {error}", file=sys.stderr)
+        return 2
+    print(describe(study), file=stream)
+    return 0

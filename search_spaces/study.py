@@ -1,0 +1,207 @@
+"""Study files: YAML -> typed, frozen :class:`Study`, with every mistake caught before Ray starts.
+
+Each error is a :class:`StudyError` whose message reads ``<file>: <key.path>: <problem>; allowed:
+<...>``. Beyond the schema (unknown keys with a did-you-mean, types, ranges, empty lists), the
+loader builds the :class:`~er_tune.config.TrialConfig` of every condition group at both ends of
+every searched range, so any value a trial would reject is rejected here, naming the study key.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+import yaml
+
+from er_tune.config import (EMA_METHODS, METHODS, VARIANTS, CollapseConfig, ConfigError, TrialConfig,
+                            did_you_mean)
+
+DATASET_NAMES = ("shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder")
+NEEDS_ROOT = ("cifar10", "cifar100", "stl10", "imagefolder")
+BACKBONE_NAMES = ("convnet", "resnet18_cifar", "resnet18", "resnet50")
+METRICS = {"knn_top1": "max", "er_bound": "max", "er_entropy": "max", "rankme": "max", "loss": "min"}
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+TOP_KEYS = ("name", "data", "model", "methods", "variants", "grid", "seeds", "tune", "search", "schedule",
+            "collapse", "resources", "trial")
+DATA_KEYS = {"dataset": "dataset", "root": "data_root", "image_size": "image_size",
+             "train_size": "train_size", "eval_size": "eval_size", "seed": "data_seed"}
+MODEL_KEYS = ("backbone", "projector_dim", "projector_hidden_dim", "num_prototypes")
+SEARCH_KEYS = ("num_samples", "metric", "mode", "seed")
+SCHEDULE_KEYS = ("max_epochs", "asha")
+ASHA_KEYS = ("grace_period", "reduction_factor")
+RESOURCE_KEYS = ("cpu", "gpu", "max_concurrent_trials")
+# Keys a study sets through its own sections, not through ``trial:`` / ``grid:`` / ``tune:``.
+RESERVED = ("method", "variant", "seed", "epochs", "collapse", *DATA_KEYS.values())
+TRIAL_FIELDS = tuple(f.name for f in fields(TrialConfig))
+
+
+class StudyError(ValueError):
+    """A study file problem: ``<file>: <key path>: <problem>; allowed: <...>``."""
+
+    def __init__(self, path: str, key: str, problem: str, allowed: str = "") -> None:
+        message = f"{path}: {key}: {problem}" + (f"; allowed: {allowed}" if allowed else "")
+        super().__init__(message)
+        self.path, self.key = path, key
+
+
+def applies(param: str, method: str, variant: str) -> bool:
+    """Whether trial setting ``param`` influences ``method``/``variant`` (DESIGN.md §2 table)."""
+    er = variant == "er"
+    rules = {
+        "ema": method in EMA_METHODS,
+        "temperature": method in ("simclr", "swav", "deepcluster") and not (method == "simclr" and er),
+        "student_temperature": method == "dino",
+        "teacher_temperature": method == "dino" or (method == "swav" and er),
+        "center_momentum": method == "dino" and not er,
+        "dino_centering": method == "dino" and not er,
+        "sinkhorn_epsilon": method == "swav" and not er,
+        "sinkhorn_iterations": method == "swav" and not er,
+        "kappa": er and method in ("simclr", "byol"),
+        "entropy_weight": er,
+        "num_prototypes": method in ("dino", "swav", "deepcluster"),
+    }
+    return rules.get(param, True)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One searched hyperparameter: ``kind`` in DISTRIBUTIONS, ``values`` its bounds or choices."""
+
+    name: str
+    kind: str
+    values: tuple
+    methods: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
+
+    def used_by(self, method: str, variant: str) -> bool:
+        return (applies(self.name, method, variant) and (not self.methods or method in self.methods)
+                and (not self.variants or variant in self.variants))
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    num_samples: int = 8
+    metric: str = "knn_top1"
+    mode: str = "max"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    max_epochs: int = 30
+    grace_period: int = 3
+    reduction_factor: int = 3
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0
+    max_concurrent_trials: int = 0  # 0: as many as the cluster's resources allow
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study; ``base`` holds every TrialConfig field shared by all trials."""
+
+    name: str
+    source_path: str
+    raw: str
+    methods: tuple[str, ...]
+    variants: tuple[str, ...]
+    grid: tuple[tuple[str, tuple], ...]
+    seeds: tuple[int, ...]
+    tune: tuple[Distribution, ...] | None
+    search: SearchSettings
+    schedule: ScheduleSettings
+    resources: Resources
+    base: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def grid_axes(self) -> tuple[str, ...]:
+        return tuple(axis for axis, _ in self.grid)
+
+
+def _mapping(path: str, key: str, value: Any, allowed: tuple[str, ...]) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise StudyError(path, key, f"must be a mapping, got {type(value).__name__}", ", ".join(allowed))
+    for sub in value:
+        if sub not in allowed:
+            raise StudyError(path, f"{key}.{sub}" if key else str(sub),
+                             f"unknown key{did_you_mean(str(sub), allowed)}", ", ".join(allowed))
+    return dict(value)
+
+
+def _nonempty_list(path: str, key: str, value: Any) -> list:
+    if not isinstance(value, list) or not value:
+        raise StudyError(path, key, f"must be a non-empty list, got {value!r}")
+    if len(set(map(repr, value))) != len(value):
+        raise StudyError(path, key, f"has duplicate entries: {value!r}")
+    return value
+
+
+def _number(path: str, key: str, value: Any, *, integer: bool = False, minimum: float | None = None) -> Any:
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if not ok or isinstance(value, bool) or (not integer and not math.isfinite(value)):
+        raise StudyError(path, key, f"must be {'an integer' if integer else 'a finite number'}, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise StudyError(path, key, f"{value} is out of range", f">= {minimum}")
+    return value
+
+
+def _trial_config(path: str, key: str, values: Mapping[str, Any]) -> TrialConfig:
+    try:
+        return TrialConfig.from_dict(values)
+    except ConfigError as error:
+        raise StudyError(path, key, str(error)) from None
+
+
+def load_study(path: str) -> Study:
+    """Read and validate a study file; raises :class:`StudyError` (nothing is written)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = handle.read()
+    except OSError as error:
+        raise StudyError(path, "<file>", f"cannot be read ({error.strerror})") from None
+    try:
+        document = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise StudyError(path, "<yaml>", f"unparseable YAML at {where}: {getattr(error, 'problem', error)}") from None
+    return parse_study(document, path=path, raw=raw)
+
+
+def parse_study(document: Any, *, path: str, raw: str = "") -> Study:
+    from search_spaces.parse import parse_document
+
+    return parse_document(document, path=path, raw=raw)
+
+
+def collapse_config(path: str, value: Any) -> CollapseConfig:
+    allowed = tuple(f.name for f in fields(CollapseConfig))
+    values = _mapping(path, "collapse", value, allowed)
+    try:
+        return TrialConfig.from_dict({"collapse": values}).collapse
+    except ConfigError as error:
+        raise StudyError(path, "collapse", str(error)) from None
+
+
+def check_root(path: str, dataset: str, root: str) -> None:
+    if dataset in NEEDS_ROOT:
+        if not root:
+            raise StudyError(path, "data.root", f"dataset '{dataset}' is read from a local directory; "
+                             "data.root is required", "an existing directory")
+        if not os.path.isdir(root):
+            raise StudyError(path, "data.root", f"directory {root!r} does not exist", "an existing directory")
+
+
+__all__ = ["Study", "StudyError", "Distribution", "SearchSettings", "ScheduleSettings", "Resources",
+           "load_study", "parse_study", "applies", "METHODS", "VARIANTS"]
