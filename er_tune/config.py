@@ -22,7 +22,7 @@ OPTIMIZERS = ("sgd", "lars")
 DEVICES = ("auto", "cpu", "cuda")
 
 # Keys the study service adds to a trial's Ray config next to the TrialConfig fields.
-META_KEYS = ("study", "phase", "group", "grid_axes", "searched")
+META_KEYS = ("study", "phase", "group", "grid_axes", "searched", "optuna_trial")
 
 
 class ConfigError(ValueError):

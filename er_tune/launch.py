@@ -143,10 +143,13 @@ class StudyRunner:
                 handle.write(self.study.raw)
         embedded = self.address is None
         if embedded:
+            # a private, local-only Ray: no token file in the user's home directory
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
         else:
             ray.init(address=self.address, logging_level="WARNING")
         try:
+            self.max_concurrent = self.study.resources.max_concurrent_trials or self._slots(ray)
             trainable = self._trainable()
             errors = 0
             best: dict[str, dict[str, Any]] = {}
@@ -166,15 +169,30 @@ class StudyRunner:
             return 1
         return 0
 
+    def _slots(self, ray) -> int:
+        """How many trials the cluster's CPUs/GPUs fit at once (the default concurrency).
+
+        Ray Tune lets a custom searcher have one pending trial at a time unless a concurrency limit
+        is given; an explicit limit equal to the cluster's capacity keeps every slot busy.
+        """
+        total = ray.cluster_resources()
+        resources = self.study.resources
+        fits = []
+        if resources.cpu > 0:
+            fits.append(int(total.get("CPU", 0) // resources.cpu))
+        if resources.gpu > 0:
+            fits.append(int(total.get("GPU", 0) // resources.gpu))
+        return max(1, min(fits)) if fits else 1
+
     def _trainable(self):
         from ray import tune
 
         from er_tune.config import TrialConfig
-        from search_spaces import all_trial_configs
+        from search_spaces import data_configs
         from trainers.trainable import dataset_key, load_trial_data, tune_trial
 
         datasets = {}
-        for values in all_trial_configs(self.study):
+        for values in data_configs(self.study):
             config = TrialConfig.from_dict(values)
             key = dataset_key(config)
             if key not in datasets:
@@ -195,7 +213,7 @@ class StudyRunner:
             name=phase, storage_path=self.exp_dir,
             failure_config=tune.FailureConfig(max_failures=2),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[StudyProgress(phase, total, self.stream)], verbose=1)
+            callbacks=[StudyProgress(phase, total, self.stream)], verbose=0)
 
     def _fit(self, phase: str, trainable, make_tuner) -> Any:
         from ray import tune
@@ -211,19 +229,20 @@ class StudyRunner:
     def _search(self, trainable) -> tuple[dict[str, dict[str, Any]], int]:
         from ray import tune
 
-        from search_spaces import GroupedASHA, GroupedOptunaSearcher, search_trial_count
+        from search_spaces import GroupedASHA, GroupedOptunaSearcher, condition_groups, search_trial_count
 
         study = self.study
         total = search_trial_count(study)
-        self.say(f"[search] {total} trials over {len(study_groups(study))} condition groups")
+        self.say(f"[search] {total} trials over {len(condition_groups(study))} condition groups")
 
         def make_tuner():
             searcher = GroupedOptunaSearcher(study, storage_dir=os.path.join(self.exp_dir, "optuna"))
             scheduler = GroupedASHA.from_study(study)
             return tune.Tuner(trainable, tune_config=tune.TuneConfig(
                 search_alg=searcher, scheduler=scheduler, num_samples=total,
-                max_concurrent_trials=study.resources.max_concurrent_trials,
-                trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
+                max_concurrent_trials=self.max_concurrent,
+                trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
+                reuse_actors=True),
                 run_config=self._run_config("search", total))
 
         results = self._fit("search", trainable, make_tuner)
@@ -249,8 +268,9 @@ class StudyRunner:
             return tune.Tuner(trainable, tune_config=tune.TuneConfig(
                 search_alg=FixedConfigSearcher(configs),
                 num_samples=len(configs),
-                max_concurrent_trials=self.study.resources.max_concurrent_trials,
-                trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
+                max_concurrent_trials=self.max_concurrent,
+                trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
+                reuse_actors=True),
                 run_config=self._run_config("replicate", len(configs)))
 
         results = self._fit("replicate", trainable, make_tuner)

@@ -170,14 +170,35 @@ def _check_every_trial(study: Study) -> None:
     from search_spaces.plan import condition_groups
 
     path = study.source_path
-    _trial_config(path, "trial", {**study.base, "method": study.methods[0], "variant": study.variants[0]})
     for group in condition_groups(study):
-        values = {**study.base, **group.settings}
-        for axis, value in group.cell.items():
-            _trial_config(path, f"grid.{axis}", {**values, "seed": study.seeds[0]})
+        values = {**study.base, **group.settings, "seed": study.seeds[0]}
+        named = [axis for axis in group.cell if axis in _problem(values)]
+        _trial_config(path, f"grid.{named[0]}" if named else _section_of(study, values), values)
         for dist in study.tune or ():
             if not dist.used_by(group.method, group.variant):
                 continue
             ends = dist.values if dist.kind == "choice" else (dist.values[0], dist.values[-1])
             for end in ends:
                 _trial_config(path, f"tune.{dist.name}", {**values, dist.name: end})
+
+
+def _problem(values: dict) -> str:
+    from er_tune.config import ConfigError, TrialConfig
+
+    try:
+        TrialConfig.from_dict(values)
+    except ConfigError as error:
+        return str(error)
+    return ""
+
+
+def _section_of(study: Study, values: dict) -> str:
+    """Which study section holds the offending key (for the error's key path)."""
+    problem = _problem(values)
+    for key in values:
+        if problem.startswith(f"{key}=") or problem.startswith(f"{key} "):
+            for section, keys in (("data", DATA_KEYS.values()), ("model", MODEL_KEYS)):
+                if key in keys:
+                    return f"{section}.{next((k for k, f in DATA_KEYS.items() if f == key), key)}"
+            return "schedule.max_epochs" if key == "epochs" else f"trial.{key}"
+    return "trial"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from search_spaces import load_study
+from search_spaces import condition_groups, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "search_spaces" / "studies" / "smoke.yaml"
@@ -48,7 +48,7 @@ def test_both_phases_write_complete_trial_directories(smoke_experiment):
     exp, run = smoke_experiment
     study = load_study(str(SMOKE))
     search, replicate = trial_dirs(exp / "search"), trial_dirs(exp / "replicate")
-    groups = {g.name for g in study_groups(study)}
+    groups = {g.name for g in condition_groups(study)}
     assert len(search) == len(groups) * study.search.num_samples
     assert len(replicate) == len(groups) * len(study.seeds)
     for trial in search + replicate:
@@ -118,7 +118,7 @@ def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "resuming" in run.stdout
     study = load_study(str(SMOKE))
-    groups = study_groups(study)
+    groups = condition_groups(study)
     for phase, expected in (("search", len(groups) * study.search.num_samples),
                             ("replicate", len(groups) * len(study.seeds))):
         dirs = trial_dirs(exp / phase)

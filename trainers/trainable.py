@@ -7,6 +7,7 @@ instead of being regenerated or pickled per trial.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping
 
 from er_tune.config import TrialConfig
@@ -29,6 +30,8 @@ def load_trial_data(config: TrialConfig) -> DatasetBundle:
 
 def tune_trial(config: Mapping[str, Any], datasets: Mapping[str, DatasetBundle] | None = None) -> None:
     """Ray Tune function trainable; ``config`` is the flat trial config (``params.json``)."""
+    for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # one "checkpoint created" line per epoch
     trial_config = TrialConfig.from_dict(config)
     key = dataset_key(trial_config)
     data = datasets[key] if datasets and key in datasets else load_trial_data(trial_config)

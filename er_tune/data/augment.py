@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_INV = torch.linalg.inv(_YIQ)
 _GRAY = torch.tensor([0.299, 0.587, 0.114])
 
 
@@ -134,12 +135,15 @@ def color_jitter(x: torch.Tensor, config: AugmentConfig, generator: torch.Genera
     y = ((y - mean_gray) * c + mean_gray).clamp(0, 1)
     gray = _gray(y)
     y = ((y - gray) * s + gray).clamp(0, 1)
-    yiq = torch.einsum("ij,bjhw->bihw", _YIQ.to(device), y)
+    # Hue: per-sample 3x3 matrix YIQ^-1 @ R(2*pi*h) @ YIQ (rotation of the I/Q chroma plane), one bmm.
     angle = 2 * math.pi * h
-    cos, sin = torch.cos(angle).view(-1, 1, 1), torch.sin(angle).view(-1, 1, 1)
-    i, q = yiq[:, 1], yiq[:, 2]
-    yiq = torch.stack([yiq[:, 0], cos * i - sin * q, sin * i + cos * q], dim=1)
-    y = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_YIQ).to(device), yiq).clamp(0, 1)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.zeros(n, 3, 3, device=device)
+    rotation[:, 0, 0] = 1.0
+    rotation[:, 1, 1], rotation[:, 1, 2] = cos, -sin
+    rotation[:, 2, 1], rotation[:, 2, 2] = sin, cos
+    matrix = _YIQ_INV.to(device) @ rotation @ _YIQ.to(device)
+    y = torch.bmm(matrix, y.reshape(n, 3, -1)).view_as(y).clamp(0, 1)
     return torch.where(apply, y, x)
 
 

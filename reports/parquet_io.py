@@ -1,0 +1,46 @@
+"""Atomic Parquet / JSON writes with ``schema_version`` metadata.
+
+A table is written to ``<name>.parquet.tmp-<pid>`` in the target dir and moved into place with
+``os.replace`` (atomic on POSIX), so readers see the old file or the new one, never a partial one;
+a failed write removes its temp file.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from er_tune import __version__
+
+SCHEMA_VERSION = "1"
+
+
+def with_metadata(table: pa.Table) -> pa.Table:
+    meta = dict(table.schema.metadata or {})
+    meta.update({b"schema_version": SCHEMA_VERSION.encode(),
+                 b"er_tune_version": __version__.encode()})
+    return table.replace_schema_metadata(meta)
+
+
+def write_table_atomic(table: pa.Table, path: str) -> None:
+    """Write ``table`` to ``path`` atomically (temp file in the same dir + os.replace)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        pq.write_table(with_metadata(table), tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json_atomic(obj, path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

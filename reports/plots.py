@@ -1,0 +1,51 @@
+"""PNG plots (matplotlib, Agg backend): knn_top1 and collapse rate against each grid axis,
+original vs ER per method with intervals (knn: ±std over seeds, collapse: Wilson 95%), and
+er_entropy curves over epochs (mean over trials per objective)."""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+
+def plot_all(stability: pa.Table, epochs: pa.Table, axes: list[str], out_dir: str) -> list[str]:
+    """Write the plots and return their paths."""
+    paths = []
+    st = stability.to_pandas()
+    for axis in axes:
+        if axis not in st or st.empty:
+            continue
+        for method, sub in st.groupby("method"):
+            fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+            for pre, lab in (("original_", "original"), ("er_", "ER")):
+                g = sub.groupby(axis).mean(numeric_only=True).sort_index()
+                x = [str(v) for v in g.index]
+                a1.errorbar(x, g[pre + "knn_mean"], yerr=g[pre + "knn_std"].fillna(0),
+                            label=lab, marker="o", capsize=3)
+                lo = (g[pre + "collapse_rate"] - g[pre + "collapse_rate_lo"]).clip(lower=0)
+                hi = (g[pre + "collapse_rate_hi"] - g[pre + "collapse_rate"]).clip(lower=0)
+                a2.errorbar(x, g[pre + "collapse_rate"], yerr=[lo.fillna(0), hi.fillna(0)],
+                            label=lab, marker="o", capsize=3)
+            a1.set(xlabel=axis, ylabel="final knn_top1", title=f"{method}: knn_top1")
+            a2.set(xlabel=axis, ylabel="collapse rate", title=f"{method}: collapse (Wilson 95%)",
+                   ylim=(-0.05, 1.05))
+            a1.legend(), a2.legend()
+            p = os.path.join(out_dir, f"{method}_{axis}.png")
+            fig.tight_layout(), fig.savefig(p, dpi=80), plt.close(fig)
+            paths.append(p)
+    cols = [c for c in ("trial_id", "epoch", "er_entropy") if c in epochs.column_names]
+    if len(cols) == 3 and epochs.num_rows:
+        ep = epochs.select(cols).to_pandas()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ep.groupby("epoch")["er_entropy"].mean().plot(ax=ax, label="mean over trials")
+        ax.set(xlabel="epoch", ylabel="er_entropy", title="ER entropy over training")
+        ax.legend()
+        p = os.path.join(out_dir, "er_entropy.png")
+        fig.tight_layout(), fig.savefig(p, dpi=80), plt.close(fig)
+        paths.append(p)
+    return paths
+

@@ -1,0 +1,228 @@
+"""Build the report tables (DESIGN.md §7) as pyarrow Tables from discovered trials.
+
+``trials``: one row per trial (readable or not; unreadable fields are null). Grid cell columns
+come from the union of params.json ``grid_axes``; ``hp_<name>`` columns from ``searched``.
+``collapse_epoch``/``collapse_kind`` are from the first collapse-severity event (else from the
+last line's ``collapsed`` flag). ``stability`` uses the replicate phase (search when absent):
+one row per method × grid cell, per-variant columns ``original_*``/``er_*`` (see stats.py).
+``entropy_drift`` is the mean over seeds of final er_entropy − first-epoch er_entropy. Collapsed
+and diverged trials contribute their final reported knn_top1. ``search`` groups by ``group``:
+best hp by best_knn_top1, counts, and ``collapse_fraction`` = n_collapsed / n_trials (the share
+of sampled points of the searched space that collapsed).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from . import stats
+from .discover import TrialData, trial_status
+
+META_COLS = ["phase", "trial_id", "group", "method", "variant", "objective"]
+EPOCH_SKIP = {"config", "hostname", "node_ip", "pid", "date", "experiment_tag"}
+EVENT_COLS = {"trial_id": pa.string(), "epoch": pa.int64(), "step": pa.int64(),
+              "detector": pa.string(), "kind": pa.string(), "severity": pa.string(),
+              "value": pa.float64(), "threshold": pa.float64(), "message": pa.string()}
+
+
+def _trial_id(t: TrialData) -> str:
+    if t.last and t.last.get("trial_id") is not None:
+        return str(t.last["trial_id"])
+    return os.path.basename(t.trial_dir)
+
+
+def _f(x):
+    try:
+        return None if x is None else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def trial_records(trials: list[TrialData]) -> tuple[list[dict], list[str], list[str]]:
+    """One dict per trial plus the grid axis and searched hp names."""
+    axes, hps = [], []
+    for t in trials:
+        p = t.params or {}
+        for a in p.get("grid_axes") or []:
+            if a not in axes:
+                axes.append(a)
+        for h in p.get("searched") or []:
+            if h not in hps:
+                hps.append(h)
+    recs = []
+    for t in trials:
+        p, first, last = t.params or {}, t.first or {}, t.last or {}
+        method, variant = p.get("method"), p.get("variant")
+        objective = (None if method is None else
+                     method if variant == "original" else f"{method}_er")
+        first_c = next((e for e in t.events if e.get("severity") == "collapse"), None)
+        rec = {"phase": t.phase, "trial_id": _trial_id(t), "group": p.get("group"),
+               "method": method, "variant": variant, "objective": objective,
+               "seed": p.get("seed"), "status": trial_status(t),
+               "stop_reason": last.get("stop_reason") or None,
+               "epochs_completed": last.get("epoch") or 0,
+               "max_epochs": p.get("epochs"),
+               "best_knn_top1": None if np.isnan(t.best_knn) else t.best_knn,
+               "final_knn_top1": _f(last.get("knn_top1")), "final_rankme": _f(last.get("rankme")),
+               "final_er_entropy": _f(last.get("er_entropy")),
+               "first_er_entropy": _f(first.get("er_entropy")),
+               "collapse_kind": first_c.get("kind") if first_c else None,
+               "collapse_epoch": first_c.get("epoch") if first_c else None,
+               "wall_time_s": _f(last.get("time_total_s")), "error": t.error,
+               "trial_dir": t.trial_dir}
+        if first_c is None and last.get("collapsed"):
+            rec["collapse_kind"] = "diverged" if rec["stop_reason"] == "diverged" else "unknown"
+            rec["collapse_epoch"] = last.get("epoch")
+        for a in axes:
+            rec[a] = p.get(a)
+        for h in hps:
+            rec[f"hp_{h}"] = p.get(h)
+        recs.append(rec)
+    return recs, axes, hps
+
+
+INT_COLS = {"seed", "epochs_completed", "max_epochs", "collapse_epoch"}
+FLOAT_COLS = {"best_knn_top1", "final_knn_top1", "final_rankme", "final_er_entropy",
+              "wall_time_s"}
+
+
+def trials_table(recs: list[dict], axes: list[str], hps: list[str]) -> pa.Table:
+    cols = (META_COLS + axes + ["seed"] + [f"hp_{h}" for h in hps] +
+            ["status", "stop_reason", "epochs_completed", "max_epochs", "best_knn_top1",
+             "final_knn_top1", "final_rankme", "final_er_entropy", "collapse_kind",
+             "collapse_epoch", "wall_time_s", "error", "trial_dir"])
+    arrays = []
+    for c in cols:
+        vals = [r.get(c) for r in recs]
+        typ = pa.int64() if c in INT_COLS else pa.float64() if c in FLOAT_COLS else None
+        if typ is None and c not in axes and not c.startswith("hp_"):
+            typ = pa.string()
+        arrays.append(_array(vals, typ))
+    return pa.table(arrays, names=cols)
+
+
+def _array(vals, typ):
+    try:
+        return pa.array(vals, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            return pa.array([None if v is None else float(v) for v in vals], type=pa.float64())
+        return pa.array([None if v is None else str(v) for v in vals], type=pa.string())
+
+
+def epochs_table(trials: list[TrialData], rows: pa.Table) -> pa.Table:
+    """trial_id, phase, epoch and every reported scalar metric (typed columns from Arrow)."""
+    counts = np.array([t.n_rows for t in trials], dtype=np.int64)
+    ids = pa.array([_trial_id(t) for t in trials], pa.string())
+    phases = pa.array([t.phase for t in trials], pa.string())
+    idx = pa.array(np.repeat(np.arange(len(trials)), counts))
+    keep = [c for c in rows.column_names if c not in EPOCH_SKIP | {"trial_id", "phase"}]
+    order = (["epoch"] if "epoch" in keep else []) + sorted(c for c in keep if c != "epoch")
+    cols = [ids.take(idx), phases.take(idx)] + [rows[c] for c in order]
+    return pa.table(cols, names=["trial_id", "phase"] + order)
+
+
+def events_table(trials: list[TrialData]) -> pa.Table:
+    data = {k: [] for k in EVENT_COLS}
+    for t in trials:
+        tid = _trial_id(t)
+        for e in t.events:
+            data["trial_id"].append(tid)
+            for k in list(EVENT_COLS)[1:]:
+                v = e.get(k)
+                data[k].append(_f(v) if EVENT_COLS[k] == pa.float64() else v)
+    return pa.table({k: _array(v, EVENT_COLS[k]) for k, v in data.items()})
+
+
+def search_table(df: pd.DataFrame, hps: list[str]) -> pa.Table:
+    """Per condition group: best hp_*, n_trials, n_early_stopped, n_collapsed, collapse_fraction."""
+    out = []
+    for g, sub in df[df["phase"] == "search"].groupby("group", dropna=True, sort=True):
+        ok = sub["best_knn_top1"].notna()
+        best = sub.loc[sub.loc[ok, "best_knn_top1"].idxmax()] if ok.any() else None
+        ncol = int(sub["status"].isin(["collapsed", "diverged"]).sum())
+        row = {"group": g, "method": sub["method"].iloc[0], "variant": sub["variant"].iloc[0],
+               "n_trials": len(sub),
+               "n_early_stopped": int((sub["status"] == "early_stopped").sum()),
+               "n_collapsed": ncol, "collapse_fraction": ncol / len(sub),
+               "best_knn_top1": None if best is None else float(best["best_knn_top1"]),
+               "best_trial_id": None if best is None else best["trial_id"]}
+        for h in hps:
+            row[f"best_hp_{h}"] = None if best is None else _py(best.get(f"hp_{h}"))
+        out.append(row)
+    cols = ["group", "method", "variant", "n_trials", "n_early_stopped", "n_collapsed",
+            "collapse_fraction", "best_knn_top1", "best_trial_id"] + [f"best_hp_{h}" for h in hps]
+    types = {"n_trials": pa.int64(), "n_early_stopped": pa.int64(), "n_collapsed": pa.int64(),
+             "collapse_fraction": pa.float64(), "best_knn_top1": pa.float64()}
+    return pa.table([_array([r[c] for r in out], types.get(c, pa.string() if c in
+                     ("group", "method", "variant", "best_trial_id") else None)) for c in cols],
+                    names=cols)
+
+
+def _py(v):
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v
+
+
+def stability_table(df: pd.DataFrame, axes: list[str], phase: str) -> pa.Table:
+    """One row per method × grid cell of ``phase``, original and ER side by side."""
+    sub = df[(df["phase"] == phase) & df["method"].notna() & df["variant"].notna()]
+    sub = sub[~sub["status"].isin(["running", "pending", "errored"])]
+    keys = ["method"] + axes
+    rows = []
+    for key, cell in sub.groupby(keys, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        row = {k: _py(v) for k, v in zip(keys, key)}
+        per = {}
+        for var, pre in (("original", "original_"), ("er", "er_")):
+            v = cell[cell["variant"] == var]
+            n = len(v)
+            k = int(v["status"].isin(["collapsed", "diverged"]).sum())
+            lo, hi = stats.wilson(k, n)
+            knn = v["final_knn_top1"].dropna().to_numpy(float)
+            drift = (v["final_er_entropy"] - v["first_er_entropy"]).dropna().to_numpy(float)
+            row.update({pre + "n_seeds": n, pre + "n_collapsed": k,
+                        pre + "collapse_rate": k / n if n else None,
+                        pre + "collapse_rate_lo": lo if n else None,
+                        pre + "collapse_rate_hi": hi if n else None,
+                        pre + "knn_mean": float(knn.mean()) if knn.size else None,
+                        pre + "knn_std": float(knn.std(ddof=1)) if knn.size > 1 else None,
+                        pre + "entropy_drift": float(drift.mean()) if drift.size else None})
+            per[var] = (v.drop_duplicates("seed").set_index("seed")["final_knn_top1"].dropna(),
+                        (lo, hi))
+        a, b = per["er"][0], per["original"][0]
+        common = a.index.intersection(b.index)
+        mean, lo, hi = stats.paired_bootstrap((a[common] - b[common]).to_numpy(float))
+        row.update({"n_paired": len(common), "knn_diff": _nn(mean), "knn_diff_lo": _nn(lo),
+                    "knn_diff_hi": _nn(hi),
+                    "collapse_diff": (None if row["er_collapse_rate"] is None or
+                                      row["original_collapse_rate"] is None else
+                                      row["er_collapse_rate"] - row["original_collapse_rate"]),
+                    "verdict": stats.collapse_verdict(per["er"][1], per["original"][1]),
+                    "knn_verdict": stats.knn_verdict(lo, hi)})
+        rows.append(row)
+    var_cols = ["n_seeds", "n_collapsed", "collapse_rate", "collapse_rate_lo", "collapse_rate_hi",
+                "knn_mean", "knn_std", "entropy_drift"]
+    cols = keys + [p + c for p in ("original_", "er_") for c in var_cols] + [
+        "n_paired", "knn_diff", "knn_diff_lo", "knn_diff_hi", "collapse_diff", "verdict",
+        "knn_verdict"]
+    arrays = []
+    for c in cols:
+        if c in axes:
+            typ = None
+        elif c in ("method", "verdict", "knn_verdict"):
+            typ = pa.string()
+        elif c.endswith(("n_seeds", "n_collapsed")) or c == "n_paired":
+            typ = pa.int64()
+        else:
+            typ = pa.float64()
+        arrays.append(_array([r.get(c) for r in rows], typ))
+    return pa.table(arrays, names=cols)
+
+
+def _nn(x):
+    return None if x is None or np.isnan(x) else x
