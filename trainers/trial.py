@@ -167,6 +167,8 @@ def _run_epoch(state: TrialState, step_fn: "TrainingStep", diagnostics: Diagnost
 def _summary(state: TrialState) -> TrialSummary:
     reason = state.last_metrics.get("stop_reason", "")
     status = reason if reason in ("collapsed", "diverged") else "completed"
+    if status == "completed" and state.monitor.collapsed:
+        status = "collapsed"  # collapsed with stop_on_collapse off: trained on, still a collapse
     return TrialSummary(status=status, epochs_completed=state.epoch,
                         final_metrics=dict(state.last_metrics),
                         events=[event.to_dict() for event in state.monitor.events])
