@@ -242,7 +242,7 @@ class StudyRunner:
                 search_alg=searcher, scheduler=scheduler, num_samples=total,
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
-                reuse_actors=True),
+                reuse_actors=False),
                 run_config=self._run_config("search", total))
 
         results = self._fit("search", trainable, make_tuner)
@@ -270,7 +270,7 @@ class StudyRunner:
                 num_samples=len(configs),
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
-                reuse_actors=True),
+                reuse_actors=False),
                 run_config=self._run_config("replicate", len(configs)))
 
         results = self._fit("replicate", trainable, make_tuner)

@@ -6,6 +6,8 @@ which both nodes see: the shared-storage case of a real cluster.
 """
 
 import json
+import shutil
+import tempfile
 import os
 import signal
 import socket
@@ -63,14 +65,15 @@ def test_smoke_study_runs_on_a_two_node_cluster(tmp_path):
     port = free_port()
     address = f"127.0.0.1:{port}"
     log = open(tmp_path / "ray.log", "w")
+    temp_root = tempfile.mkdtemp(prefix="ert", dir="/tmp")  # AF_UNIX socket paths must stay < 108 bytes
     head = start_node(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                       "--include-dashboard=false", f"--temp-dir={tmp_path / 'head_tmp'}",
+                       "--include-dashboard=false", f"--temp-dir={temp_root}/h",
                        f"--ray-client-server-port={free_port()}"], env, log)
     worker = None
     try:
         time.sleep(3)
         worker = start_node([f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                             f"--temp-dir={tmp_path / 'worker_tmp'}"], env, log)
+                             f"--temp-dir={temp_root}/w"], env, log)
         wait_for_nodes(address, 2, env)
         storage = tmp_path / "shared" / "smoke"
         run = subprocess.run([sys.executable, "-m", "er_tune.cli", "tune", str(SMOKE), "--address",
@@ -87,3 +90,4 @@ def test_smoke_study_runs_on_a_two_node_cluster(tmp_path):
             if process is not None:
                 stop(process)
         log.close()
+        shutil.rmtree(temp_root, ignore_errors=True)
