@@ -80,6 +80,7 @@ def main() -> None:
                          image_size=args.image_size, train_size=args.train_size,
                          eval_size=args.eval_size, knn_bank_size=args.eval_size, batch_size=256)
     data = load_trial_data(config)
+    bare_loop(config.replace(epochs=1), data)  # warm-up: thread pools, allocator, first-call costs
     bare_seconds, bare_images = bare_loop(config, data)
     with tempfile.TemporaryDirectory() as trial_dir:
         start = time.perf_counter()

@@ -82,7 +82,8 @@ def grad_is_finite(module: nn.Module) -> bool:
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     if not grads:
         return True
-    return bool(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]).isfinite().all())
+    # one fused multi-tensor norm: a NaN or Inf anywhere makes its tensor's norm non-finite
+    return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
 
 
 @dataclass(frozen=True)
