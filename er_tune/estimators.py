@@ -56,7 +56,24 @@ def _log_bessel_debye(nu: float, x: float) -> float:
 
 
 def log_bessel_iv(nu: float, x: float) -> float:
-    """log I_nu(x) for nu >= 0, x > 0, without under- or overflow."""
+    """log I_nu(x), the modified Bessel function of the first kind, without under- or overflow.
+
+    Uses ``log ive(nu, x) + x`` (scipy's exponentially scaled I) where ``ive`` is a normal float;
+    otherwise the power series (DLMF 10.25.2) in log space when ``x^2/4`` is small against
+    ``nu + 1``, else Debye's uniform expansion (DLMF 10.41.3), which is accurate for large nu.
+
+    Args:
+        nu: order >= 0.
+        x: argument > 0.
+
+    Returns:
+        log I_nu(x) as a float64 Python float.
+
+    Raises:
+        ValueError: x <= 0 or nu < 0.
+    """
+    if nu < 0:
+        raise ValueError(f"log_bessel_iv needs order nu >= 0, got {nu}")
     if x <= 0:
         raise ValueError(f"log_bessel_iv needs x > 0, got {x}")
     scaled = float(special.ive(nu, x))
@@ -74,46 +91,76 @@ def _check_kappa(kappa: float) -> float:
     return kappa
 
 
+def _check_dim(dim: int) -> int:
+    if isinstance(dim, bool) or int(dim) != dim or dim < 2:
+        raise ValueError(f"dim must be an integer >= 2 (the sphere S^(dim-1) lives in R^dim), got {dim}")
+    return int(dim)
+
+
 def vmf_log_normalizer(dim: int, kappa: float) -> float:
-    """log C_d(kappa) of the vMF density on S^{dim-1}, computed in log space (float64).
+    """log C_d(kappa) of the von Mises-Fisher density on S^{d-1}, computed in log space.
+
+    ``log C_d(kappa) = (d/2 - 1) log kappa - (d/2) log(2 pi) - log I_{d/2-1}(kappa)`` with
+    ``log I`` from :func:`log_bessel_iv` (finite where ``scipy.special.iv`` gives 0 or inf).
 
     Args:
-        dim: ambient dimension d >= 2 (the sphere S^{d-1}).
-        kappa: concentration > 0.
+        dim: ambient dimension d >= 2.
+        kappa: concentration, finite and > 0.
+
+    Returns:
+        log C_d(kappa) as a float64 Python float.
+
+    Raises:
+        ValueError: dim is not an integer >= 2, or kappa is not finite and > 0.
     """
-    if int(dim) != dim or dim < 2:
-        raise ValueError(f"dim must be an integer >= 2, got {dim}")
+    dim = _check_dim(dim)
     kappa = _check_kappa(kappa)
     nu = dim / 2.0 - 1.0
     return nu * math.log(kappa) - (dim / 2.0) * math.log(2.0 * math.pi) - log_bessel_iv(nu, kappa)
 
 
 def sphere_max_entropy(dim: int) -> float:
-    """log |S^{dim-1}| = log(2 pi^{d/2} / Gamma(d/2)): the entropy of the uniform density."""
-    if int(dim) != dim or dim < 2:
-        raise ValueError(f"dim must be an integer >= 2, got {dim}")
+    """log |S^{dim-1}| = log(2 pi^{d/2} / Gamma(d/2)), the entropy of the uniform density.
+
+    No density on S^{d-1} has a higher (differential) entropy. ``dim=3`` gives ``log(4 pi)``.
+
+    Raises:
+        ValueError: dim is not an integer >= 2.
+    """
+    dim = _check_dim(dim)
     return math.log(2.0) + (dim / 2.0) * math.log(math.pi) - math.lgamma(dim / 2.0)
 
 
 def _check_unit_rows(name: str, z: torch.Tensor, min_rows: int = 1) -> None:
-    if z.dim() != 2:
-        raise ValueError(f"{name} must be a 2-D tensor [batch, dim], got shape {tuple(z.shape)}")
+    """Shape [B >= min_rows, d >= 2] and unit rows. Rows holding NaN/inf are let through so that a
+    diverged network yields a non-finite loss (which the trainer reports) instead of an exception."""
+    if not isinstance(z, torch.Tensor) or z.dim() != 2:
+        shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+        raise ValueError(f"{name} must be a 2-D tensor [batch, dim], got {shape}")
     if z.shape[0] < min_rows or z.shape[1] < 2:
-        raise ValueError(f"{name} needs at least {min_rows} rows and 2 columns, got shape {tuple(z.shape)}")
+        raise ValueError(f"{name} needs at least {min_rows} row(s) and 2 columns, got shape {tuple(z.shape)}")
+    if not z.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {z.dtype}")
     norms = torch.linalg.vector_norm(z.detach().float(), dim=1)
-    if not torch.all((norms - 1.0).abs() <= _NORM_TOLERANCE):
-        raise ValueError(f"{name} must have L2-normalised rows (norm 1 +- {_NORM_TOLERANCE}); "
-                         f"got norms in [{norms.min():.4f}, {norms.max():.4f}]")
+    bad = torch.isfinite(norms) & ((norms - 1.0).abs() > _NORM_TOLERANCE)
+    if bool(bad.any()):
+        raise ValueError(f"{name} must have L2-normalised rows (norm 1 +- {_NORM_TOLERANCE}); got norms in "
+                         f"[{norms.min():.4f}, {norms.max():.4f}] (use torch.nn.functional.normalize)")
 
 
-def kde_entropy(z: torch.Tensor, kappa: float, *, leave_one_out: bool = False) -> torch.Tensor:
-    """vMF kernel-density (resubstitution) estimate of the entropy of unit vectors ``z`` [B, d].
+def kde_log_density(z: torch.Tensor, kappa: float, *, leave_one_out: bool = False) -> torch.Tensor:
+    """log f(z_i) of the vMF kernel-density estimate built on the batch itself, for every row.
 
-    ``H = -mean_i log( (1/B) sum_j C_d(kappa) exp(kappa z_i.z_j) )``; with ``leave_one_out`` the
-    inner sum runs over j != i and is divided by B - 1. The result is capped at log|S^{d-1}|, the
-    maximum entropy of any density on the sphere: the KDE of a finite sample may fall above it
-    (its kernel is smoother than any sample), and no estimate of an entropy should exceed the
-    bound. A collapsed batch (all rows equal) gives ``-log C_d(kappa) - kappa``.
+    ``f(x) = (1/B) sum_j C_d(kappa) exp(kappa x.z_j)``; with ``leave_one_out`` row i is scored by
+    ``(1/(B-1)) sum_{j != i} ...``. Evaluated as ``logsumexp_j(kappa z_i.z_j) + log C_d(kappa) - log B``.
+
+    Args:
+        z: unit vectors [B, d] (B >= 2 with ``leave_one_out``).
+        kappa: kernel concentration > 0.
+        leave_one_out: exclude each point from its own density.
+
+    Returns:
+        Tensor [B] in the dtype of ``z``; differentiable.
     """
     kappa = _check_kappa(kappa)
     _check_unit_rows("z", z, min_rows=2 if leave_one_out else 1)
@@ -123,13 +170,53 @@ def kde_entropy(z: torch.Tensor, kappa: float, *, leave_one_out: bool = False) -
     if leave_one_out:
         logits = logits.masked_fill(torch.eye(batch, dtype=torch.bool, device=z.device), float("-inf"))
         count = batch - 1
-    log_density = torch.logsumexp(logits, dim=1) + vmf_log_normalizer(dim, kappa) - math.log(count)
-    entropy = -log_density.mean()
-    return torch.clamp(entropy, max=sphere_max_entropy(dim))
+    return torch.logsumexp(logits, dim=1) + (vmf_log_normalizer(dim, kappa) - math.log(count))
+
+
+def kde_entropy(z: torch.Tensor, kappa: float, *, leave_one_out: bool = False) -> torch.Tensor:
+    """vMF kernel-density (resubstitution) entropy estimate of unit vectors ``z`` [B, d].
+
+    ``H = -mean_i log((1/B) sum_j C_d(kappa) exp(kappa z_i.z_j))`` (``leave_one_out``: j != i and
+    1/(B-1)), i.e. ``-mean(kde_log_density(z))``, capped at ``sphere_max_entropy(d)``.
+
+    Why the cap: every density on S^{d-1} has entropy <= log|S^{d-1}| (Gibbs' inequality against
+    the uniform density), so for any true value H <= H_max, ``|min(H_hat, H_max) - H| <=
+    |H_hat - H|``: capping never moves an estimate further from the truth. It is an estimator
+    guard, not a property of the formula: the leave-one-out estimate of an antipodal pair is
+    ``kappa - log C_d(kappa)``, above the bound, and rounding can push a near-uniform estimate
+    past it. Where the cap binds the gradient is zero. ``-mean(kde_log_density(z))`` is the
+    uncapped value.
+
+    Degenerate inputs: a collapsed batch (all rows equal) gives ``-log C_d(kappa) - kappa``.
+
+    Args:
+        z: unit vectors [B, d].
+        kappa: kernel concentration > 0.
+        leave_one_out: exclude each point from its own density (needs B >= 2).
+
+    Returns:
+        Scalar tensor (nats), differentiable.
+
+    Raises:
+        ValueError: z is not 2-D, has non-unit rows, or kappa <= 0.
+    """
+    entropy = -kde_log_density(z, kappa, leave_one_out=leave_one_out).mean()
+    return torch.clamp(entropy, max=sphere_max_entropy(z.shape[1]))
 
 
 def vmf_reconstruction(z1: torch.Tensor, z2: torch.Tensor, kappa: float) -> torch.Tensor:
-    """Mean vMF negative log-likelihood ``-mean_i [log C_d(kappa) + kappa z1_i.z2_i]`` (symmetric)."""
+    """Mean vMF negative log-likelihood ``-mean_i [log C_d(kappa) + kappa z1_i.z2_i]``.
+
+    Symmetric in its arguments; identical views give ``-log C_d(kappa) - kappa`` (the minimum).
+
+    Args:
+        z1: unit vectors [B, d].
+        z2: unit vectors [B, d], row i paired with ``z1[i]``.
+        kappa: concentration > 0.
+
+    Returns:
+        Scalar tensor (nats), differentiable.
+    """
     kappa = _check_kappa(kappa)
     _check_unit_rows("z1", z1)
     _check_unit_rows("z2", z2)
@@ -139,18 +226,32 @@ def vmf_reconstruction(z1: torch.Tensor, z2: torch.Tensor, kappa: float) -> torc
 
 
 def _check_probabilities(name: str, p: torch.Tensor) -> None:
-    if p.dim() != 2 or p.shape[1] < 2:
-        raise ValueError(f"{name} must be a 2-D tensor [batch, K>=2] of probabilities, got shape {tuple(p.shape)}")
-    sums = p.detach().sum(dim=1)
-    if torch.any(p.detach() < -1e-6) or not torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
-        raise ValueError(f"{name} rows must be probability vectors (non-negative, summing to 1)")
+    """[B, K >= 2], non-negative rows summing to 1; non-finite rows pass (see _check_unit_rows)."""
+    if not isinstance(p, torch.Tensor) or p.dim() != 2 or p.shape[0] < 1 or p.shape[1] < 2:
+        shape = tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__
+        raise ValueError(f"{name} must be a 2-D tensor [batch, K>=2] of probability rows, got {shape}")
+    if not p.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {p.dtype}")
+    detached = p.detach()
+    sums = detached.sum(dim=1)
+    finite = torch.isfinite(sums)
+    bad = finite & (((sums - 1.0).abs() > 1e-3) | (detached < -1e-6).any(dim=1))
+    if bool(bad.any()):
+        raise ValueError(f"{name} rows must be probability vectors (entries >= 0, each row summing to 1); "
+                         f"got row sums in [{sums.min():.4f}, {sums.max():.4f}] (use softmax)")
 
 
 def discrete_entropy(p: torch.Tensor) -> torch.Tensor:
     """H(p_bar) = -sum_k p_bar_k log p_bar_k of the batch-mean assignment p_bar = mean_i p_i.
 
-    Uniform p_bar gives log K; a batch assigned to one prototype gives 0. (Not -mean log p_bar,
-    which grows as assignments collapse.)
+    Uniform p_bar gives log K; a batch assigned to one prototype gives 0. (This is not
+    ``-mean log p_bar``, which grows as the assignments collapse: DESIGN.md §2.)
+
+    Args:
+        p: probability rows [B, K].
+
+    Returns:
+        Scalar tensor (nats), differentiable.
     """
     _check_probabilities("p", p)
     mean = p.mean(dim=0)
@@ -158,7 +259,15 @@ def discrete_entropy(p: torch.Tensor) -> torch.Tensor:
 
 
 def discrete_reconstruction(target: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy ``-mean_i sum_k target_ik log p_ik`` (0 for matching one-hot rows)."""
+    """Mean cross-entropy ``-mean_i sum_k target_ik log p_ik``; matching one-hot rows give 0.
+
+    Args:
+        target: probability rows [B, K] (e.g. sharpened teacher assignments or one-hot codes).
+        p: predicted probability rows [B, K]; zeros are clamped to the dtype's tiny value.
+
+    Returns:
+        Scalar tensor (nats), differentiable in both arguments.
+    """
     _check_probabilities("target", target)
     _check_probabilities("p", p)
     if target.shape != p.shape:

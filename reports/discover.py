@@ -169,6 +169,8 @@ def trial_status(t: TrialData) -> str:
     """Status per the rule in the module docstring."""
     last = t.last or {}
     reason = last.get("stop_reason") or ""
+    if reason == "completed" and last.get("collapsed"):
+        return "collapsed"  # collapsed with stop_on_collapse off: it trained on, it still collapsed
     if reason in ("completed", "collapsed", "diverged"):
         return reason
     if t.error is not None:

@@ -1,7 +1,8 @@
-"""What every objective receives and returns, and the checks they all share."""
+"""What every objective receives and returns, the base class, and the checks they all share."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -12,15 +13,15 @@ from torch import nn
 class ObjectiveInputs:
     """Outputs of the networks on the two views of one batch (see docs/ARCHITECTURE.md).
 
-    ``z*``: student projections; ``p*``: student predictions (BYOL); ``t*``: teacher projections;
-    ``s*``: student prototype scores; ``ts*``: teacher prototype scores; ``targets``: k-means
-    assignments (DeepCluster-v2). Teacher tensors are treated as constants (detached inside).
+    ``z*``: student projections [B, d] (not normalised); ``p*``: student predictions (BYOL) [B, d];
+    ``t*``: teacher projections [B, d]; ``s*``: student prototype scores / logits [B, K];
+    ``ts*``: teacher prototype scores [B, K]; ``targets``: k-means assignments [B] (DeepCluster-v2,
+    the same for both views). Teacher tensors are treated as constants (detached inside).
     """
 
     z1: torch.Tensor
     z2: torch.Tensor
     p1: torch.Tensor | None = None
-    p2: torch.Tensor | None = None
     t1: torch.Tensor | None = None
     t2: torch.Tensor | None = None
     s1: torch.Tensor | None = None
@@ -28,37 +29,51 @@ class ObjectiveInputs:
     ts1: torch.Tensor | None = None
     ts2: torch.Tensor | None = None
     targets: torch.Tensor | None = None
+    p2: torch.Tensor | None = None
 
     def require(self, *names: str) -> list[torch.Tensor]:
-        """Return the named tensors after checking they exist and pair up (same shape, batch >= 2)."""
-        tensors = []
-        for name in names:
+        """Return the named tensors after checking that they exist and pair up.
+
+        ``z1`` and ``z2`` are always checked too. Every checked tensor must be 2-D with a batch of
+        at least 2, the same batch as ``z1``, and the shape of its other view (``x2`` as ``x1``);
+        ``targets`` must be an integer tensor of shape [B].
+
+        Raises:
+            ValueError: a tensor is missing, has a batch of one, or its shape does not match.
+        """
+        checked: dict[str, torch.Tensor] = {}
+        for name in ("z1", "z2", *names):
             value = getattr(self, name)
             if value is None:
                 raise ValueError(f"this objective needs inputs.{name}; got None")
-            tensors.append(value)
-        first_name, first = names[0], tensors[0]
-        for name, value in zip(names, tensors):
+            checked[name] = value
+        batch = checked["z1"].shape[0] if checked["z1"].dim() >= 1 else 0
+        for name, value in checked.items():
             if name == "targets":
-                if value.shape != (first.shape[0],):
-                    raise ValueError(f"inputs.targets must have shape ({first.shape[0]},), got {tuple(value.shape)}")
+                if value.shape != (batch,) or value.is_floating_point():
+                    raise ValueError(f"inputs.targets must be an integer tensor of shape ({batch},), "
+                                     f"got {value.dtype} {tuple(value.shape)}")
                 continue
             if value.dim() != 2:
                 raise ValueError(f"inputs.{name} must be 2-D [batch, dim], got shape {tuple(value.shape)}")
             if value.shape[0] < 2:
                 raise ValueError(f"inputs.{name} needs a batch of at least 2 samples, got {value.shape[0]}")
-            if value.shape != first.shape:
-                raise ValueError(f"inputs.{name} has shape {tuple(value.shape)} but inputs.{first_name} "
-                                 f"has {tuple(first.shape)}; the two views must match")
-        return tensors
+            if value.shape[0] != batch:
+                raise ValueError(f"inputs.{name} has batch {value.shape[0]} but inputs.z1 has {batch}")
+            reference = name[:-1] + "1"
+            if name.endswith("2") and reference in checked and value.shape != checked[reference].shape:
+                raise ValueError(f"inputs.{name} has shape {tuple(value.shape)} but inputs.{reference} "
+                                 f"has {tuple(checked[reference].shape)}; the two views must match")
+        return [checked[name] for name in names]
 
     def names(self) -> list[str]:
+        """Names of the fields that are set."""
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
 
 
 @dataclass
 class ObjectiveOutput:
-    """``loss`` to minimise; the ER terms (detached) for ER variants, ``None`` for originals."""
+    """``loss`` to minimise; the ER terms Ĥ and R̂ (detached) for ER variants, ``None`` for originals."""
 
     loss: torch.Tensor
     entropy: torch.Tensor | None = None
@@ -66,11 +81,21 @@ class ObjectiveOutput:
 
 
 class Objective(nn.Module):
-    """Base class: subclasses set the class attributes the trainer reads and define ``forward``."""
+    """Base class: subclasses set the class attributes the trainer reads and define ``forward``.
+
+    Attributes:
+        method: one of ``er_tune.config.METHODS``.
+        variant: ``"original"`` or ``"er"``.
+        support: ``"sphere"`` (projections) or ``"discrete"`` (prototype assignments).
+        needs_teacher: reads ``t1, t2`` (sphere) or ``ts1, ts2`` (discrete) from an EMA teacher.
+        needs_predictor: reads the predictions ``p1, p2``.
+        needs_prototypes: reads the prototype scores ``s1, s2``.
+        needs_targets: reads the k-means ``targets``.
+    """
 
     method: str = ""
     variant: str = "original"
-    support: str = "sphere"  # "sphere" or "discrete"
+    support: str = "sphere"
     needs_teacher: bool = False
     needs_predictor: bool = False
     needs_prototypes: bool = False
@@ -80,7 +105,24 @@ class Objective(nn.Module):
         raise NotImplementedError
 
 
-def er_output(reconstruction: torch.Tensor, entropy: torch.Tensor, entropy_weight: float) -> ObjectiveOutput:
-    """L_ER = R - lambda * H, keeping both terms (detached) for logging."""
-    return ObjectiveOutput(loss=reconstruction - entropy_weight * entropy, entropy=entropy.detach(),
-                           reconstruction=reconstruction.detach())
+def check_positive(name: str, value: float) -> float:
+    """``float(value)`` if finite and > 0, else ValueError naming the argument."""
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def check_fraction(name: str, value: float) -> float:
+    """``float(value)`` if in [0, 1], else ValueError naming the argument."""
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+def check_iterations(name: str, value: int) -> int:
+    """``value`` if an integer >= 1, else ValueError naming the argument."""
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    return int(value)

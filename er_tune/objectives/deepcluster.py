@@ -1,8 +1,8 @@
 """DeepCluster-v2 (Caron et al. 2020) and its ER replacement (k-means targets kept).
 
 Original: cross-entropy of the prototype scores against the k-means assignment of each sample
-(computed once per epoch on a memory bank of projections). ER: the same CE minus lambda H(p_bar).
-Also the spherical k-means used to produce the assignments.
+(computed once per epoch on a memory bank of projections, by the trainer). ER: the same CE minus
+lambda H(p_bar). Also the spherical k-means that produces the assignments.
 """
 
 from __future__ import annotations
@@ -11,87 +11,127 @@ import torch
 import torch.nn.functional as F
 
 from er_tune.objectives import functional
-from er_tune.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput, er_output
+from er_tune.objectives.base import (Objective, ObjectiveInputs, ObjectiveOutput, check_iterations,
+                                     check_positive)
+from er_tune.objectives.er import ERObjective, ERTerms
 
 ASSIGN_CHUNK = 8192
 
 
+def _check_points(x: torch.Tensor, centroids: torch.Tensor | None = None) -> None:
+    if x.dim() != 2 or x.shape[0] < 1 or not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor [N >= 1, d], got {x.dtype} {tuple(x.shape)}")
+    if centroids is not None and (centroids.dim() != 2 or centroids.shape[1] != x.shape[1]
+                                  or centroids.shape[0] < 1):
+        raise ValueError(f"centroids must be [k >= 1, {x.shape[1]}] to match x [N, {x.shape[1]}], "
+                         f"got {tuple(centroids.shape)}")
+
+
 @torch.no_grad()
 def assign_clusters(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Index of the most similar centroid (dot product of normalised vectors) for each row of x.
+    """Index of the most similar centroid, ``argmax_c normalize(x_i) . normalize(c)``, for each row.
 
-    Computed in chunks of rows, so N can be large. Returns a LongTensor [N].
+    Computed in chunks of ``ASSIGN_CHUNK`` rows, so N can be large (memory O(chunk x k)).
+
+    Args:
+        x: points [N, d]; centroids: [k, d] (both normalised inside).
+
+    Returns:
+        LongTensor [N] on the device of ``x``.
     """
-    if x.dim() != 2 or centroids.dim() != 2 or x.shape[1] != centroids.shape[1]:
-        raise ValueError(f"x [N, d] and centroids [k, d] must share d; got {tuple(x.shape)} and {tuple(centroids.shape)}")
-    x = F.normalize(x, dim=1)
-    c = F.normalize(centroids, dim=1)
-    return torch.cat([(chunk @ c.T).argmax(dim=1) for chunk in x.split(ASSIGN_CHUNK)])
+    _check_points(x, centroids)
+    c = F.normalize(centroids.to(x.dtype), dim=1)
+    return torch.cat([(F.normalize(chunk, dim=1) @ c.T).argmax(dim=1) for chunk in x.split(ASSIGN_CHUNK)])
+
+
+def _cluster_sums(x: torch.Tensor, assignments: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-cluster sums and counts via one-hot matmuls in chunks (deterministic, unlike index_add_ on CUDA)."""
+    sums = x.new_zeros(k, x.shape[1])
+    counts = x.new_zeros(k)
+    for chunk, labels in zip(x.split(ASSIGN_CHUNK), assignments.split(ASSIGN_CHUNK)):
+        one_hot = F.one_hot(labels, k).to(x.dtype)
+        sums += one_hot.T @ chunk
+        counts += one_hot.sum(dim=0)
+    return sums, counts
 
 
 @torch.no_grad()
 def kmeans(x: torch.Tensor, k: int, iterations: int,
            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spherical k-means on the rows of x (as DeepCluster-v2): centroids are normalised means.
+    """Spherical k-means on the rows of ``x`` (as DeepCluster-v2): centroids are normalised means.
 
-    Initialised with k distinct random rows (drawn with ``generator``, so deterministic); an empty
-    cluster is re-seeded with a random row. Returns (centroids [k, d] normalised, assignments [N]).
+    Initialised with k distinct random rows; each iteration assigns every row to its most similar
+    centroid (:func:`assign_clusters`) and replaces each centroid by the normalised mean of its
+    rows. An empty cluster is re-seeded with a random row. Random draws use ``generator``
+    (a CPU generator, or one on ``x``'s device), so the result is deterministic given it.
+
+    Args:
+        x: points [N, d] (normalised inside, computed in float32 or float64).
+        k: number of clusters, 1 <= k <= N.
+        iterations: Lloyd iterations >= 1.
+        generator: source of randomness; None uses torch's global RNG.
+
+    Returns:
+        ``(centroids [k, d] unit rows, assignments LongTensor [N])``, assignments consistent with
+        the returned centroids.
     """
+    _check_points(x)
     n = x.shape[0]
-    if not 1 <= k <= n:
-        raise ValueError(f"k must be in 1..N={n}, got {k}")
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
-    x = F.normalize(x.float(), dim=1)
-    device = x.device
-    start = torch.randperm(n, generator=generator, device=generator.device if generator else "cpu")[:k]
-    centroids = x[start.to(device)].clone()
+    if isinstance(k, bool) or int(k) != k or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer in 1..N={n}, got {k}")
+    iterations = check_iterations("iterations", iterations)
+    k = int(k)
+    x = F.normalize(x if x.dtype == torch.float64 else x.float(), dim=1)
+    rng_device = generator.device if generator is not None else torch.device("cpu")
+    start = torch.randperm(n, generator=generator, device=rng_device)[:k].to(x.device)
+    centroids = x[start].clone()
     assignments = assign_clusters(x, centroids)
     for _ in range(iterations):
-        sums = torch.zeros_like(centroids).index_add_(0, assignments, x)
-        counts = torch.bincount(assignments, minlength=k)
+        sums, counts = _cluster_sums(x, assignments, k)
         empty = (counts == 0).nonzero().flatten()
         if empty.numel():
-            pick = torch.randint(0, n, (empty.numel(),), generator=generator,
-                                 device=generator.device if generator else "cpu")
-            sums[empty] = x[pick.to(device)]
+            pick = torch.randint(0, n, (empty.numel(),), generator=generator, device=rng_device)
+            sums[empty] = x[pick.to(x.device)]
         centroids = F.normalize(sums, dim=1)
         assignments = assign_clusters(x, centroids)
     return centroids, assignments
 
 
 class DeepCluster(Objective):
+    """``0.5 * (CE(s1/tau, targets) + CE(s2/tau, targets))`` (:func:`functional.deepcluster_loss`).
+
+    Args:
+        temperature: tau > 0.
+    """
+
     method, variant, support = "deepcluster", "original", "discrete"
     needs_prototypes = needs_targets = True
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
-        self.temperature = temperature
+        self.temperature = check_positive("temperature", temperature)
 
     def forward(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
-        s1, s2 = inputs.require("s1", "s2")
-        if inputs.targets is None or inputs.targets.shape != (s1.shape[0],):
-            raise ValueError("DeepCluster needs inputs.targets: LongTensor [batch] of k-means assignments")
-        targets = inputs.targets
+        s1, s2, targets = inputs.require("s1", "s2", "targets")
         loss = 0.5 * (functional.deepcluster_loss(s1, targets, self.temperature)
                       + functional.deepcluster_loss(s2, targets, self.temperature))
         return ObjectiveOutput(loss=loss)
 
 
-class DeepClusterER(Objective):
-    method, variant, support = "deepcluster", "er", "discrete"
+class DeepClusterER(ERObjective):
+    """ER replacement of DeepCluster-v2 (:func:`functional.deepcluster_er`).
+
+    Args:
+        temperature: tau > 0; entropy_weight: lambda >= 0.
+    """
+
+    method, support = "deepcluster", "discrete"
     needs_prototypes = needs_targets = True
 
     def __init__(self, temperature: float = 0.1, entropy_weight: float = 1.0) -> None:
-        super().__init__()
-        self.temperature, self.entropy_weight = temperature, entropy_weight
+        super().__init__(entropy_weight)
+        self.temperature = check_positive("temperature", temperature)
 
-    def terms(self, inputs: ObjectiveInputs):
-        s1, s2 = inputs.require("s1", "s2")
-        if inputs.targets is None or inputs.targets.shape != (s1.shape[0],):
-            raise ValueError("DeepCluster-ER needs inputs.targets: LongTensor [batch] of k-means assignments")
-        return functional.deepcluster_er(s1, s2, inputs.targets, self.temperature)
-
-    def forward(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
-        reconstruction, entropy = self.terms(inputs)
-        return er_output(reconstruction, entropy, self.entropy_weight)
+    def terms(self, inputs: ObjectiveInputs) -> ERTerms:
+        s1, s2, targets = inputs.require("s1", "s2", "targets")
+        return ERTerms(*functional.deepcluster_er(s1, s2, targets, self.temperature))

@@ -1,104 +1,157 @@
 """Raw loss functions of the five MVSSL objectives and of their ER replacements (no state).
 
-Conventions follow the reference implementations: SimCLR's NT-Xent as in lightly / SimCLR
-(2B anchors, 2B-1 candidates), BYOL's normalised MSE, DINO's ``DINOLoss`` (facebookresearch/dino),
-SwAV's ``distributed_sinkhorn`` and swapped prediction (facebookresearch/swav), DeepCluster-v2's
-cross-entropy against k-means assignments. ER replacements follow DESIGN.md §2.
+Conventions follow the reference implementations exactly: SimCLR's NT-Xent as in lightly's
+``NTXentLoss`` (2B anchors, 2B-1 candidates each, mean over anchors), BYOL's ``2 - 2 cos``
+(google-deepmind/byol), DINO's ``DINOLoss`` (facebookresearch/dino), SwAV's
+``distributed_sinkhorn`` and swapped prediction (facebookresearch/swav) and DeepCluster-v2's
+cross-entropy against k-means assignments (facebookresearch/swav, ``main_deepclusterv2.py``).
+The ER replacements follow DESIGN.md §2; each returns ``(reconstruction, entropy)`` so that
+``L_ER = reconstruction - lambda * entropy``.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from er_tune.estimators import kde_entropy, vmf_reconstruction
+from er_tune.estimators import discrete_entropy, kde_entropy, vmf_reconstruction
+from er_tune.objectives.base import check_iterations, check_positive
+
+
+def _check_pair(name1: str, x1: torch.Tensor, name2: str, x2: torch.Tensor) -> None:
+    if x1.dim() != 2 or x1.shape != x2.shape:
+        raise ValueError(f"{name1} and {name2} must be 2-D tensors of the same shape [batch, dim], "
+                         f"got {tuple(x1.shape)} and {tuple(x2.shape)}")
 
 
 def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """NT-Xent: for each of the 2B anchors, CE of its positive against the other 2B-1 samples.
+    """SimCLR's NT-Xent: each of the 2B anchors classifies its positive among the other 2B-1 samples.
 
-    ``z = normalize([z1; z2])``, ``s = z z^T / tau`` with the diagonal removed; anchor i's positive
-    is i + B (mod 2B). Mean over the 2B anchors. If every view coincides, the loss is log(2B-1).
+    ``z = normalize([z1; z2])``, ``logits = z z^T / tau`` without the diagonal; anchor i's positive
+    is i + B (mod 2B); the loss is the mean cross-entropy over the 2B anchors. If every view
+    coincides the loss is ``log(2B - 1)``.
+
+    Args:
+        z1, z2: projections of the two views [B, d] (normalised inside).
+        temperature: tau > 0.
     """
+    temperature = check_positive("temperature", temperature)
+    _check_pair("z1", z1, "z2", z2)
     batch = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2], dim=0), dim=1)
     logits = z @ z.transpose(0, 1) / temperature
     logits = logits.masked_fill(torch.eye(2 * batch, dtype=torch.bool, device=z.device), float("-inf"))
-    positives = torch.cat([torch.arange(batch, 2 * batch), torch.arange(0, batch)]).to(z.device)
+    positives = torch.arange(2 * batch, device=z.device).add(batch).remainder(2 * batch)
     return F.cross_entropy(logits, positives)
 
 
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """``mean_i (2 - 2 cos(p_i, sg(z_i)))``: 0 for identical directions, 4 for opposite ones."""
-    return (2.0 - 2.0 * F.cosine_similarity(p, z.detach(), dim=1)).mean()
+    """BYOL's regression loss ``mean_i (2 - 2 cos(p_i, sg(z_i)))``: 0 for equal directions, 4 for opposite.
+
+    Args:
+        p: online predictions [B, d]; z: target projections [B, d] (detached inside).
+    """
+    _check_pair("p", p, "z", z)
+    p, z = F.normalize(p, dim=1), F.normalize(z.detach(), dim=1)
+    return (2.0 - 2.0 * (p * z).sum(dim=1)).mean()
 
 
 def dino_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, center: torch.Tensor,
               student_temp: float, teacher_temp: float) -> torch.Tensor:
-    """``mean_i CE(softmax((t_i - c)/tau_t), log_softmax(s_i/tau_s))`` with the teacher detached."""
-    targets = F.softmax((teacher_logits.detach() - center) / teacher_temp, dim=1)
+    """DINO's ``mean_i CE(softmax((t_i - c)/tau_t), log_softmax(s_i/tau_s))``, teacher detached.
+
+    Args:
+        student_logits, teacher_logits: [B, K]; center: [K] or [1, K] (zeros disable centering).
+        student_temp, teacher_temp: the two temperatures (> 0).
+    """
+    student_temp = check_positive("student_temp", student_temp)
+    teacher_temp = check_positive("teacher_temp", teacher_temp)
+    _check_pair("student_logits", student_logits, "teacher_logits", teacher_logits)
+    if center.shape[-1] != student_logits.shape[1] or center.numel() != student_logits.shape[1]:
+        raise ValueError(f"center must have {student_logits.shape[1]} entries ([K] or [1, K]), "
+                         f"got shape {tuple(center.shape)}")
+    targets = F.softmax((teacher_logits.detach() - center.detach()) / teacher_temp, dim=1)
     return -(targets * F.log_softmax(student_logits / student_temp, dim=1)).sum(dim=1).mean()
 
 
 @torch.no_grad()
 def sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int) -> torch.Tensor:
-    """SwAV's Sinkhorn-Knopp codes: ``Q = exp(scores/eps)`` equipartitioned over the K prototypes.
+    """SwAV's Sinkhorn-Knopp codes: ``Q = exp(scores / eps)`` equipartitioned over the K prototypes.
 
-    Alternates normalising the K prototype marginals to 1/K and the B sample marginals to 1/B,
-    ``iterations`` times, then scales so each sample's code (row) sums to 1 (returned B x K).
-    Subtracting the global max before ``exp`` changes nothing after normalisation but avoids
-    overflow.
+    As ``distributed_sinkhorn``: normalise Q (K x B) to total mass 1, then ``iterations`` times
+    scale the K prototype marginals to 1/K and the B sample marginals to 1/B; finally multiply by
+    B so that each sample's code sums to 1. The same updates are carried out on log Q in float64
+    (``logsumexp`` instead of sums), so no sample's column can underflow to zeros or overflow,
+    which the reference's float32 ``exp(scores / eps)`` does for scores beyond ~4 at eps = 0.05.
+    Column sums tend to B/K as the iterations grow.
+
+    Args:
+        scores: prototype scores [B, K]; epsilon: entropic regularisation > 0; iterations: >= 1.
+
+    Returns:
+        Codes [B, K] in the dtype of ``scores``, rows summing to 1, no gradient.
     """
-    q = torch.exp((scores - scores.max()) / epsilon).transpose(0, 1).double()  # K x B
-    prototypes, batch = q.shape
-    q /= q.sum()
+    epsilon = check_positive("epsilon", epsilon)
+    iterations = check_iterations("iterations", iterations)
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be a 2-D tensor [batch, K], got shape {tuple(scores.shape)}")
+    log_q = scores.double().transpose(0, 1) / epsilon  # K x B
+    prototypes, batch = log_q.shape
+    log_q = log_q - torch.logsumexp(log_q.flatten(), dim=0)
     for _ in range(iterations):
-        q /= q.sum(dim=1, keepdim=True)
-        q /= prototypes
-        q /= q.sum(dim=0, keepdim=True)
-        q /= batch
-    q *= batch
-    return q.transpose(0, 1).to(scores.dtype)
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(prototypes)
+        log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - math.log(batch)
+    return torch.exp(log_q + math.log(batch)).transpose(0, 1).to(scores.dtype)
 
 
-def swapped_prediction(codes: torch.Tensor, scores: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``-mean_i sum_k codes_ik log softmax(scores_i / tau)_k``."""
-    return -(codes * F.log_softmax(scores / temperature, dim=1)).sum(dim=1).mean()
+def soft_cross_entropy(targets: torch.Tensor, logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``-mean_i sum_k targets_ik log softmax(logits_i / tau)_k`` with the targets detached."""
+    temperature = check_positive("temperature", temperature)
+    _check_pair("targets", targets, "logits", logits)
+    return -(targets.detach() * F.log_softmax(logits / temperature, dim=1)).sum(dim=1).mean()
 
 
 def swav_loss(scores1: torch.Tensor, scores2: torch.Tensor, temperature: float, epsilon: float,
               iterations: int) -> torch.Tensor:
-    """Swapped prediction: view 1's Sinkhorn codes predict view 2's softmax and vice versa; mean."""
+    """SwAV's swapped prediction: each view's Sinkhorn codes predict the other view's softmax.
+
+    ``0.5 * (CE(q1, softmax(s2/tau)) + CE(q2, softmax(s1/tau)))`` with ``q = sinkhorn(sg(s))``.
+    """
+    _check_pair("scores1", scores1, "scores2", scores2)
     q1 = sinkhorn(scores1.detach(), epsilon, iterations)
     q2 = sinkhorn(scores2.detach(), epsilon, iterations)
-    return 0.5 * (swapped_prediction(q1, scores2, temperature) + swapped_prediction(q2, scores1, temperature))
+    return 0.5 * (soft_cross_entropy(q1, scores2, temperature) + soft_cross_entropy(q2, scores1, temperature))
 
 
 def deepcluster_loss(scores: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
-    """DeepCluster-v2: ``CE(scores / tau, k-means assignment)``."""
+    """DeepCluster-v2: ``CE(scores / tau, targets)`` against k-means assignments (-100 is ignored)."""
+    temperature = check_positive("temperature", temperature)
+    if scores.dim() != 2 or targets.shape != (scores.shape[0],) or targets.is_floating_point():
+        raise ValueError(f"scores must be [B, K] and targets an integer tensor [B]; got {tuple(scores.shape)} "
+                         f"and {targets.dtype} {tuple(targets.shape)}")
     return F.cross_entropy(scores / temperature, targets)
 
 
 def mean_assignment_entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """H(p_bar) of ``p = softmax(logits / tau)`` (log K when uniform, 0 for one prototype)."""
-    mean = F.softmax(logits / temperature, dim=1).mean(dim=0)
-    return -torch.special.xlogy(mean, mean).sum()
-
-
-def soft_cross_entropy(targets: torch.Tensor, logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``-mean_i sum_k targets_ik log softmax(logits_i / tau)_k`` (targets detached)."""
-    return -(targets.detach() * F.log_softmax(logits / temperature, dim=1)).sum(dim=1).mean()
+    """H(p_bar) of ``p = softmax(logits / tau)`` (log K when p_bar is uniform, 0 on one prototype)."""
+    temperature = check_positive("temperature", temperature)
+    return discrete_entropy(F.softmax(logits / temperature, dim=1))
 
 
 def simclr_er(z1: torch.Tensor, z2: torch.Tensor, kappa: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """SimCLR-ER terms: ``(R(z1, z2), H(z1 u z2))`` on the normalised projections."""
+    """SimCLR-ER terms ``(R(z1, z2), H(z1 u z2))``: vMF NLL between views, KDE entropy of all 2B."""
+    _check_pair("z1", z1, "z2", z2)
     n1, n2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     return vmf_reconstruction(n1, n2, kappa), kde_entropy(torch.cat([n1, n2]), kappa)
 
 
 def byol_er(p1: torch.Tensor, p2: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor,
             kappa: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """BYOL-ER terms, symmetrised: ``R(pred(z1), sg(t2))`` and ``H(pred(z1))`` averaged over views."""
+    """BYOL-ER terms, mean of both directions: ``R(pred(z1), sg(t2))`` and ``H(pred(z1))``."""
+    _check_pair("p1", p1, "t2", t2)
+    _check_pair("p2", p2, "t1", t1)
     n1, n2 = F.normalize(p1, dim=1), F.normalize(p2, dim=1)
     m1, m2 = F.normalize(t1.detach(), dim=1), F.normalize(t2.detach(), dim=1)
     reconstruction = 0.5 * (vmf_reconstruction(n1, m2, kappa) + vmf_reconstruction(n2, m1, kappa))
@@ -108,7 +161,8 @@ def byol_er(p1: torch.Tensor, p2: torch.Tensor, t1: torch.Tensor, t2: torch.Tens
 
 def dino_er(s1: torch.Tensor, s2: torch.Tensor, ts1: torch.Tensor, ts2: torch.Tensor,
             student_temp: float, teacher_temp: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """DINO-ER terms: the DINO cross-entropy without centering, and H(mean student assignment)."""
+    """DINO-ER terms: DINO's cross-view CE without centering, and H(mean student assignment)."""
+    teacher_temp = check_positive("teacher_temp", teacher_temp)
     q1 = F.softmax(ts1.detach() / teacher_temp, dim=1)
     q2 = F.softmax(ts2.detach() / teacher_temp, dim=1)
     reconstruction = 0.5 * (soft_cross_entropy(q1, s2, student_temp) + soft_cross_entropy(q2, s1, student_temp))
@@ -118,7 +172,9 @@ def dino_er(s1: torch.Tensor, s2: torch.Tensor, ts1: torch.Tensor, ts2: torch.Te
 
 def swav_er(s1: torch.Tensor, s2: torch.Tensor, temperature: float,
             sharpen_temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """SwAV-ER terms: targets are the other view's sharpened softmax (stop-gradient), + H(p_bar)."""
+    """SwAV-ER terms: each view predicts sg(softmax(other view / sharpen_temperature)); and H(p_bar)."""
+    sharpen_temperature = check_positive("sharpen_temperature", sharpen_temperature)
+    _check_pair("s1", s1, "s2", s2)
     q1 = F.softmax(s1.detach() / sharpen_temperature, dim=1)
     q2 = F.softmax(s2.detach() / sharpen_temperature, dim=1)
     reconstruction = 0.5 * (soft_cross_entropy(q1, s2, temperature) + soft_cross_entropy(q2, s1, temperature))
@@ -129,6 +185,7 @@ def swav_er(s1: torch.Tensor, s2: torch.Tensor, temperature: float,
 def deepcluster_er(s1: torch.Tensor, s2: torch.Tensor, targets: torch.Tensor,
                    temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """DeepCluster-v2-ER terms: CE against the k-means targets (both views) and H(p_bar)."""
+    _check_pair("s1", s1, "s2", s2)
     reconstruction = 0.5 * (deepcluster_loss(s1, targets, temperature) + deepcluster_loss(s2, targets, temperature))
     entropy = 0.5 * (mean_assignment_entropy(s1, temperature) + mean_assignment_entropy(s2, temperature))
     return reconstruction, entropy

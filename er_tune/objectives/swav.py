@@ -7,36 +7,51 @@ by the other view's sharpened softmax under stop-gradient, minus lambda H(p_bar)
 from __future__ import annotations
 
 from er_tune.objectives import functional
-from er_tune.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput, er_output
+from er_tune.objectives.base import (Objective, ObjectiveInputs, ObjectiveOutput, check_iterations,
+                                     check_positive)
+from er_tune.objectives.er import ERObjective, ERTerms
 
 
 class SwAV(Objective):
+    """Swapped prediction (:func:`functional.swav_loss`).
+
+    Args:
+        temperature: tau of the predicted softmax; epsilon: Sinkhorn regularisation;
+        iterations: Sinkhorn-Knopp iterations.
+    """
+
     method, variant, support = "swav", "original", "discrete"
     needs_prototypes = True
 
     def __init__(self, temperature: float = 0.1, epsilon: float = 0.05, iterations: int = 3) -> None:
         super().__init__()
-        self.temperature, self.epsilon, self.iterations = temperature, epsilon, iterations
+        self.temperature = check_positive("temperature", temperature)
+        self.epsilon = check_positive("epsilon", epsilon)
+        self.iterations = check_iterations("iterations", iterations)
 
     def forward(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
         s1, s2 = inputs.require("s1", "s2")
         return ObjectiveOutput(loss=functional.swav_loss(s1, s2, self.temperature, self.epsilon, self.iterations))
 
 
-class SwAVER(Objective):
-    method, variant, support = "swav", "er", "discrete"
+class SwAVER(ERObjective):
+    """ER replacement of SwAV (:func:`functional.swav_er`).
+
+    Args:
+        temperature: tau of the student softmax (prediction and H(p_bar)).
+        sharpen_temperature: lower tau of the target softmax (the config's teacher_temperature).
+        entropy_weight: lambda >= 0.
+    """
+
+    method, support = "swav", "discrete"
     needs_prototypes = True
 
     def __init__(self, temperature: float = 0.1, sharpen_temperature: float = 0.04,
                  entropy_weight: float = 1.0) -> None:
-        super().__init__()
-        self.temperature, self.sharpen_temperature = temperature, sharpen_temperature
-        self.entropy_weight = entropy_weight
+        super().__init__(entropy_weight)
+        self.temperature = check_positive("temperature", temperature)
+        self.sharpen_temperature = check_positive("sharpen_temperature", sharpen_temperature)
 
-    def terms(self, inputs: ObjectiveInputs):
+    def terms(self, inputs: ObjectiveInputs) -> ERTerms:
         s1, s2 = inputs.require("s1", "s2")
-        return functional.swav_er(s1, s2, self.temperature, self.sharpen_temperature)
-
-    def forward(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
-        reconstruction, entropy = self.terms(inputs)
-        return er_output(reconstruction, entropy, self.entropy_weight)
+        return ERTerms(*functional.swav_er(s1, s2, self.temperature, self.sharpen_temperature))
