@@ -143,3 +143,16 @@ def test_tensorboard_has_epoch_metrics_step_loss_and_hparams(tmp_path, tiny_data
     assert [e.step for e in accumulator.Scalars("epoch/knn_top1")] == [1, 2]
     assert len(accumulator.Scalars("train/loss")) == 2 * (96 // 32)
     assert os.path.isdir(tmp_path / "hparams")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CPU path covered above)")
+@pytest.mark.parametrize("method", ["byol", "dino"])
+def test_cuda_trial_uses_bf16_autocast_and_matches_cpu_contract(tmp_path, tiny_data, method):
+    config = tiny(method, "er", epochs=2, device="cuda")
+    summary = run_trial(config, tiny_data, LocalReporter(str(tmp_path), config.to_dict()))
+    lines = read_results(tmp_path)
+    assert summary.status in ("completed", "collapsed") and len(lines) >= 1
+    for line in lines:
+        assert all(math.isfinite(v) for v in line.values() if isinstance(v, float))
+        assert 0.0 <= line["knn_top1"] <= 1.0
