@@ -20,7 +20,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from .results_io import read_many, first_last
+from .results_io import first_last, json_objects, read_many
 
 TRIAL_FILES = ("params.json", "result.json", "error.txt")
 PHASES = ("search", "replicate")
@@ -105,20 +105,8 @@ def ray_statuses(phase_dir: str) -> dict[str, str]:
 
 def read_jsonl(path: str) -> tuple[list[dict], list[str]]:
     """Parse a small JSON-lines file (collapse_events.jsonl); bad lines are skipped and named."""
-    rows, problems = [], []
     with open(path, "rb") as f:
-        data = f.read()
-    for i, line in enumerate(data.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise ValueError("not an object")
-            rows.append(obj)
-        except ValueError as exc:
-            problems.append(f"{os.path.basename(path)} line {i} unreadable ({type(exc).__name__})")
-    return rows, problems
+        return json_objects(f.read(), os.path.basename(path))
 
 
 def read_trial(phase: str, trial_dir: str, states: dict[str, str]) -> TrialData:

@@ -23,7 +23,8 @@ def _parse(data: bytes) -> pa.Table:
     return pj.read_json(pa.BufferReader(data), read_options=_OPTS)
 
 
-def _per_line(data: bytes, name: str) -> tuple[pa.Table, list[str]]:
+def json_objects(data: bytes, name: str) -> tuple[list[dict], list[str]]:
+    """JSON objects of a JSON-lines blob; unreadable lines are skipped and named in ``problems``."""
     rows, problems = [], []
     for i, line in enumerate(data.splitlines(), 1):
         if not line.strip():
@@ -32,10 +33,16 @@ def _per_line(data: bytes, name: str) -> tuple[pa.Table, list[str]]:
             obj = json.loads(line)
             if not isinstance(obj, dict):
                 raise ValueError("not an object")
-            rows.append({k: v for k, v in obj.items() if not isinstance(v, (dict, list))})
+            rows.append(obj)
         except ValueError as exc:
             problems.append(f"{name} line {i} unreadable ({type(exc).__name__})")
-    return pa.Table.from_pylist(rows), problems
+    return rows, problems
+
+
+def _per_line(data: bytes, name: str) -> tuple[pa.Table, list[str]]:
+    rows, problems = json_objects(data, name)
+    flat = [{k: v for k, v in obj.items() if not isinstance(v, (dict, list))} for obj in rows]
+    return pa.Table.from_pylist(flat), problems
 
 
 def _one_file(data: bytes, name: str) -> tuple[pa.Table, list[str]]:
