@@ -106,12 +106,12 @@ def describe(study: Study) -> str:
     return "\n".join(lines)
 
 
-def validate_command(path: str, stream=sys.stdout) -> int:
+def validate_command(path: str, stream=None) -> int:
     """``er-tune validate``: print the plan (exit 0) or the error (stderr, exit 2)."""
     try:
         study = load_study(path)
     except StudyError as error:
         print(f"er-tune validate: {error}", file=sys.stderr)
         return 2
-    print(describe(study), file=stream)
+    print(describe(study), file=stream or sys.stdout)
     return 0

@@ -1,0 +1,148 @@
+"""Every study-file mistake is caught before Ray starts, naming the file, the key and what is allowed."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from er_tune.cli import main
+from search_spaces import StudyError, condition_groups, describe, load_study, replicate_configs, trial_config
+
+STUDIES = Path(__file__).resolve().parents[1] / "search_spaces" / "studies"
+BASE = yaml.safe_load((STUDIES / "smoke.yaml").read_text())
+
+
+def mutate(**changes):
+    doc = copy.deepcopy(BASE)
+    for path, value in changes.items():
+        keys = path.split("__")
+        target = doc
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        if value is DELETE:
+            target.pop(keys[-1], None)
+        else:
+            target[keys[-1]] = value
+    return doc
+
+
+DELETE = object()
+
+BAD = [
+    # (id, document, key path in the message, fragment of the message)
+    ("unknown-top-key", {**BASE, "methodz": ["simclr"]}, "methodz", "did you mean 'methods'"),
+    ("unknown-data-key", mutate(data__datset="shapes"), "data.datset", "did you mean 'dataset'"),
+    ("unknown-dataset", mutate(data__dataset="imagenet"), "data.dataset", "allowed: shapes"),
+    ("unknown-method", mutate(methods=["simclr", "mocov3"]), "methods[1]", "allowed: simclr, byol"),
+    ("unknown-variant", mutate(variants=["er", "both"]), "variants[1]", "allowed: original, er"),
+    ("unknown-backbone", mutate(model__backbone="vit"), "model.backbone", "allowed: convnet"),
+    ("empty-methods", mutate(methods=[]), "methods", "non-empty list"),
+    ("empty-seeds", mutate(seeds=[]), "seeds", "non-empty list"),
+    ("duplicate-seeds", mutate(seeds=[0, 0]), "seeds", "duplicate"),
+    ("negative-seed", mutate(seeds=[-1]), "seeds[0]", ">= 0"),
+    ("ema-out-of-range", mutate(methods=["byol"], grid={"ema": [0.5, 1.5], "batch_size": [32]}), "grid.ema",
+     "0 <= ema <= 1"),
+    ("batch-size-one", mutate(grid={"batch_size": [1]}), "grid.batch_size", ">= 2"),
+    ("batch-larger-than-data", mutate(grid={"batch_size": [1024]}), "grid.batch_size", "exceeds train_size"),
+    ("ema-axis-for-simclr", mutate(grid={"ema": [0.9]}), "grid.ema", "applies to none of the listed methods"),
+    ("empty-grid-values", mutate(grid={"batch_size": []}), "grid.batch_size", "non-empty list"),
+    ("unknown-grid-axis", mutate(grid={"batchsize": [32]}), "grid.batchsize", "did you mean 'batch_size'"),
+    ("zero-epochs", mutate(schedule__max_epochs=0), "schedule.max_epochs", ">= 1"),
+    ("string-epochs", mutate(schedule__max_epochs="ten"), "schedule.max_epochs", "must be an integer"),
+    ("grace-beyond-budget", mutate(schedule__asha__grace_period=5), "schedule.asha.grace_period",
+     "exceeds schedule.max_epochs"),
+    ("reduction-factor-one", mutate(schedule__asha__reduction_factor=1), "schedule.asha.reduction_factor", ">= 2"),
+    ("kappa-for-no-er", mutate(variants=["original"], tune={"kappa": {"loguniform": [1, 10]}}), "tune.kappa",
+     "used by none of the listed"),
+    ("searched-and-grid", mutate(tune={"batch_size": {"choice": [16, 32]}}), "tune.batch_size", "also a grid axis"),
+    ("loguniform-nonpositive", mutate(tune={"lr": {"loguniform": [0, 1]}}), "tune.lr.loguniform", "low > 0"),
+    ("low-above-high", mutate(tune={"lr": {"uniform": [0.5, 0.1]}}), "tune.lr.uniform", "must be below high"),
+    ("two-distributions", mutate(tune={"lr": {"uniform": [0.1, 0.5], "loguniform": [0.1, 0.5]}}), "tune.lr",
+     "exactly one distribution"),
+    ("unknown-distribution", mutate(tune={"lr": {"normal": [0.1, 0.5]}}), "tune.lr.normal", "allowed: loguniform"),
+    ("searched-value-invalid", mutate(tune={"temperature": {"uniform": [-1.0, 0.5]}}), "tune.temperature", "> 0"),
+    ("unknown-metric", mutate(search__metric="accuracy"), "search.metric", "allowed: knn_top1"),
+    ("bad-mode", mutate(search__mode="maximize"), "search.mode", "allowed: max, min"),
+    ("zero-samples", mutate(search__num_samples=0), "search.num_samples", ">= 1"),
+    ("unknown-collapse-key", mutate(collapse__patience=3), "collapse.patience", "allowed:"),
+    ("collapse-threshold-range", mutate(collapse__cluster_threshold=2.0), "collapse", "collapse.cluster_threshold"),
+    ("negative-gpu", mutate(resources__gpu=-1), "resources.gpu", ">= 0"),
+    ("no-resources", mutate(resources={"cpu": 0, "gpu": 0}), "resources", "cpu > 0 or gpu > 0"),
+    ("reserved-trial-key", mutate(trial__seed=3), "trial.seed", "set by the study's own sections"),
+    ("unknown-trial-key", mutate(trial__learning_rate=0.1), "trial.learning_rate", "allowed:"),
+    ("invalid-trial-value", mutate(trial__optimizer="adam"), "trial", "allowed: sgd, lars"),
+    ("missing-root", mutate(data__dataset="cifar10", data__root="/nonexistent/cifar"), "data.root", "does not exist"),
+    ("root-required", mutate(data__dataset="stl10"), "data.root", "is required"),
+    ("bad-name", mutate(name="my study!"), "name", "letters, digits"),
+    ("missing-methods", mutate(methods=DELETE), "methods", "is required"),
+    ("not-a-mapping", ["a", "list"], "", "must be a mapping"),
+]
+
+
+@pytest.mark.parametrize("document, key, fragment", [case[1:] for case in BAD], ids=[case[0] for case in BAD])
+def test_bad_study_is_rejected_with_file_key_and_allowed_values(tmp_path, document, key, fragment):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(StudyError) as error:
+        load_study(str(path))
+    message = str(error.value)
+    assert message.startswith(f"{path}: {key}"), message
+    assert fragment in message, message
+
+
+def test_at_least_25_distinct_bad_files():
+    assert len({case[0] for case in BAD}) == len(BAD) >= 25
+
+
+def test_unparseable_yaml_names_line_and_column(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nmethods: [simclr\n")
+    with pytest.raises(StudyError, match=r"<yaml>: unparseable YAML at line \d+, column \d+"):
+        load_study(str(path))
+
+
+def test_missing_file_and_empty_file(tmp_path):
+    with pytest.raises(StudyError, match="cannot be read"):
+        load_study(str(tmp_path / "nope.yaml"))
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(StudyError, match="is empty"):
+        load_study(str(tmp_path / "empty.yaml"))
+
+
+def test_validate_command_exit_codes(tmp_path, capsys):
+    assert main(["validate", str(STUDIES / "demo.yaml")]) == 0
+    assert "condition groups: 8" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(mutate(methods=["simclr", "mocov3"])))
+    assert main(["validate", str(bad)]) == 2
+    assert f"{bad}: methods[1]" in capsys.readouterr().err
+
+
+def test_shipped_studies_expand_to_the_planned_groups():
+    demo = load_study(str(STUDIES / "demo.yaml"))
+    names = [g.name for g in condition_groups(demo)]
+    assert names == [f"{m}/{v}/ema={e}" for m in ("byol", "dino") for v in ("original", "er") for e in (0.0, 0.99)]
+    text = describe(demo)
+    assert "phase search: 16 trials" in text and "phase replicate: 24 trials" in text
+    smoke = load_study(str(STUDIES / "smoke.yaml"))
+    assert [g.name for g in condition_groups(smoke)] == ["simclr/original/batch_size=32", "simclr/er/batch_size=32"]
+
+
+def test_trial_configs_record_group_phase_seed_and_share_budget():
+    demo = load_study(str(STUDIES / "demo.yaml"))
+    groups = condition_groups(demo)
+    config = trial_config(demo, groups[2], phase="search", seed=0, hparams={"lr": 0.2, "kappa": 8.0})
+    assert (config["group"], config["phase"], config["method"], config["variant"], config["ema"]) == \
+        ("byol/er/ema=0.0", "search", "byol", "er", 0.0)
+    assert config["grid_axes"] == ["ema"] and config["searched"] == ["kappa", "lr"]
+    assert config["lr"] == 0.2 and config["kappa"] == 8.0 and config["epochs"] == 6
+    replicate = replicate_configs(demo, {"byol/er/ema=0.0": {"lr": 0.2, "kappa": 8.0}})
+    assert len(replicate) == len(groups) * len(demo.seeds)
+    best = [c for c in replicate if c["group"] == "byol/er/ema=0.0"]
+    assert [c["seed"] for c in best] == [0, 1, 2] and all(c["lr"] == 0.2 for c in best)
+    # both variants of a method: same seeds, same epochs
+    for method in demo.methods:
+        per_variant = {v: sorted((c["seed"], c["epochs"]) for c in replicate if c["method"] == method
+                                 and c["variant"] == v) for v in demo.variants}
+        assert per_variant["original"] == per_variant["er"]
