@@ -1,0 +1,156 @@
+"""Collapse detectors at their anchors, and the monitor on synthetic metric sequences."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from er_tune.collapse import CollapseMonitor, assignment_entropies, grad_is_finite, is_finite, rankme, std_ratio
+from er_tune.config import CollapseConfig
+
+
+def isotropic(n=4096, d=32, seed=0):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_std_ratio_anchors():
+    assert std_ratio(isotropic()) == pytest.approx(1.0, abs=0.02)  # uniform on the sphere: var 1/d per coordinate
+    collapsed = torch.ones(64, 16) * torch.randn(1, 16)
+    assert std_ratio(collapsed) == pytest.approx(0.0, abs=1e-9)
+    # identity rows: each coordinate is 1 once and 0 otherwise -> std = sqrt(1/d (1 - 1/d) d/(d-1)) = 1/sqrt(d)
+    d = 16
+    assert std_ratio(torch.eye(d)) == pytest.approx(math.sqrt(d) * math.sqrt(1.0 / d), rel=1e-9)
+
+
+def test_rankme_anchors():
+    assert rankme(torch.ones(50, 8)) == pytest.approx(1.0, abs=1e-4)  # rank one
+    assert rankme(torch.eye(8)) == pytest.approx(8.0, rel=1e-4)  # equal singular values
+    r = rankme(isotropic(2000, 16))
+    assert 14.0 < r <= 16.0
+    assert math.isnan(rankme(torch.full((4, 4), float("nan"))))
+
+
+def test_detectors_decrease_as_a_batch_collapses():
+    z = isotropic(1024, 16)
+    point = torch.randn(1, 16, dtype=torch.float64)
+    ratios, ranks = [], []
+    for t in (0.0, 0.5, 0.9, 0.99, 1.0):
+        mixed = (1 - t) * z + t * point
+        ratios.append(std_ratio(mixed))
+        ranks.append(rankme(mixed))
+    assert ratios == sorted(ratios, reverse=True) and ratios[-1] < 1e-9
+    assert ranks == sorted(ranks, reverse=True) and ranks[-1] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_assignment_entropy_anchors():
+    k = 8
+    one_prototype = torch.zeros(32, k)
+    one_prototype[:, 3] = 1.0
+    assert assignment_entropies(one_prototype) == pytest.approx((0.0, 0.0), abs=1e-12)
+    uniform = torch.full((32, k), 1.0 / k)
+    assert assignment_entropies(uniform) == pytest.approx((1.0, 1.0))
+    spread_one_hot = torch.eye(k).repeat(4, 1)  # confident and balanced: the healthy case
+    assert assignment_entropies(spread_one_hot) == pytest.approx((1.0, 0.0), abs=1e-12)
+
+
+def test_finiteness_checks():
+    assert is_finite(1.0, torch.ones(3)) and not is_finite(float("nan")) and not is_finite(torch.tensor([1.0, math.inf]))
+    layer = torch.nn.Linear(3, 2)
+    layer(torch.randn(4, 3)).sum().backward()
+    assert grad_is_finite(layer)
+    layer.weight.grad[0, 0] = float("nan")
+    assert not grad_is_finite(layer)
+
+
+def healthy(epoch, **overrides):
+    metrics = {"std_ratio": 0.8, "rankme": 20.0, "knn_top1": 0.5, "loss": 1.0,
+               "assign_entropy": 0.9, "assign_sample_entropy": 0.3}
+    metrics.update(overrides)
+    return metrics
+
+
+def monitor(**config):
+    return CollapseMonitor(CollapseConfig(**config), discrete=True, num_classes=10)
+
+
+def test_no_event_on_a_healthy_sequence():
+    m = monitor()
+    for epoch in range(1, 11):
+        assert m.observe(healthy(epoch), epoch=epoch, step=epoch * 10) == []
+    assert not m.collapsed and m.stop_reason == ""
+
+
+def test_complete_collapse_needs_patience():
+    m = monitor(std_ratio_patience=2)
+    assert m.observe(healthy(1, std_ratio=0.01), epoch=1, step=10) == []
+    assert m.observe(healthy(2, std_ratio=0.5), epoch=2, step=20) == []  # streak broken
+    assert m.observe(healthy(3, std_ratio=0.01), epoch=3, step=30) == []
+    events = m.observe(healthy(4, std_ratio=0.02), epoch=4, step=40)
+    assert [(e.kind, e.severity, e.epoch, e.step) for e in events] == [("complete", "collapse", 4, 40)]
+    assert events[0].value == pytest.approx(0.02) and events[0].threshold == 0.05
+    assert m.collapsed and m.stop_reason == "collapsed"
+
+
+def test_dimensional_warning_once_then_collapse():
+    m = monitor(warmup_epochs=1)
+    m.observe(healthy(1, rankme=20.0), epoch=1, step=1)
+    first = m.observe(healthy(2, rankme=4.0), epoch=2, step=2)
+    assert [(e.kind, e.severity) for e in first] == [("dimensional", "warning")]
+    assert m.observe(healthy(3, rankme=3.5), epoch=3, step=3) == []  # same episode: no repeat
+    last = m.observe(healthy(4, rankme=1.01), epoch=4, step=4)
+    assert [(e.kind, e.severity) for e in last] == [("dimensional", "collapse")]
+
+
+def test_cluster_and_uniform_collapse_for_discrete_methods():
+    m = monitor(assignment_patience=2)
+    m.observe(healthy(1, assign_entropy=0.01), epoch=1, step=1)
+    events = m.observe(healthy(2, assign_entropy=0.02), epoch=2, step=2)
+    assert [(e.kind, e.detector) for e in events] == [("cluster", "assign_entropy")]
+    u = monitor(assignment_patience=1)
+    events = u.observe(healthy(1, assign_entropy=0.999, assign_sample_entropy=0.995), epoch=1, step=1)
+    assert [e.kind for e in events] == ["uniform"]
+    # mean entropy high but confident samples: healthy, not uniform
+    assert monitor(assignment_patience=1).observe(healthy(1, assign_entropy=0.999, assign_sample_entropy=0.2),
+                                                  epoch=1, step=1) == []
+
+
+def test_sphere_methods_ignore_assignment_detectors():
+    m = CollapseMonitor(CollapseConfig(assignment_patience=1), discrete=False, num_classes=10)
+    assert m.observe(healthy(1, assign_entropy=0.0), epoch=1, step=1) == []
+
+
+def test_knn_chance_is_a_warning_after_warmup_only():
+    m = monitor(warmup_epochs=2)
+    assert m.observe(healthy(1, knn_top1=0.1), epoch=1, step=1) == []
+    assert m.observe(healthy(2, knn_top1=0.1), epoch=2, step=2) == []
+    events = m.observe(healthy(3, knn_top1=0.1), epoch=3, step=3)
+    assert [(e.kind, e.severity) for e in events] == [("knn_chance", "warning")]
+    assert not m.collapsed
+
+
+def test_divergence_and_non_finite_metrics():
+    m = monitor()
+    events = m.observe(healthy(1, loss=float("nan")), epoch=1, step=5)
+    assert [(e.kind, e.severity) for e in events] == [("diverged", "collapse")]
+    assert m.stop_reason == "diverged"
+    assert events[0].to_dict()["value"] is None  # JSON has no NaN
+    json.dumps(events[0].to_dict())
+    m2 = monitor()
+    assert [e.kind for e in m2.observe_divergence(float("inf"), epoch=2, step=7)] == ["diverged"]
+    m3 = monitor()
+    assert [e.kind for e in m3.observe(healthy(1, std_ratio=float("nan")), epoch=1, step=1)] == ["diverged"]
+
+
+def test_state_round_trip_gives_the_same_events_as_never_interrupted():
+    sequence = [healthy(1), healthy(2, std_ratio=0.01, rankme=3.0), healthy(3, std_ratio=0.01, rankme=2.0),
+                healthy(4, assign_entropy=0.01), healthy(5, assign_entropy=0.01, knn_top1=0.05)]
+    straight = monitor(warmup_epochs=1)
+    expected = [e for epoch, metrics in enumerate(sequence, 1) for e in straight.observe(metrics, epoch=epoch, step=epoch)]
+    first = monitor(warmup_epochs=1)
+    got = [e for epoch, metrics in enumerate(sequence[:2], 1) for e in first.observe(metrics, epoch=epoch, step=epoch)]
+    resumed = monitor(warmup_epochs=1)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    got += [e for epoch, metrics in enumerate(sequence[2:], 3) for e in resumed.observe(metrics, epoch=epoch, step=epoch)]
+    assert got == expected and len(expected) >= 3
+    assert resumed.events == straight.events
