@@ -81,7 +81,7 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
             f.write(render.markdown(tables["stability"]))
     if plots:
         from .plots import plot_all
-        plot_all(tables["stability"], tables["epochs"], axes, out_dir)
+        plot_all(tables["stability"], tables["epochs"], axes, out_dir, trials=tables.get("trials"))
     print(f"report written to {out_dir} ({len(unreadable)} warning(s))", file=stream)
     return 0
 

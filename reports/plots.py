@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 
-def plot_all(stability: pa.Table, epochs: pa.Table, axes: list[str], out_dir: str) -> list[str]:
+def plot_all(stability: pa.Table, epochs: pa.Table, axes: list[str], out_dir: str,
+             trials: pa.Table | None = None) -> list[str]:
     """Write the plots and return their paths."""
     paths = []
     st = stability.to_pandas()
@@ -40,12 +41,25 @@ def plot_all(stability: pa.Table, epochs: pa.Table, axes: list[str], out_dir: st
     cols = [c for c in ("trial_id", "epoch", "er_entropy") if c in epochs.column_names]
     if len(cols) == 3 and epochs.num_rows:
         ep = epochs.select(cols).to_pandas()
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ep.groupby("epoch")["er_entropy"].mean().plot(ax=ax, label="mean over trials")
-        ax.set(xlabel="epoch", ylabel="er_entropy", title="ER entropy over training")
-        ax.legend()
+        fig, ax = plt.subplots(figsize=(7, 4))
+        if trials is not None and {"trial_id", "objective", "phase"} <= set(trials.column_names):
+            meta = trials.select(["trial_id", "objective", "phase"]).to_pandas()
+            phase = "replicate" if (meta["phase"] == "replicate").any() else None
+            if phase:
+                meta = meta[meta["phase"] == phase]
+            ep = ep.merge(meta, on="trial_id")
+            for objective, sub in ep.groupby("objective"):
+                curve = sub.groupby("epoch")["er_entropy"]
+                mean, std = curve.mean(), curve.std().fillna(0)
+                ax.plot(mean.index, mean.values, marker=".", label=objective,
+                        linestyle="--" if str(objective).endswith("_er") else "-")
+                ax.fill_between(mean.index, mean - std, mean + std, alpha=0.15)
+        else:
+            ep.groupby("epoch")["er_entropy"].mean().plot(ax=ax, label="mean over trials")
+        ax.set(xlabel="epoch", ylabel="er_entropy (fixed eval set, κ_eval)",
+               title="ER entropy over training (mean ± std over trials)")
+        ax.legend(fontsize=8)
         p = os.path.join(out_dir, "er_entropy.png")
         fig.tight_layout(), fig.savefig(p, dpi=80), plt.close(fig)
         paths.append(p)
     return paths
-
