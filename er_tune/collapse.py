@@ -216,10 +216,11 @@ class CollapseMonitor:
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state (streaks, running max, warnings, events)."""
         return {"streaks": dict(self.streaks), "rankme_max": self.rankme_max, "warned": dict(self.warned),
-                "events": [asdict(event) for event in self.events]}
+                "events": [event.to_dict() for event in self.events]}  # NaN -> None: strict JSON
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.streaks = dict(state["streaks"])
         self.rankme_max = float(state["rankme_max"])
         self.warned = dict(state["warned"])
-        self.events = [CollapseEvent(**event) for event in state["events"]]
+        self.events = [CollapseEvent(**{**event, "value": math.nan if event["value"] is None else event["value"]})
+                       for event in state["events"]]

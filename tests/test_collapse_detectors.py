@@ -138,6 +138,10 @@ def test_divergence_and_non_finite_metrics():
     json.dumps(events[0].to_dict())
     m2 = monitor()
     assert [e.kind for e in m2.observe_divergence(float("inf"), epoch=2, step=7)] == ["diverged"]
+    state = json.dumps(m.state_dict(), allow_nan=False)  # strict JSON even after a NaN divergence
+    restored = monitor()
+    restored.load_state_dict(json.loads(state))
+    assert restored.stop_reason == "diverged" and math.isnan(restored.events[0].value)
     m3 = monitor()
     assert [e.kind for e in m3.observe(healthy(1, std_ratio=float("nan")), epoch=1, step=1)] == ["diverged"]
 
