@@ -58,6 +58,8 @@ def test_ema_momentum_schedule():
     values = [ema_momentum(0.9, s, 20) for s in range(21)]
     assert values == sorted(values)
     assert ema_momentum(0.0, 0, 10) == 0.0
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        ema_momentum(1.5, 0, 10)
 
 
 def test_ema_teacher_updates():

@@ -13,6 +13,8 @@ from er_tune.models.heads import NetworkOutput, SSLNetwork
 
 def ema_momentum(base: float, step: int, total_steps: int) -> float:
     """BYOL: ``m = 1 - (1 - base) (cos(pi step / total) + 1) / 2``, from ``base`` at 0 to 1 at total."""
+    if not 0.0 <= base <= 1.0:
+        raise ValueError(f"EMA base coefficient must be in [0, 1], got {base}")
     if total_steps <= 0:
         return base
     progress = min(max(step / total_steps, 0.0), 1.0)
@@ -35,6 +37,8 @@ class EMATeacher(nn.Module):
 
     @torch.no_grad()
     def update(self, student: SSLNetwork, momentum: float) -> None:
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"EMA momentum must be in [0, 1], got {momentum}")
         pairs = [(self.network.backbone, student.backbone), (self.network.projector, student.projector)]
         if self.network.prototypes is not None:
             pairs.append((self.network.prototypes, student.prototypes))
