@@ -9,7 +9,6 @@ fast.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Sequence
 
@@ -101,13 +100,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _check_data_root(config) -> None:
-    from er_tune.config import ConfigError
+    from er_tune.config import ConfigError, data_root_problem
 
-    if config.dataset in ("cifar10", "cifar100", "stl10", "imagefolder"):
-        if not config.data_root:
-            raise ConfigError(f"dataset={config.dataset} needs data_root (--set data_root=PATH)")
-        if not os.path.isdir(config.data_root):
-            raise ConfigError(f"data_root={config.data_root} does not exist")
+    problem = data_root_problem(config.dataset, config.data_root)
+    if problem:
+        raise ConfigError(f"data_root: {problem} (--set data_root=PATH)")
 
 
 def _tune(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -19,6 +20,11 @@ VARIANTS = ("original", "er")
 DISCRETE_METHODS = ("dino", "swav", "deepcluster")
 EMA_METHODS = ("byol", "dino")
 OPTIMIZERS = ("sgd", "lars")
+# Registry names, kept here (no torch import) so configs and study files are checked before any heavy
+# import; tests assert they equal the keys of er_tune.data.DATASETS and er_tune.models.BACKBONES.
+DATASET_NAMES = ("shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder")
+NEEDS_ROOT = ("cifar10", "cifar100", "stl10", "imagefolder")
+BACKBONE_NAMES = ("convnet", "resnet18_cifar", "resnet18", "resnet50")
 DEVICES = ("auto", "cpu", "cuda")
 
 # Keys the study service adds to a trial's Ray config next to the TrialConfig fields.
@@ -134,6 +140,8 @@ class TrialConfig:
         _check_choice("method", self.method, METHODS)
         _check_choice("variant", self.variant, VARIANTS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("dataset", self.dataset, DATASET_NAMES)
+        _check_choice("backbone", self.backbone, BACKBONE_NAMES)
         _check_choice("device", self.device, DEVICES)
         _check_min("image_size", self.image_size, 8)
         _check_min("train_size", self.train_size, 2)
@@ -214,6 +222,17 @@ class TrialConfig:
             else:
                 values[key] = raw
         return TrialConfig.from_dict(values)
+
+
+def data_root_problem(dataset: str, root: str) -> str:
+    """Why ``root`` cannot serve ``dataset`` ("" when it can): local datasets need an existing directory."""
+    if dataset not in NEEDS_ROOT:
+        return ""
+    if not root:
+        return f"dataset '{dataset}' is read from a local directory; a data root is required"
+    if not os.path.isdir(root):
+        return f"directory {root!r} does not exist"
+    return ""
 
 
 def _collapse_from(values: Any) -> CollapseConfig:

@@ -15,6 +15,8 @@ import os
 import sys
 from typing import Any
 
+from er_tune.io import write_json_atomic
+
 EXIT_USAGE = 2
 PHASES = ("search", "replicate")
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://", "file://", "memory://")
@@ -75,13 +77,6 @@ def run_study(study_path: str, *, address: str | None = None, storage: str | Non
 
 def _search_finished(exp_dir: str) -> bool:
     return os.path.exists(os.path.join(exp_dir, "best_configs.json"))
-
-
-def write_json(path: str, payload: Any) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def _ray_environment() -> None:
@@ -247,7 +242,7 @@ class StudyRunner:
 
         results = self._fit("search", trainable, make_tuner)
         best = best_by_group(results, study.search.metric, study.search.mode)
-        write_json(os.path.join(self.exp_dir, "best_configs.json"), best)
+        write_json_atomic(os.path.join(self.exp_dir, "best_configs.json"), best)
         return best, len(results.errors)
 
     def _load_best(self) -> dict[str, dict[str, Any]]:

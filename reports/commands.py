@@ -18,7 +18,9 @@ from er_tune import __version__
 
 from . import render
 from .discover import NotAnExperiment, discover
-from .parquet_io import SCHEMA_VERSION, write_json_atomic, write_table_atomic
+from er_tune.io import write_json_atomic
+
+from .parquet_io import SCHEMA_VERSION, write_table_atomic
 from .tables import (epochs_table, events_table, search_table, stability_table, trial_records,
                      trials_table)
 
@@ -72,7 +74,7 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
                 "row_counts": {k: v.num_rows for k, v in tables.items()},
                 "stability_phase": st_phase, "notes": notes, "unreadable": unreadable,
                 "status_counts": df["status"].value_counts().to_dict() if len(df) else {}}
-    write_json_atomic(manifest, os.path.join(out_dir, "manifest.json"))
+    write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
     for n in notes:
         print(f"note: {n}", file=err)
     stream.write(render.terminal(tables["stability"]))

@@ -1,4 +1,4 @@
-"""Atomic Parquet / JSON writes with ``schema_version`` metadata.
+"""Atomic Parquet writes with ``schema_version`` metadata (JSON: :mod:`er_tune.io`).
 
 A table is written to ``<name>.parquet.tmp-<pid>`` in the target dir and moved into place with
 ``os.replace`` (atomic on POSIX), so readers see the old file or the new one, never a partial one;
@@ -6,7 +6,6 @@ a failed write removes its temp file.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import pyarrow as pa
@@ -34,13 +33,3 @@ def write_table_atomic(table: pa.Table, path: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
 
-
-def write_json_atomic(obj, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -10,10 +10,11 @@ with the experiment, so ``Tuner.restore`` never hands a configuration out twice.
 from __future__ import annotations
 
 import copy
-import pickle
 from typing import Any, Mapping, Sequence
 
 from ray.tune.search import Searcher
+
+from er_tune.io import dump_state, load_state
 
 
 class FixedConfigSearcher(Searcher):
@@ -38,10 +39,8 @@ class FixedConfigSearcher(Searcher):
         """Nothing to learn: the configurations are fixed."""
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as handle:
-            pickle.dump({"configs": self._configs, "next": self._next}, handle)
+        dump_state(checkpoint_path, {"configs": self._configs, "next": self._next})
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as handle:
-            state = pickle.load(handle)
+        state = load_state(checkpoint_path)
         self._configs, self._next = state["configs"], state["next"]

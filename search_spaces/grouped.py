@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import pickle
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ import optuna
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from er_tune.io import dump_state, load_state
 from search_spaces.plan import condition_groups, searched_params, trial_config
 from search_spaces.study import Study
 
@@ -124,12 +124,10 @@ class GroupedOptunaSearcher(Searcher):
         return state
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as handle:
-            pickle.dump({"suggested": self.suggested, "live": self.live}, handle)
+        dump_state(checkpoint_path, {"suggested": self.suggested, "live": self.live})
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as handle:
-            state = pickle.load(handle)
+        state = load_state(checkpoint_path)
         self.suggested.update(state["suggested"])
         self.live = dict(state["live"])
 
@@ -205,10 +203,8 @@ class GroupedASHA(FIFOScheduler):
                 f"stopped {self.num_stopped}")
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as handle:
-            pickle.dump({"rungs": self.rungs, "num_stopped": self.num_stopped}, handle)
+        dump_state(checkpoint_path, {"rungs": self.rungs, "num_stopped": self.num_stopped})
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as handle:
-            state = pickle.load(handle)
+        state = load_state(checkpoint_path)
         self.rungs, self.num_stopped = state["rungs"], state["num_stopped"]

@@ -9,19 +9,15 @@ every searched range, so any value a trial would reject is rejected here, naming
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 import yaml
 
-from er_tune.config import (EMA_METHODS, METHODS, VARIANTS, CollapseConfig, ConfigError, TrialConfig,
-                            did_you_mean)
+from er_tune.config import (BACKBONE_NAMES, DATASET_NAMES, EMA_METHODS, METHODS, VARIANTS, CollapseConfig,
+                            ConfigError, TrialConfig, data_root_problem, did_you_mean)
 
-DATASET_NAMES = ("shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder")
-NEEDS_ROOT = ("cifar10", "cifar100", "stl10", "imagefolder")
-BACKBONE_NAMES = ("convnet", "resnet18_cifar", "resnet18", "resnet50")
 METRICS = {"knn_top1": "max", "er_bound": "max", "er_entropy": "max", "rankme": "max", "loss": "min"}
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -195,12 +191,9 @@ def collapse_config(path: str, value: Any) -> CollapseConfig:
 
 
 def check_root(path: str, dataset: str, root: str) -> None:
-    if dataset in NEEDS_ROOT:
-        if not root:
-            raise StudyError(path, "data.root", f"dataset '{dataset}' is read from a local directory; "
-                             "data.root is required", "an existing directory")
-        if not os.path.isdir(root):
-            raise StudyError(path, "data.root", f"directory {root!r} does not exist", "an existing directory")
+    problem = data_root_problem(dataset, root)
+    if problem:
+        raise StudyError(path, "data.root", problem, "an existing directory")
 
 
 __all__ = ["Study", "StudyError", "Distribution", "SearchSettings", "ScheduleSettings", "Resources",

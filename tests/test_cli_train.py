@@ -19,7 +19,7 @@ TINY = ["--set", "image_size=16", "--set", "train_size=64", "--set", "eval_size=
     (["--set", "batch_sise=64"], "did you mean 'batch_size'"),
     (["--set", "ema=2"], "allowed: 0 <= ema <= 1"),
     (["--variant", "best"], "allowed: original, er"),
-    (["--dataset", "imagenet"], "known: shapes, digits"),
+    (["--dataset", "imagenet"], "allowed: shapes, digits"),
     (["--dataset", "cifar10", "--set", "data_root=/nonexistent/cifar"], "does not exist"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, extra, fragment):

@@ -55,3 +55,28 @@ def test_collapse_config_validates_fractions():
     with pytest.raises(ConfigError, match="collapse.cluster_threshold"):
         CollapseConfig(cluster_threshold=2.0)
     assert CollapseConfig().std_ratio_threshold == 0.05
+
+
+def test_registry_names_match_the_registries():
+    from er_tune.config import BACKBONE_NAMES, DATASET_NAMES, NEEDS_ROOT
+    from er_tune.data import DATASETS
+    from er_tune.models import BACKBONES
+
+    assert tuple(DATASETS) == DATASET_NAMES and tuple(BACKBONES) == BACKBONE_NAMES
+    assert set(NEEDS_ROOT) < set(DATASET_NAMES) and "shapes" not in NEEDS_ROOT
+
+
+def test_unknown_dataset_and_backbone_rejected_before_any_import():
+    with pytest.raises(ConfigError, match="did you mean 'imagefolder'"):
+        TrialConfig(dataset="imagenet")
+    with pytest.raises(ConfigError, match="allowed: convnet, resnet18_cifar"):
+        TrialConfig(backbone="vit")
+
+
+def test_data_root_problem(tmp_path):
+    from er_tune.config import data_root_problem
+
+    assert data_root_problem("shapes", "") == ""
+    assert data_root_problem("cifar10", str(tmp_path)) == ""
+    assert "required" in data_root_problem("cifar10", "")
+    assert "does not exist" in data_root_problem("stl10", str(tmp_path / "missing"))

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from trainers.evaluation import extract_features, knn_predict, knn_top1
+from trainers.evaluation import knn_predict, knn_top1
 
 
 def test_separated_clusters_score_one():
@@ -32,17 +32,3 @@ def test_k_larger_than_bank_and_accuracy_fraction():
     query = torch.tensor([[1.0, 0.1], [0.1, 1.0], [1.0, 0.2]])
     query_labels = torch.tensor([0, 1, 1])
     assert abs(knn_top1(bank, labels, query, query_labels, k=50, num_classes=2) - 2 / 3) < 1e-6
-
-
-def test_extract_features_restores_training_mode_and_matches_direct():
-    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.Dropout(0.5))
-    net.train()
-    images = torch.randint(0, 256, (7, 3, 2, 2), dtype=torch.uint8)
-    normalize = lambda x: x.float() / 255.0  # noqa: E731
-    features = extract_features(net, images, normalize, batch_size=3)
-    assert net.training
-    net.eval()
-    with torch.no_grad():
-        expected = net(normalize(images))
-    torch.testing.assert_close(features, expected)
-    assert not features.requires_grad

@@ -67,11 +67,18 @@ class Diagnostics:
         bank = min(config.knn_bank_size, data.train_images.shape[0])
         self._bank_images = data.train_images[:bank]
         self._bank_labels = data.train_labels[:bank]
+        self._views: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _clean(self, images: torch.Tensor) -> torch.Tensor:
         return self._augment.normalize(images).contiguous(memory_format=self._memory_format)
 
     def _eval_views(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two fixed-seed augmented views of the eval set, drawn once and reused every epoch."""
+        if self._views is None:
+            self._views = self._draw_eval_views()
+        return self._views
+
+    def _draw_eval_views(self) -> tuple[torch.Tensor, torch.Tensor]:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(EVAL_VIEW_SEED)
         views1, views2 = [], []

@@ -42,19 +42,3 @@ def knn_top1(bank_features: torch.Tensor, bank_labels: torch.Tensor, query_featu
                             num_classes=num_classes)
     return float((predicted == query_labels.to(predicted.device)).float().mean())
 
-
-@torch.no_grad()
-def extract_features(backbone: torch.nn.Module, images_uint8: torch.Tensor, normalize_fn, batch_size: int = 512,
-                     device: torch.device | str | None = None) -> torch.Tensor:
-    """Features ``backbone(normalize_fn(x))`` [N, F] in eval mode, batched; restores the training mode."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if device is None:
-        device = next(backbone.parameters(), torch.empty(0)).device
-    was_training = backbone.training
-    backbone.eval()
-    try:
-        chunks = [backbone(normalize_fn(batch.to(device))) for batch in images_uint8.split(batch_size)]
-    finally:
-        backbone.train(was_training)
-    return torch.cat(chunks)

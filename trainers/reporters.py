@@ -22,17 +22,9 @@ import time
 import uuid
 from typing import Any, Iterator, Mapping
 
+from er_tune.io import write_json_atomic
+
 CHECKPOINT_PREFIX = "checkpoint_"
-
-
-def write_json_atomic(path: str, payload: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace`` (never a partial file)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class LocalReporter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from er_tune.config import did_you_mean
+from er_tune.config import NEEDS_ROOT, did_you_mean
 from er_tune.data.bundle import DatasetBundle
 from er_tune.data.digits import load_digits
 from er_tune.data.files import load_cifar10, load_cifar100, load_imagefolder, load_stl10
@@ -18,7 +18,6 @@ DATASETS: dict[str, Callable[..., DatasetBundle]] = {
     "stl10": load_stl10,
     "imagefolder": load_imagefolder,
 }
-NEEDS_ROOT = ("cifar10", "cifar100", "stl10", "imagefolder")
 
 
 def load_dataset(name: str, *, root: str = "", image_size: int = 32, train_size: int = 8000,
