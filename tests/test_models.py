@@ -11,7 +11,7 @@ from er_tune.models import (BACKBONES, EMATeacher, MemoryBank, Prototypes, build
                             ema_momentum)
 
 
-@pytest.mark.parametrize("name, feature_dim, params", [("convnet", 64, (50_000, 80_000)),
+@pytest.mark.parametrize("name, feature_dim, params", [("convnet", 128, (270_000, 290_000)),
                                                        ("resnet18_cifar", 512, (11_000_000, 11_300_000)),
                                                        ("resnet18", 512, (11_000_000, 11_300_000)),
                                                        ("resnet50", 2048, (23_000_000, 24_000_000))])
@@ -27,6 +27,24 @@ def test_resnet18_cifar_keeps_resolution_in_the_stem():
     net = build_backbone("resnet18_cifar", 32).net
     assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
     assert isinstance(net.maxpool, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("image_size, pools", [(8, 0), (16, 0), (24, 1), (32, 1), (64, 2), (96, 3)])
+def test_convnet_works_at_16px_whatever_the_input(image_size, pools):
+    net = build_backbone("convnet", image_size).eval()
+    assert sum(isinstance(m, torch.nn.AvgPool2d) for m in net.modules()) == pools
+    reduced = net.features[:pools](torch.zeros(1, 3, image_size, image_size))
+    assert reduced.shape[-1] == min(image_size, -(-image_size // 2 ** pools)) <= 16
+    assert pools == 0 or reduced.shape[-1] > 8
+    with torch.no_grad():
+        assert net(torch.randn(3, 3, image_size, image_size)).shape == (3, 128)
+
+
+def test_convnet_pooling_is_an_area_average():
+    net = build_backbone("convnet", 32).eval()
+    image = torch.rand(1, 3, 32, 32)
+    expected = image.view(1, 3, 16, 2, 16, 2).mean(dim=(3, 5))
+    assert torch.allclose(net.features[0](image), expected, atol=1e-6)
 
 
 def test_unknown_backbone_lists_known():
