@@ -29,13 +29,14 @@ class ConvNet(nn.Module):
     average pooling give 128 features.
 
     Why: at 16x16 the last block's receptive field (27 px) covers the whole object, the cost does
-    not grow with ``image_size`` (about 2,300 images/s forward+backward at batch 64 on 2 CPU
+    not grow with ``image_size`` (about 2,200 images/s forward+backward at batch 64 on 2 CPU
     threads), and augmentations still run at full resolution before the anti-aliased reduction.
-    Measured on shapes at 32x32 (batch 64, EMA 0.9, 10 epochs, kNN top-1): the previous layout
-    (four blocks of 32/64 channels, stride-1 stem, receptive field 19 px) left BYOL and DINO at
-    0.15-0.21; learnable stride-2 convolutions instead of the pooling learned SimCLR slightly
-    faster (0.55 against 0.50) but made DINO unstable (RankMe falling to 5-12, then uniform
-    assignments; 0.14-0.30 over five runs) where this layout reaches 0.39.
+    Measured on shapes (kNN top-1): with the previous layout (four blocks of 32/64 channels,
+    stride-1 stem, receptive field 19 px) BYOL and DINO stayed at 0.15-0.21 (30 epochs at 32x32
+    with EMA 0.99; 10 epochs at 16x16 with EMA 0.9). At 32x32 (batch 64, EMA 0.9, 10 epochs),
+    learnable stride-2 convolutions in place of the pooling learned SimCLR slightly faster (0.55
+    against 0.50) but made DINO unstable (RankMe falling to 5-12, then uniform assignments;
+    0.14-0.30 across five variants) where this layout reaches 0.39.
     """
 
     WORKING_SIZE = 16
