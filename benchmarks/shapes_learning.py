@@ -9,7 +9,7 @@ and one budget for every objective, all in this run:
 - each of ``--methods`` x ``--variants`` trained with :func:`trainers.trial.run_trial` for
   ``--epochs`` epochs: final and best kNN top-1, wall time, status.
 
-Run: ``.venv/bin/python benchmarks/shapes_learning.py [--epochs 15] [--image-size 32]``
+Run: ``.venv/bin/python benchmarks/shapes_learning.py [--epochs 30] [--image-size 32]``
 (defaults: 32x32, 4,000 training images, batch 64, EMA 0.9, lr 0.3; trial directories under
 ``--out``, a temporary directory unless given, each one a normal trial for TensorBoard).
 """
@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default="simclr,byol,dino")
     parser.add_argument("--variants", default="original,er")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--train-size", type=int, default=4000)
     parser.add_argument("--eval-size", type=int, default=1000)
