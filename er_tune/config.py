@@ -96,6 +96,8 @@ class TrialConfig:
     hundreds of thousands of steps); studies set their own.
     ``kappa`` and ``entropy_weight`` (λ) parameterise the ER objectives, ``kappa_eval`` the
     fixed diagnostic estimators computed for every objective.
+    ``augment`` picks the augmentation preset: ``auto`` uses the gray preset (no saturation, hue or
+    random grayscale) on grayscale data and the colour preset otherwise; ``color``/``gray`` force one.
     """
 
     method: str = "simclr"

@@ -193,7 +193,7 @@ def collapse_config(path: str, value: Any) -> CollapseConfig:
 def check_root(path: str, dataset: str, root: str) -> None:
     problem = data_root_problem(dataset, root)
     if problem:
-        raise StudyError(path, "data.root", problem, "an existing directory")
+        raise StudyError(path, "data.root", problem, "a directory holding the dataset's files")
 
 
 __all__ = ["Study", "StudyError", "Distribution", "SearchSettings", "ScheduleSettings", "Resources",

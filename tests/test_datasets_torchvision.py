@@ -84,3 +84,126 @@ def test_mnist_missing_files_named_before_loading(tmp_path):
     assert "FashionMNIST/raw/train-images-idx3-ubyte" in data_root_problem("fashion_mnist", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte"):
         load_dataset("mnist", root=str(tmp_path))
+
+
+def _pickle(path, value):
+    with open(path, "wb") as handle:
+        pickle.dump(value, handle, protocol=2)
+
+
+def test_cifar10_python_batches(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    rows = {}
+    for index, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        data = rng.integers(0, 256, (3, 3072), dtype=np.uint8)  # row = R plane, G plane, B plane (32x32 each)
+        rows[name] = data
+        _pickle(folder / name, {"batch_label": name, "labels": [index, 9, 0], "data": data,
+                                "filenames": [f"{name}_{k}.png" for k in range(3)]})
+    _pickle(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)], "num_vis": 3072})
+    bundle = load_dataset("cifar10", root=str(tmp_path), image_size=32, train_size=100, eval_size=100)
+    assert bundle.train_images.shape == (15, 3, 32, 32) and bundle.eval_images.shape == (3, 3, 32, 32)
+    assert bundle.train_labels.tolist()[:6] == [0, 9, 0, 1, 9, 0] and bundle.eval_labels.tolist() == [5, 9, 0]
+    # Pixel (row 4, column 11) of channel G of the second image of data_batch_2: byte 1024 + 4*32 + 11.
+    assert int(bundle.train_images[4, 1, 4, 11]) == int(rows["data_batch_2"][1, 1024 + 4 * 32 + 11])
+    assert not bundle.grayscale and bundle.channels_in == 3
+
+
+def test_cifar100_fine_labels_resized(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for name, n in (("train", 4), ("test", 2)):
+        data = np.zeros((n, 3072), np.uint8)
+        data[:, :1024] = 200  # red plane
+        _pickle(folder / name, {"data": data, "fine_labels": [99 - i for i in range(n)], "coarse_labels": [1] * n})
+    bundle = load_dataset("cifar100", root=str(tmp_path), image_size=8, train_size=10, eval_size=10)
+    assert bundle.num_classes == 100 and bundle.train_labels.tolist() == [99, 98, 97, 96]
+    assert bundle.train_images.shape == (4, 3, 8, 8) and bundle.eval_labels.tolist() == [99, 98]
+    assert bundle.train_images[:, 0].eq(200).all() and bundle.train_images[:, 1:].eq(0).all()
+
+
+def test_stl10_binary_column_major(tmp_path):
+    folder = tmp_path / "stl10_binary"
+    folder.mkdir()
+    images = np.zeros((2, 3, 96, 96), np.uint8)
+    images[1, 2, 5, 10] = 255  # second image, blue, row 5, column 10 of the true image
+    for split in ("train", "test"):
+        images.transpose(0, 1, 3, 2).tofile(folder / f"{split}_X.bin")  # STL-10 stores each plane column-major
+        np.array([1, 10], np.uint8).tofile(folder / f"{split}_y.bin")  # labels 1..10 on disk
+    bundle = load_dataset("stl10", root=str(tmp_path), image_size=96, train_size=5, eval_size=5)
+    assert bundle.train_images.shape == (2, 3, 96, 96) and bundle.train_labels.tolist() == [0, 9]
+    assert bundle.train_images[1, 2, 5, 10] == 255 and bundle.train_images[1, 2, 10, 5] == 0
+    assert load_dataset("stl10", root=str(tmp_path), image_size=32, train_size=1).train_images.shape == (1, 3, 32, 32)
+
+
+def test_svhn_mat_files(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(2)
+    stored = {}
+    for split, n in (("train", 6), ("test", 3)):
+        x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)  # SVHN's X is [H, W, C, N]
+        y = np.array([[10], [1], [2], [3], [4], [5]][:n], dtype=np.uint8)  # digit 0 is stored as 10
+        stored[split] = x
+        savemat(tmp_path / f"{split}_32x32.mat", {"X": x, "y": y})
+    bundle = load_dataset("svhn", root=str(tmp_path), image_size=32, train_size=10, eval_size=10)
+    assert bundle.train_images.shape == (6, 3, 32, 32) and bundle.eval_images.shape == (3, 3, 32, 32)
+    assert bundle.train_labels.tolist() == [0, 1, 2, 3, 4, 5] and bundle.eval_labels.tolist() == [0, 1, 2]
+    assert int(bundle.train_images[4, 2, 7, 19]) == int(stored["train"][7, 19, 2, 4])
+    assert not bundle.grayscale
+
+
+def test_imagefolder_train_test_grey_pngs(tmp_path):
+    from PIL import Image
+
+    for split, count in (("train", 3), ("test", 2)):
+        for index, name in enumerate(("cat", "dog", "eel")):
+            if split == "test" and name == "dog":
+                continue  # a class absent from test keeps its index (1) from train
+            os.makedirs(tmp_path / split / name)
+            for k in range(count):
+                Image.new("L", (6, 6), 40 * index + k).save(tmp_path / split / name / f"{k}.png")
+    (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")
+    bundle = load_dataset("imagefolder", root=str(tmp_path), image_size=6, seed=0)
+    assert bundle.num_classes == 3 and bundle.grayscale
+    assert bundle.train_images.shape == (9, 3, 6, 6) and sorted(bundle.train_labels.tolist()) == [0] * 3 + [1] * 3 + [2] * 3
+    assert bundle.eval_labels.tolist() == [0, 0, 2, 2]
+    assert bundle.eval_images[2, :, 0, 0].tolist() == [80, 80, 80]  # eel/0.png
+    for image, label in zip(bundle.train_images, bundle.train_labels):
+        assert int(image[0, 3, 3]) - 40 * int(label) in (0, 1, 2)  # pixel value encodes the class
+
+
+@pytest.mark.parametrize("dataset,expected", [
+    ("cifar10", "cifar-10-batches-py/data_batch_1"), ("cifar100", "cifar-100-python/train"),
+    ("stl10", "stl10_binary/train_X.bin"), ("svhn", "train_32x32.mat"),
+    ("mnist", "MNIST/raw/train-images-idx3-ubyte"), ("fashion_mnist", "FashionMNIST/raw/t10k-labels-idx1-ubyte"),
+    ("imagefolder", "no class folder with images")])
+def test_wrong_root_fails_before_training_naming_expected_paths(tmp_path, dataset, expected):
+    assert expected in data_root_problem(dataset, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=expected.replace("/", ".")):
+        load_dataset(dataset, root=str(tmp_path))
+    missing = str(tmp_path / "nowhere")
+    problem = data_root_problem(dataset, missing)
+    assert "does not exist" in problem and (expected in problem or dataset == "imagefolder")
+    assert "required" in data_root_problem(dataset, "")
+
+
+def test_cli_train_rejects_wrong_root_before_training(tmp_path, capsys):
+    from er_tune.cli import main
+
+    out = tmp_path / "trial"
+    code = main(["train", "--method", "simclr", "--dataset", "fashion_mnist", "--set", f"data_root={tmp_path}", "--out", str(out)])
+    assert code == 2 and not out.exists()
+    assert os.path.join(str(tmp_path), "FashionMNIST", "raw", "train-images-idx3-ubyte") in capsys.readouterr().err
+
+
+def test_augment_key_in_trial_config():
+    assert TrialConfig().augment == "auto" and TrialConfig.from_dict({"augment": "gray"}).augment == "gray"
+    with pytest.raises(ConfigError, match="allowed: auto, color, gray"):
+        TrialConfig().with_overrides(["augment=colour"])
+
+
+def test_imagefolder_train_without_test_is_rejected(tmp_path):
+    os.makedirs(tmp_path / "train" / "a")
+    assert "neither" in data_root_problem("imagefolder", str(tmp_path))
