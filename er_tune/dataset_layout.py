@@ -9,7 +9,7 @@ torchvision's own ``download=True`` filled works as is:
 - ``svhn``:     ``<root>/{train_32x32.mat, test_32x32.mat}``
 - ``mnist`` / ``fashion_mnist``: ``<root>/MNIST/raw/`` / ``<root>/FashionMNIST/raw/`` holding
   ``train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte``;
-  each file may also be gzipped (``.gz``), and the four files may sit directly in ``<root>`` (the
+  each file may also be gzipped (``.gz``), and the four files may sit in ``<root>/raw`` or directly in ``<root>`` (the
   Debian package ``dataset-fashion-mnist`` installs them as ``/usr/share/datasets/fashion-mnist/*.gz``).
 - ``imagefolder``: ``<root>/train/<class>/*`` with ``<root>/test/<class>/*`` (or ``val``), or
   ``<root>/<class>/*`` (split deterministically by the loader).
@@ -42,7 +42,7 @@ def expected_layout(dataset: str) -> str:
     if dataset in MNIST_FOLDERS:
         folder = MNIST_FOLDERS[dataset]
         return (", ".join(f"<root>/{folder}/raw/{name}" for name in MNIST_FILES)
-                + " (each optionally .gz; or the four files directly in <root>)")
+                + " (each optionally .gz; or the four files in <root>/raw or directly in <root>)")
     if dataset == "imagefolder":
         return "<root>/train/<class>/*.png with <root>/test/<class>/*.png (or val/), or <root>/<class>/*.png"
     return ""
@@ -51,9 +51,10 @@ def expected_layout(dataset: str) -> str:
 def find_mnist_files(root: str, dataset: str) -> dict[str, str] | None:
     """Path of each of the four idx files (plain preferred over ``.gz``), or None if one is missing.
 
-    Looked up first in torchvision's ``<root>/<Folder>/raw`` and then in ``<root>`` itself.
+    Looked up in torchvision's ``<root>/<Folder>/raw``, then ``<root>/raw`` (a root pointing at the
+    ``<Folder>`` itself) and ``<root>``.
     """
-    directories = (os.path.join(root, MNIST_FOLDERS[dataset], "raw"), root)
+    directories = (os.path.join(root, MNIST_FOLDERS[dataset], "raw"), os.path.join(root, "raw"), root)
     found = {}
     for name in MNIST_FILES:
         candidates = [os.path.join(d, name + suffix) for d in directories for suffix in ("", ".gz")]
@@ -104,7 +105,7 @@ def root_problem(dataset: str, root: str) -> str:
         raw = os.path.join(root, MNIST_FOLDERS[dataset], "raw")
         return (f"dataset '{dataset}' root {root!r} lacks the idx files: expected "
                 + ", ".join(os.path.join(raw, n) for n in MNIST_FILES)
-                + f" (each optionally .gz), or the same four files directly in {root!r}")
+                + f" (each optionally .gz), or the same four files in {os.path.join(root, 'raw')!r} or {root!r}")
     elif dataset == "imagefolder":
         problem = _imagefolder_problem(root)
         if problem:

@@ -75,6 +75,12 @@ def test_mnist_gz_files_directly_in_root_resize_and_root_untouched(tmp_path):
     assert sorted(os.listdir(tmp_path)) == before  # decompressed elsewhere, nothing written into the root
 
 
+def test_mnist_root_pointing_at_the_class_folder(tmp_path):
+    images, _ = _write_mnist(tmp_path / "MNIST" / "raw", gz=True)
+    bundle = load_dataset("mnist", root=str(tmp_path / "MNIST"), image_size=28, train_size=4, eval_size=2)
+    assert torch.equal(bundle.train_images[:, 2], torch.from_numpy(images["train"][:4]))
+
+
 def test_mnist_missing_files_named_before_loading(tmp_path):
     _write_mnist(tmp_path / "MNIST" / "raw", gz=False)
     os.remove(tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte")
@@ -167,7 +173,8 @@ def test_imagefolder_train_test_grey_pngs(tmp_path):
     (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")
     bundle = load_dataset("imagefolder", root=str(tmp_path), image_size=6, seed=0)
     assert bundle.num_classes == 3 and bundle.grayscale
-    assert bundle.train_images.shape == (9, 3, 6, 6) and sorted(bundle.train_labels.tolist()) == [0] * 3 + [1] * 3 + [2] * 3
+    assert bundle.train_images.shape == (9, 3, 6, 6)
+    assert sorted(bundle.train_labels.tolist()) == [0] * 3 + [1] * 3 + [2] * 3
     assert bundle.eval_labels.tolist() == [0, 0, 2, 2]
     assert bundle.eval_images[2, :, 0, 0].tolist() == [80, 80, 80]  # eel/0.png
     for image, label in zip(bundle.train_images, bundle.train_labels):
@@ -193,7 +200,8 @@ def test_cli_train_rejects_wrong_root_before_training(tmp_path, capsys):
     from er_tune.cli import main
 
     out = tmp_path / "trial"
-    code = main(["train", "--method", "simclr", "--dataset", "fashion_mnist", "--set", f"data_root={tmp_path}", "--out", str(out)])
+    code = main(["train", "--method", "simclr", "--dataset", "fashion_mnist", "--set", f"data_root={tmp_path}",
+                 "--out", str(out)])
     assert code == 2 and not out.exists()
     assert os.path.join(str(tmp_path), "FashionMNIST", "raw", "train-images-idx3-ubyte") in capsys.readouterr().err
 
