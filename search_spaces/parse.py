@@ -64,10 +64,10 @@ def _distribution(path: str, name: str, spec: Any, methods, variants) -> Distrib
 
 
 def _check_no_dead_dimension(path: str, dist: Distribution, methods, variants) -> None:
-    """A searched key must be read by every method/variant its entry applies to (its ``methods:`` /
-    ``variants:`` / ``objectives:`` restriction, else all listed): searching a key an objective ignores (``kappa``
-    for DINO-ER) spends that group's trials on a dimension that cannot matter, and makes the two
-    variants' searches incomparable in size."""
+    """A searched key must be read by every method/variant its entry applies to (its ``methods:``,
+    ``variants:`` or ``objectives:`` restriction, else every listed pair): searching a key an
+    objective ignores (``kappa`` for DINO-ER) spends that group's trials on a dimension that cannot
+    matter, and makes the two variants' searches incomparable in size."""
     scope = [(m, v) for m in methods for v in variants if dist.in_scope(m, v)]
     readers = [f"{m}/{v}" for m, v in scope if applies(dist.name, m, v)]
     for method, variant in scope:

@@ -83,7 +83,8 @@ BAD = [
     ("two-distributions", mutate(tune={"lr": {"uniform": [0.1, 0.5], "loguniform": [0.1, 0.5]}}), "tune.lr",
      "exactly one distribution"),
     ("unknown-distribution", mutate(tune={"lr": {"normal": [0.1, 0.5]}}), "tune.lr.normal", "allowed: loguniform"),
-    ("searched-value-invalid", mutate(tune={"temperature": {"uniform": [-1.0, 0.5], "objectives": ["simclr"]}}), "tune.temperature", "> 0"),
+    ("searched-value-invalid", mutate(tune={"temperature": {"uniform": [-1.0, 0.5], "objectives": ["simclr"]}}),
+     "tune.temperature", "> 0"),
     ("unknown-metric", mutate(search__metric="accuracy"), "search.metric", "allowed: knn_top1"),
     ("bad-mode", mutate(search__mode="maximize"), "search.mode", "allowed: max, min"),
     ("zero-samples", mutate(search__num_samples=0), "search.num_samples", ">= 1"),
@@ -180,7 +181,8 @@ def test_dead_dimension_exits_2_naming_file_key_and_the_pairs_that_read_it(tmp_p
     assert "keys dino/er reads: " in err and "entropy_weight" in err.split("keys dino/er reads: ")[1]
     good = tmp_path / "scoped.yaml"
     good.write_text(yaml.safe_dump(mutate(methods=["simclr", "byol", "dino"],
-                                          tune={"kappa": {"loguniform": [1, 10], "objectives": ["simclr_er", "byol_er"]},
+                                          tune={"kappa": {"loguniform": [1, 10],
+                                                          "objectives": ["simclr_er", "byol_er"]},
                                                 "entropy_weight": {"uniform": [0.5, 2.0], "variants": ["er"]}})))
     assert main(["validate", str(good)]) == 0
     out = capsys.readouterr().out

@@ -142,7 +142,8 @@ class TrainingStep:
         if state.step < self.freeze_prototype_steps:
             state.net.prototypes.weight.grad = None
         if state.queue is not None:
-            state.queue.push(F.normalize(out1.z.detach().float(), dim=1), F.normalize(out2.z.detach().float(), dim=1))
+            state.queue.push(F.normalize(out1.z.detach().float(), dim=1),
+                             F.normalize(out2.z.detach().float(), dim=1))
         if state.bank is not None:
             with torch.no_grad():
                 state.bank.update(batch_indices.to(device), F.normalize(out1.z.float(), dim=1),
