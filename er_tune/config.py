@@ -34,6 +34,47 @@ DEVICES = ("auto", "cpu", "cuda")
 META_KEYS = ("study", "phase", "group", "grid_axes", "searched", "optuna_trial")
 
 
+# Which TrialConfig keys each objective reads (DESIGN.md §2 table). A key listed for no objective is
+# read by every trial and must be in COMMON_KEYS; tests/test_objective_keys.py checks that every field
+# is declared, that a short training run of each objective changes when a declared key changes and is
+# bit-identical when any undeclared key changes. Study validation (search_spaces) rejects searching a
+# key for a method/variant whose objective does not read it.
+COMMON_KEYS = ("method", "variant", "dataset", "data_root", "image_size", "train_size", "eval_size",
+               "data_seed", "augment", "backbone", "projector_dim", "projector_hidden_dim", "epochs", "batch_size",
+               "optimizer", "lr", "weight_decay", "momentum", "warmup_epochs", "kappa_eval", "knn_k",
+               "knn_temperature", "knn_bank_size", "seed", "device", "log_every_n_steps", "collapse")
+_DINO_KEYS = ("ema", "num_prototypes", "student_temperature", "teacher_temperature")
+_SWAV_KEYS = ("num_prototypes", "temperature", "freeze_prototypes_epochs")
+OBJECTIVE_KEYS: dict[str, tuple[str, ...]] = {
+    "simclr": ("temperature",),
+    "simclr_er": ("kappa", "entropy_weight"),
+    "byol": ("ema",),
+    "byol_er": ("ema", "kappa", "entropy_weight"),
+    "dino": (*_DINO_KEYS, "center_momentum", "dino_centering"),
+    "dino_er": (*_DINO_KEYS, "entropy_weight"),
+    # the queue belongs to the Sinkhorn codes, which only the original computes
+    "swav": (*_SWAV_KEYS, "sinkhorn_epsilon", "sinkhorn_iterations", "queue_length", "queue_start_epoch"),
+    "swav_er": (*_SWAV_KEYS, "teacher_temperature", "entropy_weight"),
+    "deepcluster": ("num_prototypes", "temperature"),
+    "deepcluster_er": ("num_prototypes", "temperature", "entropy_weight"),
+}
+
+
+def objective_name(method: str, variant: str) -> str:
+    """Registry key of the objective of ``method``/``variant``: ``method`` or ``method_er``."""
+    return method if variant == "original" else f"{method}_er"
+
+
+def reads_key(key: str, method: str, variant: str) -> bool:
+    """Whether a trial of ``method``/``variant`` reads TrialConfig ``key`` (see OBJECTIVE_KEYS)."""
+    return key in COMMON_KEYS or key in OBJECTIVE_KEYS[objective_name(method, variant)]
+
+
+def keys_read_by(method: str, variant: str) -> tuple[str, ...]:
+    """Every TrialConfig key a trial of ``method``/``variant`` reads: COMMON_KEYS + its objective's."""
+    return COMMON_KEYS + OBJECTIVE_KEYS[objective_name(method, variant)]
+
+
 class ConfigError(ValueError):
     """A configuration value is unknown or out of range; the message names key and allowed values."""
 
@@ -98,6 +139,19 @@ class TrialConfig:
     fixed diagnostic estimators computed for every objective.
     ``augment`` picks the augmentation preset: ``auto`` uses the gray preset (no saturation, hue or
     random grayscale) on grayscale data and the colour preset otherwise; ``color``/``gray`` force one.
+
+    SwAV's small-batch recipe (facebookresearch/swav ``main_swav.py``; its README trains at batch
+    256 = 8 x 32 with ``--queue_length 3840 --epoch_queue_starts 15 --freeze_prototypes_niters 5005``,
+    5005 iterations being one ImageNet epoch at that batch): the Sinkhorn codes of the original
+    objective are computed on ``[queue; batch]``, with a queue of the last ``queue_length``
+    normalised student projections per view (rounded down to a multiple of ``batch_size`` as SwAV
+    does; 0 = off), started after ``queue_start_epoch`` completed epochs (SwAV's
+    ``epoch_queue_starts``). The defaults, 3840 and 15, are that recipe: every batch size we train
+    with in our studies (16 to 256) is "small", so the original gets its published small-batch recipe unless a
+    study says otherwise; trials of 15 epochs or fewer (the CPU demo and smoke studies) never start
+    the queue. The queue serves the Sinkhorn codes, so only ``swav`` (the original) reads it. Both
+    ``swav`` and ``swav_er`` keep the prototypes frozen (no gradient, no weight decay, no momentum)
+    for the first ``freeze_prototypes_epochs`` epochs and renormalise them in place before each step.
     """
 
     method: str = "simclr"
@@ -132,6 +186,9 @@ class TrialConfig:
     dino_centering: bool = True
     sinkhorn_epsilon: float = 0.05
     sinkhorn_iterations: int = 3
+    queue_length: int = 3840
+    queue_start_epoch: int = 15
+    freeze_prototypes_epochs: int = 1
     kappa: float = 10.0
     entropy_weight: float = 1.0
     # evaluation
@@ -163,6 +220,9 @@ class TrialConfig:
         _check_min("batch_size", self.batch_size, 2)
         _check_min("warmup_epochs", self.warmup_epochs, 0)
         _check_min("sinkhorn_iterations", self.sinkhorn_iterations, 1)
+        _check_min("queue_length", self.queue_length, 0)
+        _check_min("queue_start_epoch", self.queue_start_epoch, 0)
+        _check_min("freeze_prototypes_epochs", self.freeze_prototypes_epochs, 0)
         _check_min("knn_k", self.knn_k, 1)
         _check_min("knn_bank_size", self.knn_bank_size, 1)
         _check_min("log_every_n_steps", self.log_every_n_steps, 1)

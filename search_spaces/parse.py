@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from er_tune.config import METHODS, VARIANTS, did_you_mean
+from er_tune.config import METHODS, VARIANTS, did_you_mean, keys_read_by, objective_name
 from search_spaces.study import (ASHA_KEYS, BACKBONE_NAMES, DATA_KEYS, DATASET_NAMES, DISTRIBUTIONS, METRICS,
                                  MODEL_KEYS, NAME_PATTERN, RESERVED, RESOURCE_KEYS, SCHEDULE_KEYS, SEARCH_KEYS,
                                  TOP_KEYS, TRIAL_FIELDS, Distribution, Resources, ScheduleSettings,
@@ -34,7 +34,7 @@ def _setting_key(path: str, key: str, name: Any, *, section: str) -> str:
 
 def _distribution(path: str, name: str, spec: Any, methods, variants) -> Distribution:
     key = f"tune.{name}"
-    allowed = DISTRIBUTIONS + ("methods", "variants")
+    allowed = DISTRIBUTIONS + ("methods", "variants", "objectives")
     spec = _mapping(path, key, spec, allowed)
     kinds = [k for k in spec if k in DISTRIBUTIONS]
     if len(kinds) != 1:
@@ -53,7 +53,33 @@ def _distribution(path: str, name: str, spec: Any, methods, variants) -> Distrib
             raise StudyError(path, f"{key}.{kind}", f"loguniform needs low > 0, got {low}")
     only_methods = _names(path, f"{key}.methods", spec["methods"], methods) if "methods" in spec else ()
     only_variants = _names(path, f"{key}.variants", spec["variants"], variants) if "variants" in spec else ()
-    return Distribution(name, kind, tuple(values), only_methods, only_variants)
+    only_objectives: tuple[str, ...] = ()
+    if "objectives" in spec:
+        if only_methods or only_variants:
+            raise StudyError(path, f"{key}.objectives", "cannot be combined with methods: / variants:",
+                             "either objectives: [...] or methods: / variants:")
+        listed = tuple(objective_name(m, v) for m in methods for v in variants)
+        only_objectives = _names(path, f"{key}.objectives", spec["objectives"], listed)
+    return Distribution(name, kind, tuple(values), only_methods, only_variants, only_objectives)
+
+
+def _check_no_dead_dimension(path: str, dist: Distribution, methods, variants) -> None:
+    """A searched key must be read by every method/variant its entry applies to (its ``methods:``,
+    ``variants:`` or ``objectives:`` restriction, else every listed pair): searching a key an
+    objective ignores (``kappa`` for DINO-ER) spends that group's trials on a dimension that cannot
+    matter, and makes the two variants' searches incomparable in size."""
+    scope = [(m, v) for m in methods for v in variants if dist.in_scope(m, v)]
+    readers = [f"{m}/{v}" for m, v in scope if applies(dist.name, m, v)]
+    for method, variant in scope:
+        if applies(dist.name, method, variant):
+            continue
+        allowed = [k for k in keys_read_by(method, variant) if k not in RESERVED]
+        raise StudyError(path, f"tune.{dist.name}",
+                         f"is not read by {method}/{variant} (objective "
+                         f"{objective_name(method, variant)}), so searching it there is a "
+                         f"dead dimension; restrict the entry with 'methods: [...]', 'variants: [...]' or "
+                         f"'objectives: [...]' to the pairs that read it ({', '.join(readers)})",
+                         f"keys {method}/{variant} reads: {', '.join(allowed)}")
 
 
 def parse_document(document: Any, *, path: str, raw: str) -> Study:
@@ -147,6 +173,7 @@ def parse_document(document: Any, *, path: str, raw: str) -> Study:
             if not any(dist.used_by(m, v) for m in methods for v in variants):
                 raise StudyError(path, f"tune.{param}", "is used by none of the listed method/variant pairs "
                                  f"({', '.join(f'{m}/{v}' for m in methods for v in variants)})")
+            _check_no_dead_dimension(path, dist, methods, variants)
             distributions.append(dist)
         tune = tuple(distributions)
 

@@ -16,7 +16,8 @@ from typing import Any, Mapping
 import yaml
 
 from er_tune.config import (BACKBONE_NAMES, DATASET_NAMES, EMA_METHODS, METHODS, VARIANTS, CollapseConfig,
-                            ConfigError, TrialConfig, data_root_problem, did_you_mean)
+                            ConfigError, TrialConfig, data_root_problem, did_you_mean, objective_name,
+                            reads_key)
 
 METRICS = {"knn_top1": "max", "er_bound": "max", "er_entropy": "max", "rankme": "max", "loss": "min"}
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
@@ -46,22 +47,9 @@ class StudyError(ValueError):
 
 
 def applies(param: str, method: str, variant: str) -> bool:
-    """Whether trial setting ``param`` influences ``method``/``variant`` (DESIGN.md §2 table)."""
-    er = variant == "er"
-    rules = {
-        "ema": method in EMA_METHODS,
-        "temperature": method in ("simclr", "swav", "deepcluster") and not (method == "simclr" and er),
-        "student_temperature": method == "dino",
-        "teacher_temperature": method == "dino" or (method == "swav" and er),
-        "center_momentum": method == "dino" and not er,
-        "dino_centering": method == "dino" and not er,
-        "sinkhorn_epsilon": method == "swav" and not er,
-        "sinkhorn_iterations": method == "swav" and not er,
-        "kappa": er and method in ("simclr", "byol"),
-        "entropy_weight": er,
-        "num_prototypes": method in ("dino", "swav", "deepcluster"),
-    }
-    return rules.get(param, True)
+    """Whether trial setting ``param`` influences ``method``/``variant``: the declared map
+    :data:`er_tune.config.OBJECTIVE_KEYS` (DESIGN.md §2 table), tested against the objectives."""
+    return reads_key(param, method, variant)
 
 
 @dataclass(frozen=True)
@@ -73,10 +61,15 @@ class Distribution:
     values: tuple
     methods: tuple[str, ...] = ()
     variants: tuple[str, ...] = ()
+    objectives: tuple[str, ...] = ()
+
+    def in_scope(self, method: str, variant: str) -> bool:
+        """Whether the entry's ``methods:`` / ``variants:`` / ``objectives:`` restrictions admit the pair."""
+        return ((not self.methods or method in self.methods) and (not self.variants or variant in self.variants)
+                and (not self.objectives or objective_name(method, variant) in self.objectives))
 
     def used_by(self, method: str, variant: str) -> bool:
-        return (applies(self.name, method, variant) and (not self.methods or method in self.methods)
-                and (not self.variants or variant in self.variants))
+        return applies(self.name, method, variant) and self.in_scope(method, variant)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,15 @@ import pytest
 import yaml
 
 from er_tune.cli import main
-from search_spaces import StudyError, condition_groups, describe, load_study, replicate_configs, trial_config
+from er_tune.config import COMMON_KEYS
+from search_spaces import (StudyError, applies, condition_groups, describe, load_study, parse_study, replicate_configs,
+                           trial_config)
+from search_spaces.plan import searched_params
 
 STUDIES = Path(__file__).resolve().parents[1] / "search_spaces" / "studies"
 BASE = yaml.safe_load((STUDIES / "smoke.yaml").read_text())
+# smoke's SimCLR-specific entries would fail first in the cases that change the methods
+BASE["tune"] = {"lr": BASE["tune"]["lr"]}
 
 
 def mutate(**changes):
@@ -55,13 +60,31 @@ BAD = [
     ("reduction-factor-one", mutate(schedule__asha__reduction_factor=1), "schedule.asha.reduction_factor", ">= 2"),
     ("kappa-for-no-er", mutate(variants=["original"], tune={"kappa": {"loguniform": [1, 10]}}), "tune.kappa",
      "used by none of the listed"),
+    ("dead-kappa-for-dino-er", mutate(methods=["simclr", "dino"], tune={"kappa": {"loguniform": [1, 10],
+                                                                                   "variants": ["er"]}}),
+     "tune.kappa", "is not read by dino/er (objective dino_er)"),
+    ("dead-temperature-for-byol", mutate(methods=["byol", "swav"], tune={"temperature": {"uniform": [0.1, 0.5]}}),
+     "tune.temperature", "is not read by byol/original"),
+    ("dead-teacher-temperature-for-simclr", mutate(methods=["simclr", "dino"],
+                                                   tune={"teacher_temperature": {"uniform": [0.02, 0.07]}}),
+     "tune.teacher_temperature", "is not read by simclr/original"),
+    ("dead-queue-for-swav-er", mutate(methods=["swav"], tune={"queue_length": {"choice": [0, 64]}}),
+     "tune.queue_length", "is not read by swav/er"),
+    ("dead-key-lists-what-the-pair-reads", mutate(methods=["dino", "simclr"], tune={"kappa": {"loguniform": [1, 10]}}),
+     "tune.kappa", "allowed: keys dino/original reads: augment, backbone"),
+    ("unknown-objective-restriction", mutate(tune={"kappa": {"loguniform": [1, 10], "objectives": ["dino_er"]}}),
+     "tune.kappa.objectives[0]", "allowed: simclr, simclr_er"),
+    ("objectives-with-variants", mutate(tune={"kappa": {"loguniform": [1, 10], "objectives": ["simclr_er"],
+                                                        "variants": ["er"]}}),
+     "tune.kappa.objectives", "cannot be combined"),
     ("searched-and-grid", mutate(tune={"batch_size": {"choice": [16, 32]}}), "tune.batch_size", "also a grid axis"),
     ("loguniform-nonpositive", mutate(tune={"lr": {"loguniform": [0, 1]}}), "tune.lr.loguniform", "low > 0"),
     ("low-above-high", mutate(tune={"lr": {"uniform": [0.5, 0.1]}}), "tune.lr.uniform", "must be below high"),
     ("two-distributions", mutate(tune={"lr": {"uniform": [0.1, 0.5], "loguniform": [0.1, 0.5]}}), "tune.lr",
      "exactly one distribution"),
     ("unknown-distribution", mutate(tune={"lr": {"normal": [0.1, 0.5]}}), "tune.lr.normal", "allowed: loguniform"),
-    ("searched-value-invalid", mutate(tune={"temperature": {"uniform": [-1.0, 0.5]}}), "tune.temperature", "> 0"),
+    ("searched-value-invalid", mutate(tune={"temperature": {"uniform": [-1.0, 0.5], "objectives": ["simclr"]}}),
+     "tune.temperature", "> 0"),
     ("unknown-metric", mutate(search__metric="accuracy"), "search.metric", "allowed: knn_top1"),
     ("bad-mode", mutate(search__mode="maximize"), "search.mode", "allowed: max, min"),
     ("zero-samples", mutate(search__num_samples=0), "search.num_samples", ">= 1"),
@@ -146,3 +169,49 @@ def test_trial_configs_record_group_phase_seed_and_share_budget():
         per_variant = {v: sorted((c["seed"], c["epochs"]) for c in replicate if c["method"] == method
                                  and c["variant"] == v) for v in demo.variants}
         assert per_variant["original"] == per_variant["er"]
+
+
+def test_dead_dimension_exits_2_naming_file_key_and_the_pairs_that_read_it(tmp_path, capsys):
+    bad = tmp_path / "dead.yaml"
+    bad.write_text(yaml.safe_dump(mutate(methods=["simclr", "byol", "dino"],
+                                         tune={"kappa": {"loguniform": [1, 10], "variants": ["er"]}})))
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: tune.kappa: is not read by dino/er" in err and "(simclr/er, byol/er)" in err
+    assert "keys dino/er reads: " in err and "entropy_weight" in err.split("keys dino/er reads: ")[1]
+    good = tmp_path / "scoped.yaml"
+    good.write_text(yaml.safe_dump(mutate(methods=["simclr", "byol", "dino"],
+                                          tune={"kappa": {"loguniform": [1, 10],
+                                                          "objectives": ["simclr_er", "byol_er"]},
+                                                "entropy_weight": {"uniform": [0.5, 2.0], "variants": ["er"]}})))
+    assert main(["validate", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "dino/er/batch_size=32" in out and "searched: entropy_weight" in out
+
+
+def shipped(name, tmp_path):
+    """A shipped study with its data root (GPU studies read CIFAR-10) pointed at a directory with the files."""
+    document = yaml.safe_load((STUDIES / f"{name}.yaml").read_text())
+    if "root" in document.get("data", {}):
+        folder = tmp_path / "cifar-10-batches-py"  # the files the root check looks for
+        folder.mkdir(exist_ok=True)
+        for part in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            (folder / part).touch()
+        document["data"]["root"] = str(tmp_path)
+    return parse_study(document, path=str(STUDIES / f"{name}.yaml"))
+
+
+@pytest.mark.parametrize("name", ["demo", "smoke", "ema_stability", "batch_size_stability"])
+def test_shipped_studies_search_only_live_keys_and_comparable_dimensions(tmp_path, name):
+    study = shipped(name, tmp_path)
+    dims = {}
+    for group in condition_groups(study):
+        keys = {d.name for d in searched_params(study, group)}
+        assert all(applies(key, group.method, group.variant) for key in keys), (group.name, keys)
+        dims.setdefault((group.method, group.variant), keys)
+    for method in study.methods:
+        original, er = (dims[(method, v)] for v in ("original", "er"))
+        own = original - set(COMMON_KEYS)
+        # every original whose loss has a hyperparameter searches one (BYOL's 2 - 2 cos has none)
+        assert own or method == "byol", (name, method)
+        assert abs(len(er) - len(original)) <= (2 if method == "byol" else 1), (name, method, original, er)

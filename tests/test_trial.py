@@ -69,9 +69,11 @@ class CrashAfter(LocalReporter):
             raise KeyboardInterrupt("simulated kill")
 
 
-@pytest.mark.parametrize("method", ["byol", "dino", "deepcluster", "simclr"])
+@pytest.mark.parametrize("method", ["byol", "dino", "deepcluster", "simclr", "swav"])
 def test_resumed_trial_reproduces_uninterrupted_metrics(tmp_path, tiny_data, method):
-    config = tiny(method, "er" if method == "simclr" else "original", ema=0.9)
+    # swav: the queue (2 batches) starts at once and is full and in use when the trial is killed
+    swav_queue = dict(queue_length=64, queue_start_epoch=0) if method == "swav" else {}
+    config = tiny(method, "er" if method == "simclr" else "original", ema=0.9, **swav_queue)
     straight = tmp_path / "straight"
     run_trial(config, tiny_data, LocalReporter(str(straight), config.to_dict()))
     resumed = tmp_path / "resumed"

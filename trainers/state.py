@@ -2,8 +2,9 @@
 
 Everything that influences later epochs lives in :class:`TrialState` and goes into the
 checkpoint: network, EMA teacher, objective (DINO's centre), optimiser, DeepCluster-v2's memory
-bank and current k-means targets, collapse monitor, and all random number generators (data
-order, augmentation, torch's global RNG). Learning rate and EMA coefficient are pure functions of
+bank and current k-means targets, SwAV's queue (created when it starts, so ``None`` before),
+collapse monitor, and all random number generators (data order, augmentation, torch's global
+RNG). Learning rate and EMA coefficient are pure functions of
 the global step, so restoring ``step`` restores both schedules. Resuming from epoch k therefore
 reproduces the metrics of an uninterrupted run (tested in ``tests/test_trial.py``).
 """
@@ -22,7 +23,7 @@ from torch import nn
 from er_tune.collapse import CollapseMonitor
 from er_tune.config import TrialConfig
 from er_tune.data import DatasetBundle
-from er_tune.models import EMATeacher, MemoryBank, SSLNetwork, build_network
+from er_tune.models import EmbeddingQueue, EMATeacher, MemoryBank, SSLNetwork, build_network
 from er_tune.objectives import build_objective
 from trainers.optim import build_optimizer
 
@@ -53,6 +54,7 @@ class TrialState:
     augment_generator: torch.Generator
     bank: MemoryBank | None = None
     targets: torch.Tensor | None = None
+    queue: EmbeddingQueue | None = None
     epoch: int = 0
     step: int = 0
     last_metrics: dict[str, Any] = field(default_factory=dict)
@@ -72,6 +74,7 @@ class TrialState:
             "monitor": self.monitor.state_dict(),
             "bank": self.bank.state_dict() if self.bank is not None else None,
             "targets": self.targets.cpu() if self.targets is not None else None,
+            "queue": self.queue.state_dict() if self.queue is not None else None,
             "data_rng": self.data_generator.get_state(),
             "augment_rng": self.augment_generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -94,6 +97,10 @@ class TrialState:
             self.bank.load_state_dict(state["bank"])
         if state["targets"] is not None:
             self.targets = state["targets"].to(self.device)
+        if state.get("queue") is not None:
+            views, length, dim = state["queue"]["embeddings"].shape
+            self.queue = EmbeddingQueue(length, dim, views).to(self.device)
+            self.queue.load_state_dict(state["queue"])
         self.data_generator.set_state(state["data_rng"])
         self.augment_generator.set_state(state["augment_rng"])
         torch.set_rng_state(state["torch_rng"])

@@ -5,6 +5,13 @@ trial's device (per-sample parameters, augmentation generator), run the student 
 the EMA teacher where the objective needs one, evaluate the objective, and only when the loss and
 every gradient are finite take the optimiser step and update the teacher. A non-finite loss or
 gradient ends the epoch at once and marks it diverged; parameters are never touched by it.
+
+SwAV (both variants, facebookresearch/swav ``main_swav.py``): the prototypes are renormalised to
+unit norm in place before each step, and get no gradient (hence no weight decay and no momentum)
+during the first ``freeze_prototypes_epochs`` epochs. SwAV original only: from epoch
+``queue_start_epoch + 1`` on, a queue of the last ``queue_length`` normalised projections per view
+(:class:`~er_tune.models.EmbeddingQueue`) joins the Sinkhorn codes once full; the batch is pushed
+after its codes are computed.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import torch.nn.functional as F
 from er_tune.collapse import grad_is_finite
 from er_tune.data import DatasetBundle
 from er_tune.data.augment import make_augmenter, use_gray_preset
-from er_tune.models import ema_momentum
+from er_tune.models import EmbeddingQueue, effective_queue_length, ema_momentum
 from er_tune.objectives import ObjectiveInputs
 from er_tune.objectives.deepcluster import kmeans
 from trainers.optim import learning_rate, scaled_lr, set_learning_rate
@@ -52,6 +59,10 @@ class TrainingStep:
         self.autocast = state.device.type == "cuda"
         self._memory_format = torch.channels_last if state.channels_last else torch.contiguous_format
         self._pin = state.device.type == "cuda"
+        self.swav = config.method == "swav"
+        self.freeze_prototype_steps = self.steps_per_epoch * config.freeze_prototypes_epochs if self.swav else 0
+        self.queue_length = (effective_queue_length(config.queue_length, config.batch_size)
+                             if config.objective == "swav" else 0)
 
     def current_ema(self) -> float:
         config = self.state.config
@@ -65,6 +76,8 @@ class TrainingStep:
         state.objective.train()
         if state.bank is not None:
             self._refresh_cluster_targets(epoch)
+        if self.queue_length and state.queue is None and epoch - 1 >= config.queue_start_epoch:
+            state.queue = EmbeddingQueue(self.queue_length, config.projector_dim).to(state.device)
         order = torch.randperm(self.num_train, generator=state.data_generator)
         loss_sum, images, lr = torch.zeros((), dtype=torch.float64), 0, 0.0
         for index in range(self.steps_per_epoch):
@@ -100,6 +113,8 @@ class TrainingStep:
         view1 = view1.contiguous(memory_format=self._memory_format)
         view2 = view2.contiguous(memory_format=self._memory_format)
         state.optimizer.zero_grad(set_to_none=True)
+        if self.swav:
+            state.net.prototypes.normalize_()
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.autocast):
             out1, out2 = state.net(view1), state.net(view2)
             teacher1 = teacher2 = None
@@ -116,12 +131,20 @@ class TrainingStep:
             ts2=_float(teacher2.scores if teacher2 is not None else None),
             targets=(state.targets[batch_indices.to(device)] if state.targets is not None else None),
         )
+        if state.queue is not None:
+            inputs.queue1 = state.queue.scores(0, state.net.prototypes)
+            inputs.queue2 = state.queue.scores(1, state.net.prototypes)
         output = state.objective(inputs)
         loss = output.loss
         value = float(loss.detach())
         if not math.isfinite(value):
             return value
         loss.backward()
+        if state.step < self.freeze_prototype_steps:
+            state.net.prototypes.weight.grad = None
+        if state.queue is not None:
+            state.queue.push(F.normalize(out1.z.detach().float(), dim=1),
+                             F.normalize(out2.z.detach().float(), dim=1))
         if state.bank is not None:
             with torch.no_grad():
                 state.bank.update(batch_indices.to(device), F.normalize(out1.z.float(), dim=1),

@@ -35,6 +35,11 @@ class Prototypes(nn.Module):
         return F.normalize(z, dim=1) @ F.normalize(self.weight, dim=1).transpose(0, 1)
 
     @torch.no_grad()
+    def normalize_(self) -> None:
+        """Rescale each prototype to unit L2 norm in place (SwAV does so before every step)."""
+        self.weight.copy_(F.normalize(self.weight, dim=1))
+
+    @torch.no_grad()
     def set_weights(self, centroids: torch.Tensor) -> None:
         if centroids.shape != self.weight.shape:
             raise ValueError(f"centroids must have shape {tuple(self.weight.shape)}, got {tuple(centroids.shape)}")

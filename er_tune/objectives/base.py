@@ -16,7 +16,9 @@ class ObjectiveInputs:
     ``z*``: student projections [B, d] (not normalised); ``p*``: student predictions (BYOL) [B, d];
     ``t*``: teacher projections [B, d]; ``s*``: student prototype scores / logits [B, K];
     ``ts*``: teacher prototype scores [B, K]; ``targets``: k-means assignments [B] (DeepCluster-v2,
-    the same for both views). Teacher tensors are treated as constants (detached inside).
+    the same for both views); ``queue*``: scores [L, K] of SwAV's queued embeddings of each view
+    under the current prototypes (any L, not checked against B). Teacher tensors and queue scores
+    are treated as constants (detached inside).
     """
 
     z1: torch.Tensor
@@ -30,6 +32,8 @@ class ObjectiveInputs:
     ts2: torch.Tensor | None = None
     targets: torch.Tensor | None = None
     p2: torch.Tensor | None = None
+    queue1: torch.Tensor | None = None
+    queue2: torch.Tensor | None = None
 
     def require(self, *names: str) -> list[torch.Tensor]:
         """Return the named tensors after checking that they exist and pair up.

@@ -114,15 +114,29 @@ def soft_cross_entropy(targets: torch.Tensor, logits: torch.Tensor, temperature:
 
 
 def swav_loss(scores1: torch.Tensor, scores2: torch.Tensor, temperature: float, epsilon: float,
-              iterations: int) -> torch.Tensor:
+              iterations: int, queue1: torch.Tensor | None = None,
+              queue2: torch.Tensor | None = None) -> torch.Tensor:
     """SwAV's swapped prediction: each view's Sinkhorn codes predict the other view's softmax.
 
     ``0.5 * (CE(q1, softmax(s2/tau)) + CE(q2, softmax(s1/tau)))`` with ``q = sinkhorn(sg(s))``.
+    With SwAV's queue (``queue1``/``queue2``: scores [L, K] of the queued embeddings of each view
+    under the current prototypes), ``q1 = sinkhorn([queue1; sg(s1)])[-B:]``: the equipartition
+    is imposed over L + B samples and only the batch's codes are kept (``main_swav.py``).
     """
     _check_pair("scores1", scores1, "scores2", scores2)
-    q1 = sinkhorn(scores1.detach(), epsilon, iterations)
-    q2 = sinkhorn(scores2.detach(), epsilon, iterations)
+    q1 = _codes(scores1, queue1, epsilon, iterations)
+    q2 = _codes(scores2, queue2, epsilon, iterations)
     return 0.5 * (soft_cross_entropy(q1, scores2, temperature) + soft_cross_entropy(q2, scores1, temperature))
+
+
+def _codes(scores: torch.Tensor, queue: torch.Tensor | None, epsilon: float, iterations: int) -> torch.Tensor:
+    scores = scores.detach()
+    if queue is None:
+        return sinkhorn(scores, epsilon, iterations)
+    if queue.dim() != 2 or queue.shape[1] != scores.shape[1]:
+        raise ValueError(f"queue scores must be [L, {scores.shape[1]}], got {tuple(queue.shape)}")
+    joint = torch.cat([queue.detach().to(scores.dtype), scores])
+    return sinkhorn(joint, epsilon, iterations)[-scores.shape[0]:]
 
 
 def deepcluster_loss(scores: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -1,7 +1,12 @@
 """SwAV (Caron et al. 2020) and its ER replacement (prototypes kept).
 
-Original: swapped prediction against Sinkhorn-Knopp codes. ER: the Sinkhorn targets are replaced
-by the other view's sharpened softmax under stop-gradient, minus lambda H(p_bar).
+Original: swapped prediction against Sinkhorn-Knopp codes, computed over SwAV's queue of past
+embeddings when the trainer passes ``queue1``/``queue2`` (small-batch recipe, see
+:mod:`er_tune.models.queue`). ER: the Sinkhorn targets are replaced by the other view's sharpened
+softmax under stop-gradient, minus lambda H(p_bar); with no Sinkhorn codes there is nothing for the
+queue to serve, so the ER variant ignores it. The architecture and its optimisation are the same
+for both: prototypes frozen for the first ``freeze_prototypes_epochs`` epochs and renormalised in
+place before each step (``trainers/steps.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ class SwAV(Objective):
 
     def forward(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
         s1, s2 = inputs.require("s1", "s2")
-        return ObjectiveOutput(loss=functional.swav_loss(s1, s2, self.temperature, self.epsilon, self.iterations))
+        return ObjectiveOutput(loss=functional.swav_loss(s1, s2, self.temperature, self.epsilon, self.iterations,
+                                                         inputs.queue1, inputs.queue2))
 
 
 class SwAVER(ERObjective):
