@@ -20,6 +20,7 @@ VARIANTS = ("original", "er")
 DISCRETE_METHODS = ("dino", "swav", "deepcluster")
 EMA_METHODS = ("byol", "dino")
 OPTIMIZERS = ("sgd", "lars")
+EMA_SCHEDULES = ("cosine", "constant")
 # Registry names, kept here (no torch import) so configs and study files are checked before any heavy
 # import; tests assert they equal the keys of er_tune.data.DATASETS and er_tune.models.BACKBONES.
 DATASET_NAMES = ("shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder")
@@ -87,10 +88,13 @@ class TrialConfig:
 
     Learning rate: ``lr`` is the base rate for batch size 256; the loop uses
     ``lr * batch_size / 256`` with linear warm-up then cosine decay. ``ema`` is the base EMA
-    coefficient of BYOL's cosine schedule from ``ema`` to 1 (BYOL and DINO only). Its default,
-    0.9, suits CPU budgets of a few thousand steps: with 0.99 the schedule's target barely moves in
-    that time and BYOL and DINO stay near the random-network kNN baseline (BYOL's 0.996 is meant for
-    hundreds of thousands of steps); studies set their own.
+    coefficient of the teacher (BYOL and DINO only); ``ema_schedule`` says how it moves: ``cosine``
+    (BYOL's schedule from ``ema`` to 1 at the last step, the default for ordinary training) or
+    ``constant`` (``ema`` at every step). A stability axis over ``ema`` needs ``constant``: with
+    ``cosine`` a base of 0 is 0.5 at mid-training and 0.98 at 90%, not "teacher = student". The
+    default ``ema``, 0.9, suits CPU budgets of a few thousand steps: with 0.99 the schedule's
+    target barely moves in that time and BYOL and DINO stay near the random-network kNN baseline
+    (BYOL's 0.996 is meant for hundreds of thousands of steps); studies set their own.
     ``kappa`` and ``entropy_weight`` (λ) parameterise the ER objectives, ``kappa_eval`` the
     fixed diagnostic estimators computed for every objective.
     """
@@ -118,6 +122,7 @@ class TrialConfig:
     momentum: float = 0.9
     warmup_epochs: int = 2
     ema: float = 0.9
+    ema_schedule: str = "cosine"
     # objectives
     temperature: float = 0.1
     student_temperature: float = 0.1
@@ -146,6 +151,7 @@ class TrialConfig:
         _check_choice("dataset", self.dataset, DATASET_NAMES)
         _check_choice("backbone", self.backbone, BACKBONE_NAMES)
         _check_choice("device", self.device, DEVICES)
+        _check_choice("ema_schedule", self.ema_schedule, EMA_SCHEDULES)
         _check_min("image_size", self.image_size, 8)
         _check_min("train_size", self.train_size, 2)
         _check_min("eval_size", self.eval_size, 2)

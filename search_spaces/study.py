@@ -50,6 +50,7 @@ def applies(param: str, method: str, variant: str) -> bool:
     er = variant == "er"
     rules = {
         "ema": method in EMA_METHODS,
+        "ema_schedule": method in EMA_METHODS,
         "temperature": method in ("simclr", "swav", "deepcluster") and not (method == "simclr" and er),
         "student_temperature": method == "dino",
         "teacher_temperature": method == "dino" or (method == "swav" and er),
