@@ -57,6 +57,15 @@ class CollapseConfig:
         assignment_patience: consecutive evaluations for the cluster and uniform detectors.
         knn_chance_margin: knn_chance warning when knn_top1 < (1 + margin) / num_classes ...
         warmup_epochs: ... after this many epochs (also delays the dimensional warning).
+        reference_fraction: calibration of the collapse detectors (complete, dimensional collapse,
+            cluster, uniform) against the untrained network. Once the monitor is calibrated with the
+            diagnostics measured before the first step (every trial does this), a detector fires only
+            when its statistic is past its absolute threshold *and* has fallen below this fraction of
+            the best value seen so far, the untrained network's included (for the uniform detector:
+            its distance from 1 below this fraction of the largest distance seen). Why: an untrained
+            network of some backbones is already past an absolute threshold (convnet's projections
+            have std ratio 0.020 at initialisation, below 0.05); a collapse is a fall from what the
+            network had, so no detector can fire on the untrained network itself, for any backbone.
     """
 
     stop_on_collapse: bool = True
@@ -69,6 +78,7 @@ class CollapseConfig:
     assignment_patience: int = 2
     knn_chance_margin: float = 0.5
     warmup_epochs: int = 3
+    reference_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         _check_fraction("collapse.std_ratio_threshold", self.std_ratio_threshold)
@@ -80,6 +90,8 @@ class CollapseConfig:
         _check_min("collapse.warmup_epochs", self.warmup_epochs, 0)
         _check_min("collapse.rankme_collapse", self.rankme_collapse, 1.0)
         _check_min("collapse.knn_chance_margin", self.knn_chance_margin, 0.0)
+        _check_fraction("collapse.reference_fraction", self.reference_fraction)
+        _check_positive("collapse.reference_fraction", self.reference_fraction)
 
 
 @dataclass(frozen=True)
