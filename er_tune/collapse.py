@@ -29,6 +29,8 @@ from er_tune.config import CollapseConfig
 
 KINDS = ("complete", "dimensional", "cluster", "uniform", "diverged", "knn_chance")
 SEVERITIES = ("warning", "collapse")
+# Statistics whose collapse thresholds are calibrated against the untrained network (CollapseMonitor).
+CALIBRATED = ("std_ratio", "rankme", "assign_entropy", "assign_sample_entropy")
 
 
 def std_ratio(z: torch.Tensor) -> float:
@@ -108,7 +110,24 @@ class CollapseEvent:
 class CollapseMonitor:
     """Fed once per evaluation; emits events, remembers streaks, decides ``stop_reason``.
 
-    Detectors (thresholds from :class:`~er_tune.config.CollapseConfig`):
+    Calibration (:meth:`calibrate`, called by every trial with the diagnostics of the untrained
+    network, before the first step): from then on each collapse detector's threshold is bounded by
+    the best value seen so far, the untrained network's included. With ``f = reference_fraction``
+    and ``best`` the running maximum of a statistic, a low-side detector (std ratio, RankMe,
+    H(p̄)/log K) uses ``min(absolute threshold, f × best)``; the uniform detector, for each of its
+    two entropies with ``lowest`` their running minimum, uses ``max(uniform_threshold,
+    1 - f × (1 - lowest))``. So a detector fires only on a fall from what the network had: never on
+    the untrained network (``value < f × value`` is false), whatever its backbone — convnet's
+    projections start at std ratio 0.020, below the absolute 0.05 — while a collapse from a
+    healthy start keeps the absolute threshold (``f × best`` is above it) and a constant output
+    (std ratio 0) still fires. Why the running best and not the initial value alone: convnet's
+    untrained projections are already nearly collinear, and SimCLR-ER without its entropy term
+    goes 0.020 (init) -> 0.038 -> 0.019 -> 0.013 -> 0.011, a collapse that never falls below
+    half the initial value but does fall below half the best. Why include the initial value: a
+    network that collapses within its first epoch is measured first after the fall. Without
+    calibration (unit tests, old checkpoints) the absolute thresholds apply alone.
+
+    Detectors (absolute thresholds from :class:`~er_tune.config.CollapseConfig`):
 
     - complete: ``std_ratio < std_ratio_threshold`` for ``std_ratio_patience`` evaluations → collapse;
     - dimensional: ``rankme <= rankme_collapse`` → collapse; ``rankme < rankme_warning_fraction ×
@@ -129,6 +148,40 @@ class CollapseMonitor:
         self.rankme_max = 0.0
         self.warned = {"dimensional": False, "knn_chance": False}
         self.events: list[CollapseEvent] = []
+        self.calibrated = False
+        self.initial: dict[str, float] = {}  # the untrained network's values (calibrate)
+        self.highest: dict[str, float] = {}  # running maxima, initial values included
+        self.lowest: dict[str, float] = {}   # running minima (uniform detector)
+
+    def calibrate(self, metrics: Mapping[str, float]) -> None:
+        """Record the untrained network's diagnostics; switches the relative bounds on.
+
+        Reads ``std_ratio``, ``rankme`` and, when present, ``assign_entropy`` and
+        ``assign_sample_entropy``; non-finite values are ignored.
+        """
+        self.initial = {key: float(metrics[key]) for key in CALIBRATED
+                        if key in metrics and math.isfinite(float(metrics[key]))}
+        self.calibrated = True
+        self._track(self.initial)
+
+    def _track(self, metrics: Mapping[str, float]) -> None:
+        for key in CALIBRATED:
+            if key in metrics and math.isfinite(float(metrics[key])):
+                value = float(metrics[key])
+                self.highest[key] = max(self.highest.get(key, value), value)
+                self.lowest[key] = min(self.lowest.get(key, value), value)
+
+    def low_threshold(self, key: str, absolute: float) -> float:
+        """Threshold of a low-side detector on ``key``: ``min(absolute, f × running max)`` once calibrated."""
+        if not self.calibrated or key not in self.highest:
+            return absolute
+        return min(absolute, self.config.reference_fraction * self.highest[key])
+
+    def high_threshold(self, key: str, absolute: float) -> float:
+        """Threshold of the uniform detector on ``key`` in [0, 1]: ``max(absolute, 1 - f (1 - running min))``."""
+        if not self.calibrated or key not in self.lowest:
+            return absolute
+        return max(absolute, 1.0 - self.config.reference_fraction * (1.0 - self.lowest[key]))
 
     @property
     def collapsed(self) -> bool:
@@ -168,14 +221,17 @@ class CollapseMonitor:
                 self._emit(found, "non_finite", "diverged", "collapse", epoch, step, bad, 0.0,
                            "non-finite loss or embeddings")
             return found
-        self._streak(found, "complete", "std_ratio", ratio < c.std_ratio_threshold, c.std_ratio_patience,
-                     epoch, step, ratio, c.std_ratio_threshold,
-                     f"std ratio {ratio:.4f} < {c.std_ratio_threshold} for {c.std_ratio_patience} evaluations")
+        self._track(metrics)
+        ratio_threshold = self.low_threshold("std_ratio", c.std_ratio_threshold)
+        self._streak(found, "complete", "std_ratio", ratio < ratio_threshold, c.std_ratio_patience,
+                     epoch, step, ratio, ratio_threshold,
+                     f"std ratio {ratio:.4f} < {ratio_threshold:.4g} for {c.std_ratio_patience} evaluations")
         self.rankme_max = max(self.rankme_max, rank)
-        if rank <= c.rankme_collapse:
+        rank_threshold = self.low_threshold("rankme", c.rankme_collapse)
+        if rank <= rank_threshold:
             if not any(e.kind == "dimensional" and e.severity == "collapse" for e in self.events):
-                self._emit(found, "rankme", "dimensional", "collapse", epoch, step, rank, c.rankme_collapse,
-                           f"RankMe {rank:.3f} <= {c.rankme_collapse}: features span one direction")
+                self._emit(found, "rankme", "dimensional", "collapse", epoch, step, rank, rank_threshold,
+                           f"RankMe {rank:.3f} <= {rank_threshold:.4g}: features span one direction")
         elif epoch > c.warmup_epochs and rank < c.rankme_warning_fraction * self.rankme_max:
             self._warn_once(found, "dimensional", "rankme", epoch, step, rank,
                             c.rankme_warning_fraction * self.rankme_max,
@@ -185,14 +241,17 @@ class CollapseMonitor:
             self.warned["dimensional"] = False
         if self.discrete and "assign_entropy" in metrics:
             mean_h, sample_h = float(metrics["assign_entropy"]), float(metrics["assign_sample_entropy"])
-            self._streak(found, "cluster", "assign_entropy", mean_h < c.cluster_threshold,
-                         c.assignment_patience, epoch, step, mean_h, c.cluster_threshold,
-                         f"H(p̄)/log K = {mean_h:.4f} < {c.cluster_threshold}: one prototype takes the batch")
+            cluster_threshold = self.low_threshold("assign_entropy", c.cluster_threshold)
+            self._streak(found, "cluster", "assign_entropy", mean_h < cluster_threshold,
+                         c.assignment_patience, epoch, step, mean_h, cluster_threshold,
+                         f"H(p̄)/log K = {mean_h:.4f} < {cluster_threshold:.4g}: one prototype takes the batch")
+            mean_uniform = self.high_threshold("assign_entropy", c.uniform_threshold)
+            sample_uniform = self.high_threshold("assign_sample_entropy", c.uniform_threshold)
             self._streak(found, "uniform", "assign_sample_entropy",
-                         mean_h > c.uniform_threshold and sample_h > c.uniform_threshold,
-                         c.assignment_patience, epoch, step, sample_h, c.uniform_threshold,
-                         f"assignments uniform (H(p̄)/log K = {mean_h:.4f}, mean H(p_i)/log K = "
-                         f"{sample_h:.4f} > {c.uniform_threshold})")
+                         mean_h > mean_uniform and sample_h > sample_uniform,
+                         c.assignment_patience, epoch, step, sample_h, sample_uniform,
+                         f"assignments uniform (H(p̄)/log K = {mean_h:.4f} > {mean_uniform:.4g}, "
+                         f"mean H(p_i)/log K = {sample_h:.4f} > {sample_uniform:.4g})")
         knn = metrics.get("knn_top1")
         if knn is not None and self.num_classes > 1:
             chance = (1.0 + c.knn_chance_margin) / self.num_classes
@@ -216,7 +275,9 @@ class CollapseMonitor:
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state (streaks, running max, warnings, events)."""
         return {"streaks": dict(self.streaks), "rankme_max": self.rankme_max, "warned": dict(self.warned),
-                "events": [event.to_dict() for event in self.events]}  # NaN -> None: strict JSON
+                "events": [event.to_dict() for event in self.events],  # NaN -> None: strict JSON
+                "calibrated": self.calibrated, "initial": dict(self.initial),
+                "highest": dict(self.highest), "lowest": dict(self.lowest)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.streaks = dict(state["streaks"])
@@ -224,3 +285,7 @@ class CollapseMonitor:
         self.warned = dict(state["warned"])
         self.events = [CollapseEvent(**{**event, "value": math.nan if event["value"] is None else event["value"]})
                        for event in state["events"]]
+        self.calibrated = bool(state.get("calibrated", False))  # absent from older checkpoints
+        self.initial = dict(state.get("initial", {}))
+        self.highest = dict(state.get("highest", {}))
+        self.lowest = dict(state.get("lowest", {}))

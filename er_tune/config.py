@@ -20,6 +20,7 @@ VARIANTS = ("original", "er")
 DISCRETE_METHODS = ("dino", "swav", "deepcluster")
 EMA_METHODS = ("byol", "dino")
 OPTIMIZERS = ("sgd", "lars")
+EMA_SCHEDULES = ("cosine", "constant")
 # Registry names, kept here (no torch import) so configs and study files are checked before any heavy
 # import; tests assert they equal the keys of er_tune.data.DATASETS and er_tune.models.BACKBONES.
 DATASET_NAMES = ("shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder", "svhn", "mnist",
@@ -43,13 +44,13 @@ COMMON_KEYS = ("method", "variant", "dataset", "data_root", "image_size", "train
                "data_seed", "augment", "backbone", "projector_dim", "projector_hidden_dim", "epochs", "batch_size",
                "optimizer", "lr", "weight_decay", "momentum", "warmup_epochs", "kappa_eval", "knn_k",
                "knn_temperature", "knn_bank_size", "seed", "device", "log_every_n_steps", "collapse")
-_DINO_KEYS = ("ema", "num_prototypes", "student_temperature", "teacher_temperature")
+_DINO_KEYS = ("ema", "ema_schedule", "num_prototypes", "student_temperature", "teacher_temperature")
 _SWAV_KEYS = ("num_prototypes", "temperature", "freeze_prototypes_epochs")
 OBJECTIVE_KEYS: dict[str, tuple[str, ...]] = {
     "simclr": ("temperature",),
     "simclr_er": ("kappa", "entropy_weight"),
-    "byol": ("ema",),
-    "byol_er": ("ema", "kappa", "entropy_weight"),
+    "byol": ("ema", "ema_schedule"),
+    "byol_er": ("ema", "ema_schedule", "kappa", "entropy_weight"),
     "dino": (*_DINO_KEYS, "center_momentum", "dino_centering"),
     "dino_er": (*_DINO_KEYS, "entropy_weight"),
     # the queue belongs to the Sinkhorn codes, which only the original computes
@@ -100,6 +101,15 @@ class CollapseConfig:
         assignment_patience: consecutive evaluations for the cluster and uniform detectors.
         knn_chance_margin: knn_chance warning when knn_top1 < (1 + margin) / num_classes ...
         warmup_epochs: ... after this many epochs (also delays the dimensional warning).
+        reference_fraction: calibration of the collapse detectors (complete, dimensional collapse,
+            cluster, uniform) against the untrained network. Once the monitor is calibrated with the
+            diagnostics measured before the first step (every trial does this), a detector fires only
+            when its statistic is past its absolute threshold *and* has fallen below this fraction of
+            the best value seen so far, the untrained network's included (for the uniform detector:
+            its distance from 1 below this fraction of the largest distance seen). Why: an untrained
+            network of some backbones is already past an absolute threshold (convnet's projections
+            have std ratio 0.020 at initialisation, below 0.05); a collapse is a fall from what the
+            network had, so no detector can fire on the untrained network itself, for any backbone.
     """
 
     stop_on_collapse: bool = True
@@ -112,6 +122,7 @@ class CollapseConfig:
     assignment_patience: int = 2
     knn_chance_margin: float = 0.5
     warmup_epochs: int = 3
+    reference_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         _check_fraction("collapse.std_ratio_threshold", self.std_ratio_threshold)
@@ -123,6 +134,8 @@ class CollapseConfig:
         _check_min("collapse.warmup_epochs", self.warmup_epochs, 0)
         _check_min("collapse.rankme_collapse", self.rankme_collapse, 1.0)
         _check_min("collapse.knn_chance_margin", self.knn_chance_margin, 0.0)
+        _check_fraction("collapse.reference_fraction", self.reference_fraction)
+        _check_positive("collapse.reference_fraction", self.reference_fraction)
 
 
 @dataclass(frozen=True)
@@ -131,10 +144,13 @@ class TrialConfig:
 
     Learning rate: ``lr`` is the base rate for batch size 256; the loop uses
     ``lr * batch_size / 256`` with linear warm-up then cosine decay. ``ema`` is the base EMA
-    coefficient of BYOL's cosine schedule from ``ema`` to 1 (BYOL and DINO only). Its default,
-    0.9, suits CPU budgets of a few thousand steps: with 0.99 the schedule's target barely moves in
-    that time and BYOL and DINO stay near the random-network kNN baseline (BYOL's 0.996 is meant for
-    hundreds of thousands of steps); studies set their own.
+    coefficient of the teacher (BYOL and DINO only); ``ema_schedule`` says how it moves: ``cosine``
+    (BYOL's schedule from ``ema`` to 1 at the last step, the default for ordinary training) or
+    ``constant`` (``ema`` at every step). A stability axis over ``ema`` needs ``constant``: with
+    ``cosine`` a base of 0 is 0.5 at mid-training and 0.98 at 90%, not "teacher = student". The
+    default ``ema``, 0.9, suits CPU budgets of a few thousand steps: with 0.99 the schedule's
+    target barely moves in that time and BYOL and DINO stay near the random-network kNN baseline
+    (BYOL's 0.996 is meant for hundreds of thousands of steps); studies set their own.
     ``kappa`` and ``entropy_weight`` (λ) parameterise the ER objectives, ``kappa_eval`` the
     fixed diagnostic estimators computed for every objective.
     ``augment`` picks the augmentation preset: ``auto`` uses the gray preset (no saturation, hue or
@@ -178,6 +194,7 @@ class TrialConfig:
     momentum: float = 0.9
     warmup_epochs: int = 2
     ema: float = 0.9
+    ema_schedule: str = "cosine"
     # objectives
     temperature: float = 0.1
     student_temperature: float = 0.1
@@ -210,6 +227,7 @@ class TrialConfig:
         _check_choice("backbone", self.backbone, BACKBONE_NAMES)
         _check_choice("device", self.device, DEVICES)
         _check_choice("augment", self.augment, AUGMENTS)
+        _check_choice("ema_schedule", self.ema_schedule, EMA_SCHEDULES)
         _check_min("image_size", self.image_size, 8)
         _check_min("train_size", self.train_size, 2)
         _check_min("eval_size", self.eval_size, 2)

@@ -158,3 +158,62 @@ def test_state_round_trip_gives_the_same_events_as_never_interrupted():
     got += [e for epoch, metrics in enumerate(sequence[2:], 3) for e in resumed.observe(metrics, epoch=epoch, step=epoch)]
     assert got == expected and len(expected) >= 3
     assert resumed.events == straight.events
+
+
+# Calibration against the untrained network (issue 11, item 6). Values are those measured on
+# untrained networks: convnet's projections have std ratio 0.020 (below the absolute 0.05).
+UNTRAINED_CONVNET = {"std_ratio": 0.020, "rankme": 51.0, "knn_top1": 0.17, "loss": 4.0,
+                     "assign_entropy": 0.93, "assign_sample_entropy": 0.93}
+
+
+def test_calibrated_monitor_never_fires_on_the_untrained_network():
+    for untrained in (UNTRAINED_CONVNET, {**UNTRAINED_CONVNET, "std_ratio": 0.0, "rankme": 1.0,
+                                          "assign_entropy": 0.999, "assign_sample_entropy": 0.998}):
+        m = monitor(std_ratio_patience=1, assignment_patience=1)
+        m.calibrate(untrained)
+        for epoch in (1, 2, 3):  # still untrained after each epoch (knn_chance is gated by warm-up)
+            assert m.observe(untrained, epoch=epoch, step=epoch) == []
+    uncalibrated = monitor(std_ratio_patience=1)  # the absolute threshold alone fires at once
+    assert [e.kind for e in uncalibrated.observe(UNTRAINED_CONVNET, epoch=1, step=1)] == ["complete"]
+
+
+def test_calibrated_monitor_still_detects_collapse():
+    m = monitor()
+    m.calibrate(UNTRAINED_CONVNET)
+    collapsed = std_ratio(torch.ones(64, 16) * torch.randn(1, 16))  # constant projections: 0
+    assert m.observe(healthy(1, std_ratio=collapsed), epoch=1, step=1) == []
+    events = m.observe(healthy(2, std_ratio=collapsed), epoch=2, step=2)
+    assert [(e.kind, e.severity) for e in events] == [("complete", "collapse")]
+    assert events[0].value == 0.0 and events[0].threshold == pytest.approx(0.5 * 0.020)
+    # measured convnet trajectory of SimCLR-ER without its entropy term (std ratio per epoch):
+    # the running best (0.038) sets the bound min(0.05, 0.5 * 0.038) = 0.019
+    m = monitor()
+    m.calibrate(UNTRAINED_CONVNET)
+    fired = [e for epoch, value in enumerate((0.0377, 0.0187, 0.0129, 0.0116), 1)
+             for e in m.observe(healthy(epoch, std_ratio=value), epoch=epoch, step=epoch)]
+    assert [(e.kind, e.epoch, e.threshold) for e in fired] == [("complete", 3, pytest.approx(0.5 * 0.0377))]
+    # a healthy start keeps the absolute thresholds
+    h = monitor(assignment_patience=1)
+    h.calibrate(healthy(0))
+    assert h.low_threshold("std_ratio", 0.05) == 0.05 and h.low_threshold("assign_entropy", 0.05) == 0.05
+    assert [e.kind for e in h.observe(healthy(1, assign_entropy=0.01), epoch=1, step=1)] == ["cluster"]
+    u = monitor(assignment_patience=1)
+    u.calibrate(UNTRAINED_CONVNET)
+    events = u.observe(healthy(1, assign_entropy=0.999, assign_sample_entropy=0.995), epoch=1, step=1)
+    assert [(e.kind, e.threshold) for e in events] == [("uniform", 0.99)]
+
+
+def test_calibration_survives_a_checkpoint_round_trip():
+    m = monitor()
+    m.calibrate(UNTRAINED_CONVNET)
+    m.observe(healthy(1, std_ratio=0.04), epoch=1, step=1)
+    restored = monitor()
+    restored.load_state_dict(json.loads(json.dumps(m.state_dict(), allow_nan=False)))
+    assert restored.calibrated and restored.initial == m.initial and restored.highest["std_ratio"] == 0.04
+    assert restored.low_threshold("std_ratio", 0.05) == pytest.approx(0.02)
+    old = m.state_dict()
+    for key in ("calibrated", "initial", "highest", "lowest"):
+        old.pop(key)
+    legacy = monitor()
+    legacy.load_state_dict(old)  # a checkpoint written before calibration existed
+    assert not legacy.calibrated and legacy.low_threshold("std_ratio", 0.05) == 0.05

@@ -1,4 +1,5 @@
-"""Collapse is a result: DINO without centering at ema=0 collapses, its ER twin does not.
+"""Collapse is a result: DINO without centering at ema=0 collapses, its ER twin does not; and no
+detector fires on an untrained network of any backbone (the detectors are calibrated at init).
 
 Same configuration and seed for both: the original DINO objective, with its centering removed and
 the teacher equal to the student (ema = 0), sends every sample to one prototype (cluster collapse)
@@ -10,7 +11,10 @@ import json
 
 import pytest
 
-from er_tune.config import TrialConfig
+from er_tune.collapse import CollapseMonitor
+from er_tune.config import CollapseConfig, TrialConfig
+from er_tune.models import BACKBONES, build_network
+from trainers.diagnostics import Diagnostics
 from trainers.reporters import LocalReporter
 from trainers.trainable import load_trial_data
 from trainers.trial import run_trial
@@ -54,3 +58,36 @@ def test_without_stop_on_collapse_the_trial_records_and_keeps_training(tmp_path)
     assert lines[-1]["collapsed"] is True  # the event is recorded, training went on
     assert any(e["severity"] == "collapse" for e in events(tmp_path))
     assert summary.status == "collapsed"
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_no_detector_fires_on_an_untrained_network_of_any_backbone(backbone):
+    """Every registered backbone, untrained (small inputs: a calibration test, not a benchmark)."""
+    import torch
+
+    cfg = TrialConfig(method="dino", backbone=backbone, image_size=16, train_size=64, eval_size=32,
+                      knn_bank_size=32, knn_k=5, batch_size=32, projector_dim=32, projector_hidden_dim=64,
+                      num_prototypes=16, collapse=CollapseConfig(std_ratio_patience=1, assignment_patience=1))
+    torch.manual_seed(0)
+    net = build_network(cfg)
+    untrained = Diagnostics(cfg, load_trial_data(cfg), torch.device("cpu"))(net)
+    monitor = CollapseMonitor(cfg.collapse, discrete=True, num_classes=10)
+    monitor.calibrate(untrained)
+    for epoch in range(1, cfg.collapse.warmup_epochs + 1):
+        assert monitor.observe(untrained, epoch=epoch, step=epoch) == [], (backbone, untrained)
+    # the same network with constant projections is still a complete collapse
+    events = monitor.observe({**untrained, "std_ratio": 0.0}, epoch=9, step=9)
+    assert [e.kind for e in events if e.severity == "collapse"] == ["complete"]
+
+
+def test_trial_calibrates_on_the_untrained_network_before_the_first_step(tmp_path):
+    """A barely trained convnet trial: std ratio ~0.03 < 0.05, which the absolute threshold called a collapse."""
+    cfg = TrialConfig(method="simclr", image_size=16, train_size=96, eval_size=48, knn_bank_size=48, knn_k=5,
+                      batch_size=32, projector_dim=16, projector_hidden_dim=32, lr=1e-6, epochs=2,
+                      warmup_epochs=0, collapse=CollapseConfig(std_ratio_patience=1))
+    lines: list[str] = []
+    summary = run_trial(cfg, load_trial_data(cfg), LocalReporter(str(tmp_path), cfg.to_dict()), log=lines.append)
+    results = [json.loads(line) for line in (tmp_path / "result.json").read_text().splitlines()]
+    assert all(r["std_ratio"] < cfg.collapse.std_ratio_threshold for r in results)  # below the absolute bound
+    assert summary.status == "completed" and events(tmp_path) == []
+    assert lines[0].startswith("  untrained network: std_ratio")

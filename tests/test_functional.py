@@ -231,22 +231,57 @@ def test_simclr_er_terms_equal_estimators_on_normalised_views():
     r, h = fn.simclr_er(3 * z1, z2, 5.0)
     n1, n2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     assert float(r) == pytest.approx(float(vmf_reconstruction(n1, n2, 5.0)), rel=1e-12)
-    assert float(h) == pytest.approx(float(kde_entropy(torch.cat([n1, n2]), 5.0)), rel=1e-12)
+    per_view = 0.5 * (kde_entropy(n1, 5.0) + kde_entropy(n2, 5.0))  # not H(z1 u z2): issue 11, item 5
+    assert float(h) == pytest.approx(float(per_view), rel=1e-12)
+    assert float(h) != pytest.approx(float(kde_entropy(torch.cat([n1, n2]), 5.0)), rel=1e-3)
     r_same, _ = fn.simclr_er(z1, z1, 5.0)
     assert float(r_same) == pytest.approx(-vmf_log_normalizer(8, 5.0) - 5.0, rel=1e-12)
 
 
 def test_byol_er_terms_and_stop_gradient():
+    z1, z2 = _randn(6, 4, seed=26).requires_grad_(True), _randn(6, 4, seed=27).requires_grad_(True)
     p1, p2 = _randn(6, 4, seed=22).requires_grad_(True), _randn(6, 4, seed=23).requires_grad_(True)
     t1, t2 = _randn(6, 4, seed=24).requires_grad_(True), _randn(6, 4, seed=25).requires_grad_(True)
-    r, h = fn.byol_er(p1, p2, t1, t2, 2.0)
+    r, h = fn.byol_er(z1, z2, p1, p2, t1, t2, 2.0)
     n = lambda v: F.normalize(v.detach(), dim=1)  # noqa: E731
     expected_r = 0.5 * (vmf_reconstruction(n(p1), n(t2), 2.0) + vmf_reconstruction(n(p2), n(t1), 2.0))
-    expected_h = 0.5 * (kde_entropy(n(p1), 2.0) + kde_entropy(n(p2), 2.0))
+    # the entropy of each view's online projection (the variable the bound names), not of pred(z)
+    expected_h = 0.5 * (kde_entropy(n(z1), 2.0) + kde_entropy(n(z2), 2.0))
     assert float(r.detach()) == pytest.approx(float(expected_r))
     assert float(h.detach()) == pytest.approx(float(expected_h))
     (r - h).backward()
-    assert t1.grad is None and t2.grad is None and p1.grad.abs().sum() > 0
+    assert t1.grad is None and t2.grad is None and p1.grad.abs().sum() > 0 and z1.grad.abs().sum() > 0
+    p1.grad = None
+    _, h_only = fn.byol_er(z1, z2, p1, p2, t1, t2, 2.0)
+    h_only.backward()
+    assert p1.grad is None  # Ĥ does not depend on the predictor outputs
+
+
+def _pull_cancelled(entropy, n1, n2, kappa):
+    """Share of the reconstruction's pull of each view towards its positive that the entropy
+    term's gradient (descent on -H) undoes, along the tangent from n1_i to n2_i (and back)."""
+    n1, n2 = n1.clone().requires_grad_(True), n2.clone().requires_grad_(True)
+    g_r = torch.autograd.grad(vmf_reconstruction(n1, n2, kappa), (n1, n2))
+    g_h = torch.autograd.grad(entropy(n1, n2), (n1, n2))
+
+    def towards(a, b):
+        return F.normalize(b - (a * b).sum(1, keepdim=True) * a, dim=1)
+
+    directions = (towards(n1.detach(), n2.detach()), towards(n2.detach(), n1.detach()))
+    pull = sum((-g * u).sum() for g, u in zip(g_r, directions))
+    push = sum((g * u).sum() for g, u in zip(g_h, directions))
+    return float(-push / pull)
+
+
+def test_simclr_er_entropy_per_view_does_not_cancel_the_reconstruction_pull():
+    g = torch.Generator().manual_seed(0)
+    z1 = F.normalize(torch.randn(256, 128, generator=g, dtype=torch.float64), dim=1)
+    z2 = F.normalize(z1 + 0.04 * torch.randn(256, 128, generator=g, dtype=torch.float64), dim=1)
+    assert float((z1 * z2).sum(1).mean()) == pytest.approx(0.91, abs=0.01)
+    pooled = _pull_cancelled(lambda a, b: kde_entropy(torch.cat([a, b]), 10.0), z1, z2, 10.0)
+    per_view = _pull_cancelled(lambda a, b: fn.simclr_er(a, b, 10.0)[1], z1, z2, 10.0)
+    assert pooled == pytest.approx(0.28, abs=0.03)  # the old pooled H(z1 u z2)
+    assert abs(per_view) < 0.01
 
 
 def test_dino_er_reconstruction_is_uncentred_dino_loss_and_entropy_of_student_mean():

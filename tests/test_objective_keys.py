@@ -23,7 +23,7 @@ SPECIFIC = sorted({key for keys in OBJECTIVE_KEYS.values() for key in keys})
 PERTURBED = {"temperature": 0.25, "student_temperature": 0.2, "teacher_temperature": 0.07,
              "center_momentum": 0.5, "dino_centering": False, "sinkhorn_epsilon": 0.1, "sinkhorn_iterations": 6,
              "queue_length": 24, "queue_start_epoch": 1, "freeze_prototypes_epochs": 0, "kappa": 3.0,
-             "entropy_weight": 0.5, "ema": 0.5, "num_prototypes": 6}
+             "entropy_weight": 0.5, "ema": 0.5, "ema_schedule": "constant", "num_prototypes": 6}
 BASE = dict(image_size=8, train_size=16, batch_size=8, epochs=2, ema=0.9, queue_length=16, queue_start_epoch=0,
             freeze_prototypes_epochs=1)
 

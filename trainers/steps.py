@@ -68,7 +68,7 @@ class TrainingStep:
         config = self.state.config
         if not config.uses_ema:
             return 0.0
-        return ema_momentum(config.ema, self.state.step, self.total_steps)
+        return ema_momentum(config.ema, self.state.step, self.total_steps, config.ema_schedule)
 
     def run_epoch(self, epoch: int, writer) -> EpochOutcome:
         state, config = self.state, self.state.config

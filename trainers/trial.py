@@ -5,6 +5,8 @@
 :class:`~trainers.reporters.TuneReporter`). Per epoch it reports exactly the metrics of
 :data:`EPOCH_METRICS` (plus the two ``assign_*`` for discrete methods), all finite, and writes a
 checkpoint; a collapse is a result (status ``collapsed`` or ``diverged``), never an exception.
+Before the first step it measures the untrained network once, to calibrate the collapse detectors
+(:meth:`~er_tune.collapse.CollapseMonitor.calibrate`; the calibration is part of the checkpoint).
 """
 
 from __future__ import annotations
@@ -106,6 +108,11 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
     step_fn = TrainingStep(state, data)
     diagnostics = Diagnostics(config, data, state.device, channels_last=state.channels_last,
                               autocast=step_fn.autocast)
+    if not state.monitor.calibrated:
+        # the untrained network's diagnostics calibrate the collapse detectors (CollapseMonitor)
+        state.monitor.calibrate(diagnostics(state.net))
+        if log is not None:
+            log("  untrained network: " + ", ".join(f"{k} {v:.4g}" for k, v in state.monitor.initial.items()))
     try:
         while state.epoch < config.epochs:
             metrics = _run_epoch(state, step_fn, diagnostics, writer, events, log)

@@ -23,13 +23,18 @@ class MLP(nn.Sequential):
 class Prototypes(nn.Module):
     """K prototypes; scores are cosines ``normalize(z) @ normalize(W)^T`` in [-1, 1] (B x K).
 
-    As SwAV's normalised prototypes and DINO's weight-normalised last layer with ``norm_last_layer``;
-    DeepCluster-v2 overwrites the prototypes with the k-means centroids each epoch.
+    As SwAV's normalised prototypes and DINO's weight-normalised last layer with ``norm_last_layer``.
+    DeepCluster-v2 overwrites the prototypes with the k-means centroids each epoch and never trains
+    them (``trainable=False``: no gradient, so the optimiser holds no weight decay or momentum for
+    them): between two k-means runs they stay exactly the centroids the targets were assigned to.
+
+    Args:
+        dim: projection dimension; num_prototypes: K; trainable: whether the weights get gradients.
     """
 
-    def __init__(self, dim: int, num_prototypes: int) -> None:
+    def __init__(self, dim: int, num_prototypes: int, trainable: bool = True) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(num_prototypes, dim) / dim ** 0.5)
+        self.weight = nn.Parameter(torch.randn(num_prototypes, dim) / dim ** 0.5, requires_grad=trainable)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return F.normalize(z, dim=1) @ F.normalize(self.weight, dim=1).transpose(0, 1)
@@ -71,10 +76,13 @@ class SSLNetwork(nn.Module):
 
 
 def build_network(config: TrialConfig) -> SSLNetwork:
-    """The student of ``config.method``: predictor for BYOL, prototypes for the discrete methods."""
+    """The student of ``config.method``: predictor for BYOL, prototypes for the discrete methods
+    (frozen for DeepCluster-v2, whose trainer sets them to the k-means centroids each epoch)."""
     backbone = build_backbone(config.backbone, config.image_size)
     dim, hidden = config.projector_dim, config.projector_hidden_dim
     projector = MLP(backbone.feature_dim, hidden, dim)
     predictor = MLP(dim, hidden, dim) if config.method == "byol" else None
-    prototypes = Prototypes(dim, config.num_prototypes) if config.is_discrete else None
+    # DeepCluster-v2's prototypes are the k-means centroids, never trained (both variants)
+    prototypes = (Prototypes(dim, config.num_prototypes, trainable=config.method != "deepcluster")
+                  if config.is_discrete else None)
     return SSLNetwork(backbone, projector, predictor, prototypes)

@@ -1,4 +1,4 @@
-"""EMA teacher with BYOL's cosine schedule, and DeepCluster-v2's memory bank."""
+"""EMA teacher with its coefficient schedule (BYOL's cosine, or constant), and DeepCluster-v2's memory bank."""
 
 from __future__ import annotations
 
@@ -8,14 +8,27 @@ import math
 import torch
 from torch import nn
 
+from er_tune.config import EMA_SCHEDULES
 from er_tune.models.heads import NetworkOutput, SSLNetwork
 
 
-def ema_momentum(base: float, step: int, total_steps: int) -> float:
-    """BYOL: ``m = 1 - (1 - base) (cos(pi step / total) + 1) / 2``, from ``base`` at 0 to 1 at total."""
+def ema_momentum(base: float, step: int, total_steps: int, schedule: str = "cosine") -> float:
+    """The teacher's EMA coefficient at ``step`` of ``total_steps``.
+
+    ``cosine`` (BYOL): ``m = 1 - (1 - base) (cos(pi step / total) + 1) / 2``, from ``base`` at step 0
+    to 1 at ``total``. ``constant``: ``m = base`` at every step, so ``base = 0`` keeps the teacher
+    equal to the current student for the whole trial. A stability axis over the coefficient needs
+    ``constant``: under ``cosine`` a base of 0 is 0.15, 0.5, 0.85 and 0.98 at 25, 50, 75 and 90% of
+    training, so the condition would not be the coefficient it is labelled with.
+
+    Raises:
+        ValueError: ``base`` outside [0, 1] or an unknown ``schedule``.
+    """
     if not 0.0 <= base <= 1.0:
         raise ValueError(f"EMA base coefficient must be in [0, 1], got {base}")
-    if total_steps <= 0:
+    if schedule not in EMA_SCHEDULES:
+        raise ValueError(f"unknown EMA schedule {schedule!r}; allowed: {', '.join(EMA_SCHEDULES)}")
+    if schedule == "constant" or total_steps <= 0:
         return base
     progress = min(max(step / total_steps, 0.0), 1.0)
     return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1.0) / 2.0

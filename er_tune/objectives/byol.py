@@ -1,7 +1,13 @@
 """BYOL (Grill et al. 2020) and its ER replacement (predictor and EMA target kept).
 
 Original: ``2 - 2 cos(pred(z1), sg(t2))``, mean of the two directions (view 1 -> 2 and 2 -> 1).
-ER: ``R̂(pred(z1), sg(t2)) - lambda Ĥ(pred(z1))`` on the sphere, mean of the two directions.
+ER: ``R̂(pred(z1), sg(t2)) - lambda Ĥ`` on the sphere, mean of the two directions, with
+``Ĥ = (Ĥ(z1) + Ĥ(z2)) / 2`` the KDE entropy of each view's online projections. Why the projections
+and not the predictor outputs (the earlier choice): the bound ``I(Z1; Z2) >= H(Z2) + E log q(Z2|Z1)``
+names the entropy of the reconstructed variable, the target-side projection Z2; the predictor output
+is the conditional's mean. The online projection is that variable's estimate gradients reach (the
+target projector is its EMA, and equal to it at EMA 0). Per view, as SimCLR-ER (see
+:func:`functional.per_view_entropy`).
 The EMA update of the target and its schedule live in the trainer.
 """
 
@@ -38,5 +44,5 @@ class BYOLER(ERObjective):
         self.kappa = check_positive("kappa", kappa)
 
     def terms(self, inputs: ObjectiveInputs) -> ERTerms:
-        p1, p2, t1, t2 = inputs.require("p1", "p2", "t1", "t2")
-        return ERTerms(*functional.byol_er(p1, p2, t1, t2, self.kappa))
+        z1, z2, p1, p2, t1, t2 = inputs.require("z1", "z2", "p1", "p2", "t1", "t2")
+        return ERTerms(*functional.byol_er(z1, z2, p1, p2, t1, t2, self.kappa))

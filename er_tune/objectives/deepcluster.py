@@ -3,6 +3,11 @@
 Original: cross-entropy of the prototype scores against the k-means assignment of each sample
 (computed once per epoch on a memory bank of projections, by the trainer). ER: the same CE minus
 lambda H(p_bar). Also the spherical k-means that produces the assignments.
+
+The prototypes are the k-means centroids and are never trained, in both variants (as
+``main_deepclusterv2.py``, which overwrites them after each k-means and keeps them out of the
+optimiser): ``build_network`` gives DeepCluster-v2 frozen prototypes, so no gradient, weight decay or
+optimiser momentum moves them away from the centroids the targets were assigned to.
 """
 
 from __future__ import annotations

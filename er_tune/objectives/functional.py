@@ -154,23 +154,41 @@ def mean_assignment_entropy(logits: torch.Tensor, temperature: float) -> torch.T
     return discrete_entropy(F.softmax(logits / temperature, dim=1))
 
 
+def per_view_entropy(n1: torch.Tensor, n2: torch.Tensor, kappa: float) -> torch.Tensor:
+    """``(H(n1) + H(n2)) / 2``: the KDE entropy of each view's unit projections [B, d], averaged.
+
+    The entropy of one view's representation, as the bound ``I(Z1; Z2) >= H(Z2) + E log q(Z2|Z1)``
+    names it. Not ``H(n1 u n2)``: pooling the views puts each sample's positive among its kernel
+    neighbours, so the entropy gradient pushes the two views of an image apart and cancels part
+    of the reconstruction pull (21% at cos(z1, z2) = 0.87, 28% at 0.91, 48% at 0.99; kappa 10,
+    B 256, d 128); per view the two terms do not interact.
+    """
+    return 0.5 * (kde_entropy(n1, kappa) + kde_entropy(n2, kappa))
+
+
 def simclr_er(z1: torch.Tensor, z2: torch.Tensor, kappa: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """SimCLR-ER terms ``(R(z1, z2), H(z1 u z2))``: vMF NLL between views, KDE entropy of all 2B."""
+    """SimCLR-ER terms ``(R(z1, z2), (H(z1) + H(z2)) / 2)``: vMF NLL between views, KDE entropy per view."""
     _check_pair("z1", z1, "z2", z2)
     n1, n2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    return vmf_reconstruction(n1, n2, kappa), kde_entropy(torch.cat([n1, n2]), kappa)
+    return vmf_reconstruction(n1, n2, kappa), per_view_entropy(n1, n2, kappa)
 
 
-def byol_er(p1: torch.Tensor, p2: torch.Tensor, t1: torch.Tensor, t2: torch.Tensor,
-            kappa: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """BYOL-ER terms, mean of both directions: ``R(pred(z1), sg(t2))`` and ``H(pred(z1))``."""
+def byol_er(z1: torch.Tensor, z2: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor, t1: torch.Tensor,
+            t2: torch.Tensor, kappa: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """BYOL-ER terms, mean of both directions: ``R(pred(z1), sg(t2))`` and ``(H(z1) + H(z2)) / 2``.
+
+    The reconstructed variable is the target-side projection Z2; its entropy is estimated on the
+    online projections ``z`` (the projector of which the target is an EMA, identical to it at
+    EMA 0, and the branch gradients reach), per view, averaged -- not on the predictor outputs,
+    which are the conditional's mean, not the variable the bound names.
+    """
+    _check_pair("z1", z1, "z2", z2)
     _check_pair("p1", p1, "t2", t2)
     _check_pair("p2", p2, "t1", t1)
     n1, n2 = F.normalize(p1, dim=1), F.normalize(p2, dim=1)
     m1, m2 = F.normalize(t1.detach(), dim=1), F.normalize(t2.detach(), dim=1)
     reconstruction = 0.5 * (vmf_reconstruction(n1, m2, kappa) + vmf_reconstruction(n2, m1, kappa))
-    entropy = 0.5 * (kde_entropy(n1, kappa) + kde_entropy(n2, kappa))
-    return reconstruction, entropy
+    return reconstruction, per_view_entropy(F.normalize(z1, dim=1), F.normalize(z2, dim=1), kappa)
 
 
 def dino_er(s1: torch.Tensor, s2: torch.Tensor, ts1: torch.Tensor, ts2: torch.Tensor,

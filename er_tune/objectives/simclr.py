@@ -1,4 +1,13 @@
-"""SimCLR (Chen et al. 2020) and its ER replacement: NT-Xent -> R̂(z1, z2) - lambda Ĥ(z1 u z2)."""
+"""SimCLR (Chen et al. 2020) and its ER replacement: NT-Xent -> R̂(z1, z2) - lambda (Ĥ(z1) + Ĥ(z2)) / 2.
+
+Why the entropy per view and not of the pooled ``z1 u z2`` (the earlier choice): the bound
+``I(Z1; Z2) >= H(Z2) + E log q(Z2|Z1)`` names the entropy of one view's representation, and pooling
+puts each sample's positive among its kernel neighbours, so the entropy gradient pushes the two
+views of an image apart: it cancelled 21-48% of the reconstruction pull as cos(z1, z2) went from
+0.87 to 0.99 (kappa 10, B 256, d 128; about 30% at 0.91), none per view. The pooled form's one
+merit, a KDE on 2B points instead of B, does not outweigh a bias in the very term being traded
+against the entropy, so it is not kept as an option.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +35,7 @@ class SimCLR(Objective):
 
 
 class SimCLRER(ERObjective):
-    """vMF reconstruction between the normalised views minus lambda x KDE entropy of all 2B projections.
+    """vMF reconstruction between the normalised views minus lambda x the per-view KDE entropy, averaged.
 
     Args:
         kappa: vMF concentration > 0; entropy_weight: lambda >= 0.
