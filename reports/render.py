@@ -70,28 +70,26 @@ def _diff(v, lo, hi, digits: int = 3) -> str:
     return f"{v:+.{digits}f} [{lo:+.{digits}f},{hi:+.{digits}f}]"
 
 
-def _stab_mark(r) -> str:
-    s = SHORT[r["verdict"]]
-    if s != "=":
-        return s
+def _mark(verdict: str, note: str, compact: bool) -> str:
+    """``ER`` / ``=≥0.75`` (compact) or ``er_better`` / ``no_difference (≥0.75)``."""
+    if SHORT[verdict] != "=":
+        return SHORT[verdict] if compact else verdict
+    return ("=" + note) if compact else (verdict + (f" ({note})" if note else ""))
+
+
+def _stab_mark(r, compact: bool = True) -> str:
     d = r.get("collapse_min_detectable")
-    return "=never" if d is None else f"=≥{d:.2f}"
+    return _mark(r["verdict"], "never" if d is None else f"≥{d:.2f}", compact)
 
 
-def _time_mark(r, m: int) -> str:
-    s = SHORT[r["time_verdict"]]
-    if s != "=":
-        return s
+def _time_mark(r, m: int, compact: bool = True) -> str:
     reach = logrank_min_pvalue(r["er_n_seeds"] or 0, r["original_n_seeds"] or 0)
-    return "=never" if reach > r["alpha"] / max(m, 1) else "="
+    return _mark(r["time_verdict"], "never" if reach > r["alpha"] / max(m, 1) else "", compact)
 
 
-def _knn_mark(r) -> str:
-    s = SHORT[r["knn_verdict"]]
-    if s != "=":
-        return s
+def _knn_mark(r, compact: bool = True) -> str:
     d = r.get("knn_min_detectable")
-    return "=" if d is None else f"=|Δ|≥{d:.3f}"
+    return _mark(r["knn_verdict"], "" if d is None else f"|Δ|≥{d:.3f}", compact)
 
 
 def stability_rows(table: pa.Table, compact: bool = False) -> dict[str, tuple[list, list]]:
@@ -107,13 +105,13 @@ def stability_rows(table: pa.Table, compact: bool = False) -> dict[str, tuple[li
         cell = _cell(r, axes).strip()
         crow.append([cell, _interval(r, "original_", compact), _interval(r, "er_", compact),
                      _diff(r["collapse_diff"], r["collapse_diff_lo"], r["collapse_diff_hi"], 2),
-                     _p(r["collapse_p_adj"]), _stab_mark(r),
+                     _p(r["collapse_p_adj"]), _stab_mark(r, compact),
                      f"{_epochs(r['original_median_time_to_collapse'])}/"
                      f"{_epochs(r['er_median_time_to_collapse'])}",
-                     _p(r["logrank_p_adj"]), _time_mark(r, m_time)])
+                     _p(r["logrank_p_adj"]), _time_mark(r, m_time, compact)])
         krow.append([cell, _knn(r, "original_"), _knn(r, "er_"),
                      _diff(r["knn_diff"], r["knn_diff_lo"], r["knn_diff_hi"]),
-                     _p(r["knn_p_adj"]), _knn_mark(r)])
+                     _p(r["knn_p_adj"]), _knn_mark(r, compact)])
     return {"collapse": (ch, crow), "knn": (kh, krow)}
 
 
