@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from er_tune.power import knn_min_detectable_effect, min_detectable_collapse
+from er_tune.power import collapse_test_name, knn_min_detectable_effect, min_detectable_collapse
 
 from . import stats
 from .survival import event_times, kaplan_meier, logrank_test
@@ -91,8 +91,10 @@ def _cell_row(row: dict, cell: pd.DataFrame) -> tuple[dict, dict]:
     row.update({"n_paired": len(common), "knn_diff": _opt(kt.mean), "knn_diff_lo": _opt(kt.lo),
                 "knn_diff_hi": _opt(kt.hi), "knn_test": stats.TEST_NAMES["knn"],
                 "knn_p": _opt(kt.p), "collapse_diff": ct.diff, "collapse_diff_lo": ct.lo,
-                "collapse_diff_hi": ct.hi, "collapse_test": stats.TEST_NAMES["collapse"],
-                "collapse_p": ct.p, "logrank_test": stats.TEST_NAMES["time"],
+                "collapse_diff_hi": ct.hi,
+                "collapse_test": collapse_test_name(counts["er"][1], counts["original"][1]),
+                "collapse_p": ct.p,
+                "logrank_test": stats.TEST_NAMES["time"] if lr is None else lr.method,
                 "logrank_u": None if lr is None else lr.u,
                 "logrank_p": None if lr is None else lr.p})
     return row, {"knn_sd": _opt(kt.sd)}

@@ -19,8 +19,11 @@ by then, and what came after is unknown. Running and pending trials are left out
   ``scipy.stats.logrank``). Under "no difference" the variant labels are exchangeable given the
   pooled data, so ``scipy.stats.permutation_test`` over label splits gives an exact two-sided p:
   every split enumerated when there are at most 9,999 (up to 7 + 7 seeds), otherwise 9,999
-  random splits with a fixed seed (p = (b + 1) / (9,999 + 1), still valid). U > 0: ER collapses
-  earlier/more often than expected. No collapse at all, or no trial in one variant -> p = 1.
+  random splits with a fixed seed (p = (b + 1) / (9,999 + 1), still valid). From 31 trials in
+  each variant on, the chi-square log-rank of ``scipy.stats.logrank`` (``logrank_asymptotic``;
+  accurate at that size, and 9,999 permutations of 200 trials cost 0.25 s per cell). U > 0: ER
+  collapses earlier/more often than expected. No collapse at all -> p = 1; an empty variant ->
+  no test.
 """
 from __future__ import annotations
 
@@ -31,11 +34,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from er_tune.power import PERMUTATION_RESAMPLES
+from er_tune.power import BOSCHLOO_MAX_SEEDS, PERMUTATION_RESAMPLES
 
 COLLAPSE_STATUSES = ("collapsed", "diverged")
 CENSORED_STATUSES = ("completed", "early_stopped", "errored")
 PERMUTATION_SEED = 0
+# Above this many trials in each variant the chi-square log-rank (scipy.stats.logrank) is used:
+# its approximation is good there, and 9,999 permutations cost 0.25 s per cell at 100 + 100.
+ASYMPTOTIC_MIN_SEEDS = BOSCHLOO_MAX_SEEDS + 1
 
 
 def event_times(statuses, collapse_epochs, epochs_completed) -> tuple[np.ndarray, np.ndarray]:
@@ -107,12 +113,13 @@ def logrank_scores(times, events) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LogRank:
-    """Permutation log-rank: p (two-sided), U = O_ER − E_ER, and O_ER, E_ER."""
+    """Log-rank: p (two-sided), U = O_ER − E_ER, O_ER, E_ER and the test used."""
 
     p: float
     u: float
     observed: float
     expected: float
+    method: str = "logrank_permutation"
 
 
 def _sum_first(x, y, axis=-1):
@@ -135,6 +142,11 @@ def logrank_test(t_er, e_er, t_orig, e_orig, n_resamples: int = PERMUTATION_RESA
     observed = float(e_er.sum())
     if not (e_er.any() or e_orig.any()) or np.allclose(scores, scores[0]):
         return LogRank(1.0, u, observed, observed - u)
+    if min(t_er.size, t_orig.size) >= ASYMPTOTIC_MIN_SEEDS:
+        res = sps.logrank(sps.CensoredData(uncensored=t_er[e_er], right=t_er[~e_er]),
+                          sps.CensoredData(uncensored=t_orig[e_orig], right=t_orig[~e_orig]))
+        p = float(res.pvalue) if np.isfinite(res.pvalue) else 1.0
+        return LogRank(p, u, observed, observed - u, "logrank_asymptotic")
     res = sps.permutation_test((s_er, s_orig), _sum_first, permutation_type="independent",
                                vectorized=True, n_resamples=n_resamples,
                                alternative="two-sided", rng=np.random.default_rng(seed))

@@ -229,3 +229,38 @@ def test_holm_keeps_planted_cell_and_matches_statsmodels():
         p = rng.random(m) ** 3
         p[rng.random(m) < 0.3] = p[0]  # ties
         assert stats.holm_array(p) == pytest.approx(multipletests(p, method="holm")[1], abs=1e-15)
+
+
+def test_large_samples_switch_to_fisher_and_chi_square_logrank():
+    """Above 30 seeds per variant: Fisher (Boschloo's maximisation is slow) and the chi-square
+    log-rank (accurate there); the report names the test used."""
+    assert power.collapse_test_name(30, 30) == "boschloo_exact"
+    assert power.collapse_test_name(31, 5) == "fisher_exact"
+    fisher = sps.fisher_exact([[3, 12], [37, 28]]).pvalue
+    assert power.collapse_pvalue(3, 40, 12, 40) == pytest.approx(fisher, rel=1e-12)
+    rng = np.random.default_rng(0)
+    t = np.full(40, 50.0)
+    ea, eb = rng.random(40) < 0.3, rng.random(40) < 0.1
+    res = logrank_test(t, ea, t, eb)
+    ref = sps.logrank(sps.CensoredData(uncensored=t[ea], right=t[~ea]),
+                      sps.CensoredData(uncensored=t[eb], right=t[~eb]))
+    assert res.method == "logrank_asymptotic" and res.p == pytest.approx(ref.pvalue)
+    assert logrank_test(t[:30], ea[:30], t[:30], eb[:30]).method == "logrank_permutation"
+
+
+def test_logrank_u_matches_scipy_statistic():
+    """U / sqrt(V) (V the hypergeometric variance) is scipy's log-rank z statistic."""
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        ta, tb = rng.integers(1, 8, 6).astype(float), rng.integers(1, 8, 5).astype(float)
+        ea, eb = rng.random(6) < 0.6, rng.random(5) < 0.4
+        t, e = np.concatenate([ta, tb]), np.concatenate([ea, eb])
+        v = 0.0
+        for x in np.unique(t[e]):
+            n, n1 = (t >= x).sum(), (ta >= x).sum()
+            d = (e & (t == x)).sum()
+            if n > 1:
+                v += d * (n1 / n) * (1 - n1 / n) * (n - d) / (n - 1)
+        z = sps.logrank(sps.CensoredData(uncensored=ta[ea], right=ta[~ea]),
+                        sps.CensoredData(uncensored=tb[eb], right=tb[~eb])).statistic
+        assert logrank_test(ta, ea, tb, eb).u / math.sqrt(v) == pytest.approx(z, rel=1e-9)
