@@ -21,6 +21,9 @@ from er_tune.power import logrank_min_pvalue
 SHORT = {"er_more_stable": "ER", "original_more_stable": "orig", "no_difference": "=",
          "er_better": "ER", "original_better": "orig", "untested": "n/a"}
 PER_VARIANT = ("original_", "er_")
+TEST_WORDS = {"boschloo_exact": "Boschloo exact test", "fisher_exact": "Fisher exact test",
+              "logrank_permutation": "exact permutation log-rank",
+              "logrank_asymptotic": "chi-square log-rank"}
 
 
 def _fmt(v) -> str:
@@ -133,10 +136,12 @@ def legend(table: pa.Table, width: int = 100) -> str:
     alpha = rows[0]["alpha"] if rows else 0.05
     m = {c: sum(r[c] is not None for r in rows) for c in ("collapse_p", "logrank_p", "knn_p")}
     cells = {k: f"{v} cell" + ("" if v == 1 else "s") for k, v in m.items()}
+    used = {c: " / ".join(TEST_WORDS.get(x, x) for x in sorted({r[c] for r in rows if r[c]}))
+            for c in ("collapse_test", "logrank_test")}
     text = (f"p_adj: Holm within each family; verdict when p_adj <= {alpha:g}. "
-            f"stab: Boschloo exact test on collapse counts ({cells['collapse_p']}), Δ = ER−orig "
-            f"rate, Newcombe 95%. time: exact permutation log-rank on epochs to first collapse "
-            f"({cells['logrank_p']}); med o/E: Kaplan–Meier median epochs, - not reached. knn: "
+            f"stab: {used['collapse_test']} on collapse counts ({cells['collapse_p']}), Δ = "
+            f"ER−orig rate, Newcombe 95%. time: {used['logrank_test']} on epochs to first collapse"
+            f" ({cells['logrank_p']}); med o/E: Kaplan–Meier median epochs, - not reached. knn: "
             f"paired t on final knn_top1 over seeds ({cells['knn_p']}), t 95%. Undecided: "
             f"'=≥0.75' smallest collapse-rate gap (vs none) these seeds can decide; '=|Δ|≥0.05' "
             f"knn gap found with 80% power at the observed sd; '=never' cannot reach alpha.")

@@ -316,3 +316,16 @@ def test_planted_difference_decided_and_null_cell_undecided(tmp_path):
     assert code == 0 and {r["verdict"] for r in st} == {"no_difference"}
     assert st[0]["alpha"] == 1e-5 and "=never" in out
     assert run(tmp_path, plots=False, alpha=0.0)[0] == 2
+
+
+def test_cli_report_alpha(tmp_path, capsys):
+    from er_tune.cli import main
+    small_replicate(tmp_path)
+    assert main(["report", str(tmp_path), "--no-plots", "--alpha", "0.001"]) == 0
+    r = pq.read_table(tmp_path / "report" / "stability.parquet").to_pylist()[0]
+    assert r["alpha"] == 0.001 and r["knn_p"] == pytest.approx(0.005208, abs=1e-6)
+    assert r["knn_verdict"] == "no_difference"  # er_better at the default 0.05
+    from reports import render
+    st = pq.read_table(tmp_path / "report" / "stability.parquet")
+    assert "verdict when p_adj <= 0.001" in render.legend(st)
+    assert main(["report", str(tmp_path), "--no-plots", "--alpha", "0"]) == 2
