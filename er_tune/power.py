@@ -149,14 +149,16 @@ def power_lines(n_er: int, n_orig: int, m: int, alpha: float = 0.05) -> tuple[li
     coll = min_detectable_collapse(n_er, n_orig, alpha, m)
     need = min_seeds_collapse(alpha, m)
     best = collapse_pvalue(0, n_er, n_orig, n_orig)
+    test = {"boschloo_exact": "Boschloo exact", "fisher_exact": "Fisher exact"}[
+        collapse_test_name(n_er, n_orig)]
     if coll is None:
-        lines.append(f"collapse counts (Boschloo exact): cannot decide: even {n_orig}/{n_orig} vs "
+        lines.append(f"collapse counts ({test}): cannot decide: even {n_orig}/{n_orig} vs "
                      f"0/{n_er} gives p = {best:.3g}; needs >= {need} seeds per variant")
         warns.append(f"{seeds} cannot give any collapse-count verdict "
                      f"(needs >= {need} per variant)")
     else:
         k, p = coll
-        lines.append(f"collapse counts (Boschloo exact): detects {k}/{n_orig} vs 0/{n_er} "
+        lines.append(f"collapse counts ({test}): detects {k}/{n_orig} vs 0/{n_er} "
                      f"(rate difference >= {k / n_orig:.2f}, p = {p:.3g}); "
                      f"{need} seeds per variant decide only n/n vs 0/n")
     lp = logrank_min_pvalue(n_er, n_orig)
