@@ -10,12 +10,14 @@ from scipy import stats as sps
 
 from er_tune import power
 from er_tune.cli import main
-from search_spaces import STUDIES_DIR
 
 
 def study_with(tmp_path, seeds, **changes):
-    with open(f"{STUDIES_DIR}/demo.yaml") as f:
-        doc = yaml.safe_load(f)
+    """A 4-cell study (byol, dino x ema 0.0, 0.9), independent of the shipped studies."""
+    doc = {"name": "power", "data": {"dataset": "shapes", "image_size": 16, "train_size": 256,
+                                     "eval_size": 64},
+           "methods": ["byol", "dino"], "variants": ["original", "er"],
+           "grid": {"ema": [0.0, 0.9]}, "schedule": {"max_epochs": 6}}
     doc.update({"seeds": list(range(seeds)), **changes})
     path = tmp_path / f"s{seeds}.yaml"
     path.write_text(yaml.safe_dump(doc))
