@@ -45,12 +45,16 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a study file and print its plan")
     validate.add_argument("study")
+    validate.add_argument("--alpha", type=float, default=0.05,
+                          help="level the power statements assume (default 0.05)")
 
     report = commands.add_parser("report", help="stability tables (Parquet), terminal view, plots")
     report.add_argument("experiment", help="experiment directory (er_runs/<name>)")
     report.add_argument("--out", default=None, help="output directory (default <experiment>/report)")
     report.add_argument("--markdown", default=None, metavar="FILE", help="also write markdown here")
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    report.add_argument("--alpha", type=float, default=0.05,
+                        help="level of the Holm-adjusted verdicts (default 0.05)")
 
     show = commands.add_parser("show", help="print the tables of a report directory")
     show.add_argument("report_dir")
@@ -117,14 +121,14 @@ def _tune(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from search_spaces import validate_command
 
-    return validate_command(args.study)
+    return validate_command(args.study, alpha=args.alpha)
 
 
 def _report(args: argparse.Namespace) -> int:
     from reports.commands import report_command
 
     return report_command(args.experiment, out=args.out, markdown=args.markdown,
-                          plots=not args.no_plots)
+                          plots=not args.no_plots, alpha=args.alpha)
 
 
 def _show(args: argparse.Namespace) -> int:

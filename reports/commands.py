@@ -21,10 +21,11 @@ from .discover import NotAnExperiment, discover
 from er_tune.io import write_json_atomic
 
 from .parquet_io import SCHEMA_VERSION, write_table_atomic
-from .tables import (epochs_table, events_table, search_table, stability_table, trial_records,
-                     trials_table)
+from .stability import stability_table, survival_table
+from .stats import ALPHA, TEST_NAMES, check_alpha
+from .tables import epochs_table, events_table, search_table, trial_records, trials_table
 
-TABLES = ("trials", "epochs", "collapse_events", "search", "stability")
+TABLES = ("trials", "epochs", "collapse_events", "search", "stability", "survival")
 
 
 def _versions() -> dict:
@@ -38,8 +39,17 @@ def _versions() -> dict:
 
 
 def report_command(experiment: str, out: str | None = None, markdown: str | None = None,
-                   plots: bool = True, stream=sys.stdout, err=sys.stderr) -> int:
-    """Build every table of the report for ``experiment``; return the exit code."""
+                   plots: bool = True, stream=sys.stdout, err=sys.stderr,
+                   alpha: float = ALPHA) -> int:
+    """Build every table of the report for ``experiment``; return the exit code.
+
+    ``alpha``: the level of the Holm-adjusted verdicts (0 < alpha < 1, else exit 2).
+    """
+    try:
+        alpha = check_alpha(alpha)
+    except ValueError as exc:
+        print(f"error: --{exc}", file=err)
+        return 2
     try:
         trials, rows = discover(experiment)
     except (NotAnExperiment, OSError) as exc:
@@ -59,10 +69,13 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
     tables = {"trials": trials_table(recs, axes, hps), "epochs": epochs_table(trials, rows),
               "collapse_events": events_table(trials), "search": search_table(df, hps)
               if len(df) else search_table(pd.DataFrame(columns=["phase"]), hps),
-              "stability": stability_table(df, axes, st_phase) if len(df) else None}
-    if tables["stability"] is None:
-        tables["stability"] = stability_table(
-            pd.DataFrame(columns=["phase", "method", "variant", "status"]), axes, st_phase)
+              "stability": None, "survival": None}
+    if not len(df):
+        df = pd.DataFrame(columns=["phase", "method", "variant", "status", "seed",
+                                   "collapse_epoch", "epochs_completed", "final_knn_top1",
+                                   "final_er_entropy", "first_er_entropy"])
+    tables["stability"] = stability_table(df, axes, st_phase, alpha=alpha)
+    tables["survival"] = survival_table(df, axes, st_phase)
     out_dir = out or os.path.join(experiment, "report")
     os.makedirs(out_dir, exist_ok=True)
     for name, tab in tables.items():
@@ -72,7 +85,9 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
     manifest = {"schema_version": SCHEMA_VERSION, "study": study,
                 "experiment": os.path.abspath(experiment), "versions": _versions(),
                 "row_counts": {k: v.num_rows for k, v in tables.items()},
-                "stability_phase": st_phase, "notes": notes, "unreadable": unreadable,
+                "stability_phase": st_phase, "alpha": alpha, "tests": TEST_NAMES,
+                "multiplicity": "holm within each test family across the stability cells",
+                "notes": notes, "unreadable": unreadable,
                 "status_counts": df["status"].value_counts().to_dict() if len(df) else {}}
     write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
     for n in notes:
@@ -83,7 +98,8 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
             f.write(render.markdown(tables["stability"]))
     if plots:
         from .plots import plot_all
-        plot_all(tables["stability"], tables["epochs"], axes, out_dir, trials=tables.get("trials"))
+        plot_all(tables["stability"], tables["epochs"], axes, out_dir, trials=tables.get("trials"),
+                 survival=tables["survival"])
     print(f"report written to {out_dir} ({len(unreadable)} warning(s))", file=stream)
     return 0
 
@@ -96,7 +112,7 @@ def show_command(report_dir: str, stream=sys.stdout) -> int:
               file=sys.stderr)
         return 2
     stream.write(render.terminal(pq.read_table(files["stability"])))
-    for name in ("trials", "search"):
+    for name in ("trials", "search", "survival"):
         if name in files:
             stream.write(render.summary(name, pq.read_table(files[name])))
     mpath = os.path.join(report_dir, "manifest.json")

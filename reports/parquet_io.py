@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from er_tune import __version__
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: calibrated tests, Holm, survival table (1: Wilson/bootstrap)
 
 
 def with_metadata(table: pa.Table) -> pa.Table:

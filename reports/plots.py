@@ -1,6 +1,8 @@
 """PNG plots (matplotlib, Agg backend): knn_top1 and collapse rate against each grid axis,
 original vs ER per method with intervals (knn: ±std over seeds, collapse: Wilson 95%), and
-er_entropy curves over epochs (mean over trials per objective)."""
+er_entropy curves over epochs (mean over trials per objective); per method, Kaplan–Meier curves
+of epochs to first collapse (``km_<method>.png``: one step curve per grid cell, original solid,
+ER dashed, 95% log-log band shaded) from the ``survival`` table."""
 from __future__ import annotations
 
 import os
@@ -13,9 +15,11 @@ import pyarrow as pa  # noqa: E402
 
 
 def plot_all(stability: pa.Table, epochs: pa.Table, axes: list[str], out_dir: str,
-             trials: pa.Table | None = None) -> list[str]:
+             trials: pa.Table | None = None, survival: pa.Table | None = None) -> list[str]:
     """Write the plots and return their paths."""
     paths = []
+    if survival is not None and survival.num_rows:
+        paths += plot_survival(survival, axes, out_dir)
     st = stability.to_pandas()
     for axis in axes:
         if axis not in st or st.empty:
@@ -60,6 +64,35 @@ def plot_all(stability: pa.Table, epochs: pa.Table, axes: list[str], out_dir: st
                title="ER entropy over training (mean ± std over trials)")
         ax.legend(fontsize=8)
         p = os.path.join(out_dir, "er_entropy.png")
+        fig.tight_layout(), fig.savefig(p, dpi=80), plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def plot_survival(survival: pa.Table, axes: list[str], out_dir: str) -> list[str]:
+    """One Kaplan–Meier PNG per method; returns the paths."""
+    paths = []
+    sv = survival.to_pandas()
+    cell_cols = [a for a in axes if a in sv.columns]
+    for method, sub in sv.groupby("method"):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        groups = sub.groupby(cell_cols, dropna=False, sort=True) if cell_cols else [((), sub)]
+        for i, (key, cell) in enumerate(groups):
+            key = key if isinstance(key, tuple) else (key,)
+            label = ",".join(f"{a}={v}" for a, v in zip(cell_cols, key)) or method
+            for variant, style in (("original", "-"), ("er", "--")):
+                c = cell[cell["variant"] == variant].sort_values("epoch")
+                if c.empty:
+                    continue
+                x = [0] + list(c["epoch"])
+                ax.step(x, [1.0] + list(c["survival"]), where="post", linestyle=style,
+                        color=f"C{i % 10}", label=f"{label} {variant}")
+                ax.fill_between(x, [1.0] + list(c["ci_low"]), [1.0] + list(c["ci_high"]),
+                                step="post", color=f"C{i % 10}", alpha=0.08)
+        ax.set(xlabel="epoch", ylabel="P(not collapsed)", ylim=(-0.05, 1.05),
+               title=f"{method}: time to first collapse (Kaplan–Meier, 95% log-log)")
+        ax.legend(fontsize=7)
+        p = os.path.join(out_dir, f"km_{method}.png")
         fig.tight_layout(), fig.savefig(p, dpi=80), plt.close(fig)
         paths.append(p)
     return paths

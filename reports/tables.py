@@ -3,12 +3,9 @@
 ``trials``: one row per trial (readable or not; unreadable fields are null). Grid cell columns
 come from the union of params.json ``grid_axes``; ``hp_<name>`` columns from ``searched``.
 ``collapse_epoch``/``collapse_kind`` are from the first collapse-severity event (else from the
-last line's ``collapsed`` flag). ``stability`` uses the replicate phase (search when absent):
-one row per method × grid cell, per-variant columns ``original_*``/``er_*`` (see stats.py).
-``entropy_drift`` is the mean over seeds of final er_entropy − first-epoch er_entropy. Collapsed
-and diverged trials contribute their final reported knn_top1. ``search`` groups by ``group``:
-best hp by best_knn_top1, counts, and ``collapse_fraction`` = n_collapsed / n_trials (the share
-of sampled points of the searched space that collapsed).
+last line's ``collapsed`` flag). ``stability`` and ``survival``: see stability.py.
+``search`` groups by ``group``: best hp by best_knn_top1, counts, and ``collapse_fraction`` =
+n_collapsed / n_trials (the share of sampled points of the searched space that collapsed).
 """
 from __future__ import annotations
 
@@ -18,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import stats
 from .discover import TrialData, trial_status
 
 META_COLS = ["phase", "trial_id", "group", "method", "variant", "objective"]
@@ -168,61 +164,4 @@ def _py(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def stability_table(df: pd.DataFrame, axes: list[str], phase: str) -> pa.Table:
-    """One row per method × grid cell of ``phase``, original and ER side by side."""
-    sub = df[(df["phase"] == phase) & df["method"].notna() & df["variant"].notna()]
-    sub = sub[~sub["status"].isin(["running", "pending", "errored"])]
-    keys = ["method"] + axes
-    rows = []
-    for key, cell in sub.groupby(keys, dropna=False, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        row = {k: _py(v) for k, v in zip(keys, key)}
-        per = {}
-        for var, pre in (("original", "original_"), ("er", "er_")):
-            v = cell[cell["variant"] == var]
-            n = len(v)
-            k = int(v["status"].isin(["collapsed", "diverged"]).sum())
-            lo, hi = stats.wilson(k, n)
-            knn = v["final_knn_top1"].dropna().to_numpy(float)
-            drift = (v["final_er_entropy"] - v["first_er_entropy"]).dropna().to_numpy(float)
-            row.update({pre + "n_seeds": n, pre + "n_collapsed": k,
-                        pre + "collapse_rate": k / n if n else None,
-                        pre + "collapse_rate_lo": lo if n else None,
-                        pre + "collapse_rate_hi": hi if n else None,
-                        pre + "knn_mean": float(knn.mean()) if knn.size else None,
-                        pre + "knn_std": float(knn.std(ddof=1)) if knn.size > 1 else None,
-                        pre + "entropy_drift": float(drift.mean()) if drift.size else None})
-            per[var] = (v.drop_duplicates("seed").set_index("seed")["final_knn_top1"].dropna(),
-                        (lo, hi))
-        a, b = per["er"][0], per["original"][0]
-        common = a.index.intersection(b.index)
-        mean, lo, hi = stats.paired_bootstrap((a[common] - b[common]).to_numpy(float))
-        row.update({"n_paired": len(common), "knn_diff": _nn(mean), "knn_diff_lo": _nn(lo),
-                    "knn_diff_hi": _nn(hi),
-                    "collapse_diff": (None if row["er_collapse_rate"] is None or
-                                      row["original_collapse_rate"] is None else
-                                      row["er_collapse_rate"] - row["original_collapse_rate"]),
-                    "verdict": stats.collapse_verdict(per["er"][1], per["original"][1]),
-                    "knn_verdict": stats.knn_verdict(lo, hi)})
-        rows.append(row)
-    var_cols = ["n_seeds", "n_collapsed", "collapse_rate", "collapse_rate_lo", "collapse_rate_hi",
-                "knn_mean", "knn_std", "entropy_drift"]
-    cols = keys + [p + c for p in ("original_", "er_") for c in var_cols] + [
-        "n_paired", "knn_diff", "knn_diff_lo", "knn_diff_hi", "collapse_diff", "verdict",
-        "knn_verdict"]
-    arrays = []
-    for c in cols:
-        if c in axes:
-            typ = None
-        elif c in ("method", "verdict", "knn_verdict"):
-            typ = pa.string()
-        elif c.endswith(("n_seeds", "n_collapsed")) or c == "n_paired":
-            typ = pa.int64()
-        else:
-            typ = pa.float64()
-        arrays.append(_array([r.get(c) for r in rows], typ))
-    return pa.table(arrays, names=cols)
-
-
-def _nn(x):
-    return None if x is None or np.isnan(x) else x
+# stability_table and survival_table live in stability.py (tests, Holm, survival analysis).

@@ -106,12 +106,36 @@ def describe(study: Study) -> str:
     return "\n".join(lines)
 
 
-def validate_command(path: str, stream=None) -> int:
-    """``er-tune validate``: print the plan (exit 0) or the error (stderr, exit 2)."""
+def describe_power(study: Study, alpha: float = 0.05) -> tuple[list[str], list[str]]:
+    """What the study's seeds can decide (er_tune/power.py): lines and warnings.
+
+    The cells are the (method, grid cell) pairs compared ER against original; Holm adjusts over
+    all of them, so a difference in a single cell must reach alpha / cells.
+    """
+    from er_tune.power import power_lines
+
+    if not {"original", "er"} <= set(study.variants):
+        return ["  verdict power: no ER-vs-original comparison (variants must list both)"], []
+    cells = sum(1 for g in condition_groups(study) if g.variant == "original")
+    n = len(study.seeds)
+    lines, warns = power_lines(n, n, cells, alpha)
+    out = [f"  verdict power ({n} seeds per variant, {cells} compared cells):"]
+    out += [f"    {line}" for line in lines]
+    return out, [f"  warning: {w}" for w in warns]
+
+
+def validate_command(path: str, stream=None, alpha: float = 0.05) -> int:
+    """``er-tune validate``: print the plan and what its seeds can decide (exit 0; a warning, not
+    a failure, when they cannot decide something) or the error (stderr, exit 2)."""
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        print(f"er-tune validate: --alpha: {alpha!r} is out of range; allowed: 0 < alpha < 1",
+              file=sys.stderr)
+        return 2
     try:
         study = load_study(path)
     except StudyError as error:
         print(f"er-tune validate: {error}", file=sys.stderr)
         return 2
-    print(describe(study), file=stream or sys.stdout)
+    lines, warns = describe_power(study, alpha)
+    print("\n".join([describe(study)] + lines + warns), file=stream or sys.stdout)
     return 0

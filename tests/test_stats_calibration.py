@@ -1,0 +1,266 @@
+"""Calibration of every stability verdict (issue 10): under no true difference the false-positive
+rate is <= alpha (+ Monte-Carlo error) at n = 3, 5, 10 seeds per variant, and a planted large
+difference fires. Exact where cheap (collapse counts: all (n+1)^2 tables), Monte Carlo otherwise.
+The old verdicts (percentile bootstrap, Wilson-interval overlap) are kept here, verbatim in
+substance, to show that these checks fail them.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from er_tune import power
+from reports import stats
+from reports.survival import logrank_test
+
+ALPHA = 0.05
+P_GRID = np.linspace(0.0, 1.0, 41)
+
+
+def fpr_bound(reps: int, alpha: float = ALPHA) -> float:
+    """alpha plus 3 Monte-Carlo standard errors of a rejection rate measured over ``reps``."""
+    return alpha + 3.0 * math.sqrt(alpha * (1 - alpha) / reps)
+
+
+def rejection_prob(reject: np.ndarray, n: int, p: float) -> float:
+    """Exact P(reject) when both arms are Binomial(n, p): sum over the (n+1)^2 tables."""
+    w = sps.binom.pmf(np.arange(n + 1), n, p)
+    return float(np.outer(w, w)[reject].sum())
+
+
+@lru_cache(maxsize=None)
+def table_pvalues(n: int) -> np.ndarray:
+    k = range(n + 1)
+    return np.array([[power.collapse_pvalue(a, n, b, n) for b in k] for a in k])
+
+
+# ---- collapse counts (Boschloo) -----------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_collapse_exact_size_at_most_alpha(n):
+    pv = table_pvalues(n)
+    size = max(rejection_prob(pv <= ALPHA, n, p) for p in P_GRID)
+    assert size <= ALPHA + 1e-12
+    assert size > 0.25 * ALPHA  # not a test that never rejects
+
+
+@pytest.mark.parametrize("n,m", [(5, 4), (10, 4), (10, 8)])
+def test_collapse_holm_familywise_error_exact(n, m):
+    """Holm rejects something iff min p <= alpha/m: FWER = 1 - (1 - P(p <= alpha/m))^m."""
+    pv = table_pvalues(n)
+    fwer = max(1 - (1 - rejection_prob(pv <= ALPHA / m, n, p)) ** m for p in P_GRID)
+    assert fwer <= ALPHA + 1e-12
+
+
+def test_collapse_planted_difference_fires_and_matches_scipy():
+    assert power.collapse_pvalue(0, 8, 8, 8) <= ALPHA  # 8/8 vs 0/8
+    assert power.collapse_pvalue(0, 8, 6, 8) <= ALPHA  # 6/8 vs 0/8
+    assert power.collapse_pvalue(0, 3, 3, 3) == pytest.approx(1 / 32)  # 2·(1/2)^6
+    direct = sps.boschloo_exact([[1, 4], [5, 2]]).pvalue  # ER 1/6, original 4/6
+    assert power.collapse_pvalue(1, 6, 4, 6) == pytest.approx(direct, rel=1e-12)
+    assert power.collapse_pvalue(4, 6, 1, 6) == pytest.approx(direct, rel=1e-9)
+    assert power.collapse_pvalue(0, 5, 0, 5) == 1.0 and power.collapse_pvalue(5, 5, 5, 5) == 1.0
+    ct = stats.collapse_test(0, 8, 8, 8)
+    assert ct.diff == -1.0 and ct.lo == pytest.approx(-1.0) and ct.hi == pytest.approx(-0.5412, abs=1e-4)
+    assert stats.verdict("collapse", ct.p, ct.diff < 0) == "er_more_stable"
+
+
+def old_wilson_verdict(k_er, k_orig, n):
+    """Schema-1 collapse verdict: Wilson 95% intervals must not overlap."""
+    er, orig = stats.wilson(k_er, n), stats.wilson(k_orig, n)
+    return "er_more_stable" if er[1] < orig[0] else "no_difference"
+
+
+def test_old_wilson_overlap_never_fires_at_three_seeds():
+    """3/3 vs 0/3 is the strongest evidence 3 seeds can give; the old rule could not see it."""
+    assert old_wilson_verdict(0, 3, 3) == "no_difference"
+    assert stats.verdict("collapse", power.collapse_pvalue(0, 3, 3, 3), True) == "er_more_stable"
+
+
+# ---- paired kNN difference (t) ------------------------------------------------------------------
+
+def null_diffs(kind: str, reps: int, n: int, rng) -> np.ndarray:
+    if kind == "normal":
+        return rng.normal(0.0, 0.01, (reps, n))
+    if kind == "laplace":
+        return rng.laplace(0.0, 0.01, (reps, n))
+
+    def arm():  # a variant that collapses to chance on 30% of the seeds, else learns
+        c = rng.random((reps, n)) < 0.3
+        return np.where(c, 0.1 + 0.005 * rng.normal(size=(reps, n)),
+                        0.6 + 0.02 * rng.normal(size=(reps, n)))
+    return arm() - arm()
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+@pytest.mark.parametrize("kind", ["normal", "laplace", "collapse_mixture"])
+def test_knn_t_null_fpr(n, kind):
+    reps = 4000
+    d = null_diffs(kind, reps, n, np.random.default_rng(n))
+    fpr = float((stats.knn_test(d).p <= ALPHA).mean())
+    assert fpr <= fpr_bound(reps)
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_knn_t_planted_shift_fires(n):
+    d = np.random.default_rng(1).normal(0.05, 0.01, (500, n))  # +0.05, sd 0.01
+    res = stats.knn_test(d)
+    assert (res.p <= ALPHA).mean() >= 0.95
+    assert ((res.lo <= 0.05) & (0.05 <= res.hi)).mean() >= 0.9  # the interval covers the truth
+
+
+def old_bootstrap_verdicts(d: np.ndarray, n_resamples: int = 10_000) -> np.ndarray:
+    """Schema-1 knn verdict for every row of d: percentile bootstrap (seed 0) excludes 0."""
+    n = d.shape[1]
+    idx = np.random.default_rng(0).integers(0, n, size=(n_resamples, n))
+    fired = []
+    for chunk in np.array_split(d, max(1, len(d) // 50)):
+        means = chunk[:, idx].mean(axis=2)
+        lo, hi = np.quantile(means, [0.025, 0.975], axis=1)
+        fired.append((lo > 0) | (hi < 0))
+    return np.concatenate(fired)
+
+
+def test_old_bootstrap_verdict_fails_calibration():
+    reps = 600
+    for n in (3, 5):
+        d = null_diffs("normal", reps, n, np.random.default_rng(10 + n))
+        assert float(old_bootstrap_verdicts(d).mean()) > fpr_bound(reps)
+        assert float((stats.knn_test(d).p <= ALPHA).mean()) <= fpr_bound(reps)
+
+
+def test_knn_degenerate_and_scipy_reference():
+    assert stats.knn_test(np.zeros(4)).p == 1.0
+    one = stats.knn_test([0.2])
+    assert one.n == 1 and math.isnan(one.p)
+    d = np.array([0.3, 0.2, 0.3, 0.4])
+    ref = sps.ttest_1samp(d, 0.0)
+    res = stats.knn_test(d)
+    assert res.p == pytest.approx(ref.pvalue) and res.lo == pytest.approx(
+        ref.confidence_interval().low)
+
+
+# ---- time to collapse (permutation log-rank) ----------------------------------------------------
+
+def simulate_arm(rng, n, p_collapse, epochs):
+    """Collapse with probability p at a uniform epoch, else run to the budget; 10% error out
+    early (censored)."""
+    t = rng.integers(1, epochs + 1, n).astype(float)
+    ev = rng.random(n) < p_collapse
+    err = ~ev & (rng.random(n) < 0.1)
+    t = np.where(ev | err, t, float(epochs))
+    return t, ev
+
+
+def logrank_fpr(n, reps, p_collapse, epochs, seed, **kw):
+    rng = np.random.default_rng(seed)
+    cache, rej = {}, 0
+    for _ in range(reps):
+        a, b = simulate_arm(rng, n, p_collapse, epochs), simulate_arm(rng, n, p_collapse, epochs)
+        key = (tuple(zip(*a)), tuple(zip(*b)))
+        if key not in cache:
+            cache[key] = logrank_test(*a, *b, **kw).p
+        rej += cache[key] <= ALPHA
+    return rej / reps
+
+
+@pytest.mark.parametrize("n,reps,kw", [(3, 1000, {}), (5, 400, {}),
+                                       (10, 300, {"n_resamples": 999})])
+@pytest.mark.parametrize("p_collapse", [0.5, 0.8])
+def test_logrank_permutation_null_fpr(n, reps, kw, p_collapse):
+    assert logrank_fpr(n, reps, p_collapse, 30, seed=n, **kw) <= fpr_bound(reps)
+
+
+def test_asymptotic_logrank_fails_calibration_at_three_seeds():
+    """Why the permutation version: scipy's chi-square log-rank over-rejects at 3 seeds."""
+    rng = np.random.default_rng(3)
+    reps, rej, cache = 2000, 0, {}
+    for _ in range(reps):
+        (ta, ea), (tb, eb) = simulate_arm(rng, 3, 0.8, 30), simulate_arm(rng, 3, 0.8, 30)
+        key = (tuple(zip(ta, ea)), tuple(zip(tb, eb)))
+        if key not in cache:
+            if not (ea.any() or eb.any()):
+                cache[key] = 1.0
+            else:
+                cache[key] = sps.logrank(sps.CensoredData(uncensored=ta[ea], right=ta[~ea]),
+                                         sps.CensoredData(uncensored=tb[eb], right=tb[~eb])).pvalue
+        rej += cache[key] <= ALPHA
+    assert rej / reps > fpr_bound(reps)
+
+
+def test_logrank_planted_difference_fires():
+    orig = (np.array([1, 2, 2, 3, 1, 2, 3, 2], float), np.ones(8, bool))
+    er = (np.full(8, 30.0), np.zeros(8, bool))
+    res = logrank_test(*er, *orig)
+    assert res.p <= ALPHA and res.u < 0
+    assert stats.verdict("time", res.p, res.u < 0) == "er_more_stable"
+    assert logrank_test([30.0] * 3, [False] * 3, [30.0] * 3, [False] * 3).p == 1.0
+
+
+# ---- Holm across cells --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_holm_adjusted_knn_verdicts_familywise(n):
+    """Four null cells per report: P(any verdict fires) <= alpha after Holm (raw: ~1-(0.95)^4)."""
+    reps, m = 2000, 4
+    p = stats.knn_test(null_diffs("normal", reps * m, n, np.random.default_rng(20 + n))).p
+    p = p.reshape(reps, m)
+    fired = (stats.holm_array(p) <= ALPHA).any(axis=1)
+    assert fired.mean() <= fpr_bound(reps)
+    rows = [stats.holm(list(row)) for row in p[:200]]  # the per-report path agrees
+    assert np.array_equal(np.array(rows, float), stats.holm_array(p[:200]))
+    assert (p <= ALPHA).any(axis=1).mean() > fpr_bound(reps)  # unadjusted: it would fail
+
+
+def test_holm_keeps_planted_cell_and_matches_statsmodels():
+    raw = [power.collapse_pvalue(0, 8, 8, 8), 0.4, 0.9, None, 0.03]
+    adj = stats.holm(raw)
+    assert adj[3] is None
+    assert adj[0] == pytest.approx(4 * raw[0]) and adj[0] <= ALPHA
+    assert adj[4] == pytest.approx(min(1, 3 * 0.03)) and adj[4] > ALPHA
+    assert adj[1] == pytest.approx(0.8) and adj[2] == pytest.approx(0.9)
+    from statsmodels.stats.multitest import multipletests
+    rng = np.random.default_rng(5)
+    for m in (1, 2, 5, 9):
+        p = rng.random(m) ** 3
+        p[rng.random(m) < 0.3] = p[0]  # ties
+        assert stats.holm_array(p) == pytest.approx(multipletests(p, method="holm")[1], abs=1e-15)
+
+
+def test_large_samples_switch_to_fisher_and_chi_square_logrank():
+    """Above 30 seeds per variant: Fisher (Boschloo's maximisation is slow) and the chi-square
+    log-rank (accurate there); the report names the test used."""
+    assert power.collapse_test_name(30, 30) == "boschloo_exact"
+    assert power.collapse_test_name(31, 5) == "fisher_exact"
+    fisher = sps.fisher_exact([[3, 12], [37, 28]]).pvalue
+    assert power.collapse_pvalue(3, 40, 12, 40) == pytest.approx(fisher, rel=1e-12)
+    rng = np.random.default_rng(0)
+    t = np.full(40, 50.0)
+    ea, eb = rng.random(40) < 0.3, rng.random(40) < 0.1
+    res = logrank_test(t, ea, t, eb)
+    ref = sps.logrank(sps.CensoredData(uncensored=t[ea], right=t[~ea]),
+                      sps.CensoredData(uncensored=t[eb], right=t[~eb]))
+    assert res.method == "logrank_asymptotic" and res.p == pytest.approx(ref.pvalue)
+    assert logrank_test(t[:30], ea[:30], t[:30], eb[:30]).method == "logrank_permutation"
+
+
+def test_logrank_u_matches_scipy_statistic():
+    """U / sqrt(V) (V the hypergeometric variance) is scipy's log-rank z statistic."""
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        ta, tb = rng.integers(1, 8, 6).astype(float), rng.integers(1, 8, 5).astype(float)
+        ea, eb = rng.random(6) < 0.6, rng.random(5) < 0.4
+        t, e = np.concatenate([ta, tb]), np.concatenate([ea, eb])
+        v = 0.0
+        for x in np.unique(t[e]):
+            n, n1 = (t >= x).sum(), (ta >= x).sum()
+            d = (e & (t == x)).sum()
+            if n > 1:
+                v += d * (n1 / n) * (1 - n1 / n) * (n - d) / (n - 1)
+        z = sps.logrank(sps.CensoredData(uncensored=ta[ea], right=ta[~ea]),
+                        sps.CensoredData(uncensored=tb[eb], right=tb[~eb])).statistic
+        assert logrank_test(ta, ea, tb, eb).u / math.sqrt(v) == pytest.approx(z, rel=1e-9)
