@@ -24,7 +24,7 @@ OPTIMIZERS = ("sgd", "lars")
 # import; tests assert they equal the keys of er_tune.data.DATASETS and er_tune.models.BACKBONES.
 DATASET_NAMES = ("shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder")
 NEEDS_ROOT = ("cifar10", "cifar100", "stl10", "imagefolder")
-BACKBONE_NAMES = ("convnet", "resnet18_cifar", "resnet18", "resnet50")
+BACKBONE_NAMES = ("convnet", "resnet_small", "resnet18_cifar", "resnet18", "resnet50")
 DEVICES = ("auto", "cpu", "cuda")
 
 # Keys the study service adds to a trial's Ray config next to the TrialConfig fields.
@@ -93,6 +93,8 @@ class TrialConfig:
     hundreds of thousands of steps); studies set their own.
     ``kappa`` and ``entropy_weight`` (λ) parameterise the ER objectives, ``kappa_eval`` the
     fixed diagnostic estimators computed for every objective.
+    ``linear_probe_every``: a linear probe (``linear_top1``) runs at the end of every trial, however it
+    ends, and also every that many epochs when > 0.
     """
 
     method: str = "simclr"
@@ -133,6 +135,7 @@ class TrialConfig:
     knn_k: int = 20
     knn_temperature: float = 0.07
     knn_bank_size: int = 4000
+    linear_probe_every: int = 0
     # run
     seed: int = 0
     device: str = "auto"
@@ -158,6 +161,7 @@ class TrialConfig:
         _check_min("sinkhorn_iterations", self.sinkhorn_iterations, 1)
         _check_min("knn_k", self.knn_k, 1)
         _check_min("knn_bank_size", self.knn_bank_size, 1)
+        _check_min("linear_probe_every", self.linear_probe_every, 0)
         _check_min("log_every_n_steps", self.log_every_n_steps, 1)
         _check_min("weight_decay", self.weight_decay, 0.0)
         _check_min("entropy_weight", self.entropy_weight, 0.0)

@@ -6,7 +6,8 @@ come from the union of params.json ``grid_axes``; ``hp_<name>`` columns from ``s
 last line's ``collapsed`` flag). ``stability`` uses the replicate phase (search when absent):
 one row per method × grid cell, per-variant columns ``original_*``/``er_*`` (see stats.py).
 ``entropy_drift`` is the mean over seeds of final er_entropy − first-epoch er_entropy. Collapsed
-and diverged trials contribute their final reported knn_top1. ``search`` groups by ``group``:
+and diverged trials contribute their final reported knn_top1 (and linear_top1, the linear probe
+run at every trial's end: ``final_linear_top1``, ``*_linear_mean``/``*_linear_std``). ``search`` groups by ``group``:
 best hp by best_knn_top1, counts, and ``collapse_fraction`` = n_collapsed / n_trials (the share
 of sampled points of the searched space that collapsed).
 """
@@ -67,6 +68,7 @@ def trial_records(trials: list[TrialData]) -> tuple[list[dict], list[str], list[
                "max_epochs": p.get("epochs"),
                "best_knn_top1": None if np.isnan(t.best_knn) else t.best_knn,
                "final_knn_top1": _f(last.get("knn_top1")), "final_rankme": _f(last.get("rankme")),
+               "final_linear_top1": _f(last.get("linear_top1")),
                "final_er_entropy": _f(last.get("er_entropy")),
                "first_er_entropy": _f(first.get("er_entropy")),
                "collapse_kind": first_c.get("kind") if first_c else None,
@@ -86,13 +88,13 @@ def trial_records(trials: list[TrialData]) -> tuple[list[dict], list[str], list[
 
 INT_COLS = {"seed", "epochs_completed", "max_epochs", "collapse_epoch"}
 FLOAT_COLS = {"best_knn_top1", "final_knn_top1", "final_rankme", "final_er_entropy",
-              "wall_time_s"}
+              "wall_time_s", "final_linear_top1"}
 
 
 def trials_table(recs: list[dict], axes: list[str], hps: list[str]) -> pa.Table:
     cols = (META_COLS + axes + ["seed"] + [f"hp_{h}" for h in hps] +
             ["status", "stop_reason", "epochs_completed", "max_epochs", "best_knn_top1",
-             "final_knn_top1", "final_rankme", "final_er_entropy", "collapse_kind",
+             "final_knn_top1", "final_linear_top1", "final_rankme", "final_er_entropy", "collapse_kind",
              "collapse_epoch", "wall_time_s", "error", "trial_dir"])
     arrays = []
     for c in cols:
@@ -184,6 +186,7 @@ def stability_table(df: pd.DataFrame, axes: list[str], phase: str) -> pa.Table:
             k = int(v["status"].isin(["collapsed", "diverged"]).sum())
             lo, hi = stats.wilson(k, n)
             knn = v["final_knn_top1"].dropna().to_numpy(float)
+            linear = v["final_linear_top1"].dropna().to_numpy(float)
             drift = (v["final_er_entropy"] - v["first_er_entropy"]).dropna().to_numpy(float)
             row.update({pre + "n_seeds": n, pre + "n_collapsed": k,
                         pre + "collapse_rate": k / n if n else None,
@@ -191,7 +194,9 @@ def stability_table(df: pd.DataFrame, axes: list[str], phase: str) -> pa.Table:
                         pre + "collapse_rate_hi": hi if n else None,
                         pre + "knn_mean": float(knn.mean()) if knn.size else None,
                         pre + "knn_std": float(knn.std(ddof=1)) if knn.size > 1 else None,
-                        pre + "entropy_drift": float(drift.mean()) if drift.size else None})
+                        pre + "entropy_drift": float(drift.mean()) if drift.size else None,
+                        pre + "linear_mean": float(linear.mean()) if linear.size else None,
+                        pre + "linear_std": float(linear.std(ddof=1)) if linear.size > 1 else None})
             per[var] = (v.drop_duplicates("seed").set_index("seed")["final_knn_top1"].dropna(),
                         (lo, hi))
         a, b = per["er"][0], per["original"][0]
@@ -206,7 +211,7 @@ def stability_table(df: pd.DataFrame, axes: list[str], phase: str) -> pa.Table:
                     "knn_verdict": stats.knn_verdict(lo, hi)})
         rows.append(row)
     var_cols = ["n_seeds", "n_collapsed", "collapse_rate", "collapse_rate_lo", "collapse_rate_hi",
-                "knn_mean", "knn_std", "entropy_drift"]
+                "knn_mean", "knn_std", "entropy_drift", "linear_mean", "linear_std"]
     cols = keys + [p + c for p in ("original_", "er_") for c in var_cols] + [
         "n_paired", "knn_diff", "knn_diff_lo", "knn_diff_hi", "collapse_diff", "verdict",
         "knn_verdict"]

@@ -14,6 +14,8 @@ batch sizes:
   prototype assignments (discrete methods only);
 - ``knn_top1``: cosine kNN (k, temperature-weighted votes) of backbone features, the first
   ``knn_bank_size`` training images as the labelled bank and the evaluation images as queries.
+- ``linear_top1`` (only from :meth:`Diagnostics.linear_top1`, on the features of the latest call):
+  linear probe (:mod:`trainers.linear_probe`) with the same bank and queries as the kNN.
 
 Values are returned as computed, non-finite ones included: the trial loop shows them to the
 collapse monitor first and only then replaces them, so nothing NaN is ever reported.
@@ -33,6 +35,7 @@ from er_tune.data import DatasetBundle
 from er_tune.data.augment import make_augmenter
 from er_tune.models import SSLNetwork
 from trainers.evaluation import knn_top1
+from trainers.linear_probe import linear_top1
 
 EVAL_VIEW_SEED = 20230723  # fixed: the same two views of the eval set in every epoch and trial
 EVAL_CHUNK = 512
@@ -68,6 +71,7 @@ class Diagnostics:
         self._bank_images = data.train_images[:bank]
         self._bank_labels = data.train_labels[:bank]
         self._views: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._features: tuple[torch.Tensor, torch.Tensor] | None = None  # (bank, eval) of the last call
 
     def _clean(self, images: torch.Tensor) -> torch.Tensor:
         return self._augment.normalize(images).contiguous(memory_format=self._memory_format)
@@ -98,6 +102,14 @@ class Diagnostics:
         finally:
             net.train(was_training)
 
+    def linear_top1(self) -> float:
+        """Linear-probe top-1 of the backbone features measured by the latest call."""
+        if self._features is None:
+            raise RuntimeError("call the diagnostics on a network before its linear probe")
+        bank_features, features = self._features
+        return linear_top1(bank_features, self._bank_labels, features, self.data.eval_labels,
+                           num_classes=self.data.num_classes, seed=self.config.seed)
+
     def _measure(self, net: SSLNetwork) -> dict[str, float]:
         config = self.config
         identity = lambda x: x.contiguous(memory_format=self._memory_format)  # noqa: E731
@@ -108,6 +120,7 @@ class Diagnostics:
         _, z2, _ = _forward_chunks(net, v2, identity, self.device, self.autocast)
         bank_features, _, _ = _forward_chunks(net, self._bank_images, self._clean, self.device,
                                               self.autocast)
+        self._features = (bank_features, features)
         zn, z1n, z2n = (F.normalize(t.double(), dim=1) for t in (z, z1, z2))
         entropy = float(estimators.kde_entropy(zn, config.kappa_eval))
         reconstruction = float(estimators.vmf_reconstruction(z1n, z2n, config.kappa_eval))

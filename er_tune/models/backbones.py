@@ -2,6 +2,7 @@
 
 ``convnet`` is small enough for CPU trials (works at 16x16: larger inputs are average-pooled down
 first; 5 conv blocks of 32-128 channels, ~278k parameters);
+``resnet_small`` is a CIFAR-stem ResNet (32-64-128 channels) that works at the native 28-32 px;
 ``resnet18_cifar`` is ResNet-18 with a 3x3 stride-1 stem and no max-pool (the usual CIFAR
 variant); ``resnet18`` / ``resnet50`` are torchvision's (never pretrained: nothing is downloaded).
 """
@@ -60,6 +61,53 @@ class ConvNet(nn.Module):
         return self.features(x)
 
 
+class BasicBlock(nn.Module):
+    """He et al. 2016 basic block: relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)), shortcut a
+    strided 1x1 conv + BN when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class SmallResNet(nn.Module):
+    """The CPU backbone for real images at their native 28-32 px.
+
+    A 3x3 stride-1 conv stem (32 channels, full resolution: no pooling before the first learned
+    filter), then three stages of ``BLOCKS_PER_STAGE`` basic blocks with 32, 64, 128 channels, each
+    stage starting with stride 2 (32 px -> 16 -> 8 -> 4), global average pooling -> 128 features
+    (about 0.5 M parameters). Unlike :class:`ConvNet`, which averages every input down to 16 px
+    first, the stem sees every pixel and the network learns its own downsampling.
+    """
+
+    WIDTHS = (32, 64, 128)
+    BLOCKS_PER_STAGE = 1
+
+    def __init__(self, image_size: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_conv_block(3, self.WIDTHS[0], 1)]
+        channels = self.WIDTHS[0]
+        for width in self.WIDTHS:
+            for index in range(self.BLOCKS_PER_STAGE):
+                layers.append(BasicBlock(channels, width, 2 if index == 0 else 1))
+                channels = width
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.feature_dim = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
 class TorchvisionBackbone(nn.Module):
     """A torchvision ResNet with its classifier removed (``fc = Identity``)."""
 
@@ -82,6 +130,7 @@ def _resnet18_cifar(image_size: int) -> nn.Module:
 
 BACKBONES: dict[str, Callable[[int], nn.Module]] = {
     "convnet": ConvNet,
+    "resnet_small": SmallResNet,
     "resnet18_cifar": _resnet18_cifar,
     "resnet18": lambda image_size: TorchvisionBackbone(torchvision.models.resnet18(weights=None), 512),
     "resnet50": lambda image_size: TorchvisionBackbone(torchvision.models.resnet50(weights=None), 2048),
