@@ -22,8 +22,11 @@ EMA_METHODS = ("byol", "dino")
 OPTIMIZERS = ("sgd", "lars")
 # Registry names, kept here (no torch import) so configs and study files are checked before any heavy
 # import; tests assert they equal the keys of er_tune.data.DATASETS and er_tune.models.BACKBONES.
-DATASET_NAMES = ("shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder")
-NEEDS_ROOT = ("cifar10", "cifar100", "stl10", "imagefolder")
+DATASET_NAMES = ("shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder", "svhn", "mnist",
+                 "fashion_mnist")
+NEEDS_ROOT = ("cifar10", "cifar100", "stl10", "imagefolder", "svhn", "mnist", "fashion_mnist")
+# Augmentation preset: "auto" picks "gray" for grayscale bundles (no saturation/hue/grayscale ops).
+AUGMENTS = ("auto", "color", "gray")
 BACKBONE_NAMES = ("convnet", "resnet_small", "resnet18_cifar", "resnet18", "resnet50")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -106,6 +109,7 @@ class TrialConfig:
     train_size: int = 8000
     eval_size: int = 2000
     data_seed: int = 0
+    augment: str = "auto"
     # model
     backbone: str = "convnet"
     projector_dim: int = 128
@@ -149,6 +153,7 @@ class TrialConfig:
         _check_choice("dataset", self.dataset, DATASET_NAMES)
         _check_choice("backbone", self.backbone, BACKBONE_NAMES)
         _check_choice("device", self.device, DEVICES)
+        _check_choice("augment", self.augment, AUGMENTS)
         _check_min("image_size", self.image_size, 8)
         _check_min("train_size", self.train_size, 2)
         _check_min("eval_size", self.eval_size, 2)
@@ -232,14 +237,16 @@ class TrialConfig:
 
 
 def data_root_problem(dataset: str, root: str) -> str:
-    """Why ``root`` cannot serve ``dataset`` ("" when it can): local datasets need an existing directory."""
+    """Why ``root`` cannot serve ``dataset`` ("" when it can), naming the paths it expects.
+
+    Checks the files each local dataset reads (see :mod:`er_tune.dataset_layout`), not only the
+    directory, so a wrong root fails at study validation / ``er-tune train``, before any training.
+    """
     if dataset not in NEEDS_ROOT:
         return ""
-    if not root:
-        return f"dataset '{dataset}' is read from a local directory; a data root is required"
-    if not os.path.isdir(root):
-        return f"directory {root!r} does not exist"
-    return ""
+    from er_tune.dataset_layout import root_problem
+
+    return root_problem(dataset, root)
 
 
 def _collapse_from(values: Any) -> CollapseConfig:

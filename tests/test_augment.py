@@ -77,3 +77,79 @@ def test_presets_and_errors():
         make_augmenter("nope", MEAN, STD)
     with pytest.raises(ValueError, match="uint8"):
         make_augmenter("simclr", MEAN, STD)(torch.zeros(2, 3, 8, 8), torch.Generator())
+
+
+def test_gray_preset_drops_exactly_the_colour_operations():
+    from dataclasses import replace
+
+    from er_tune.data.augment import GRAY_VIEW_PRESETS
+
+    assert set(GRAY_VIEW_PRESETS) == set(VIEW_PRESETS)
+    for method, views in VIEW_PRESETS.items():
+        for colour, gray in zip(views, GRAY_VIEW_PRESETS[method]):
+            assert (gray.saturation, gray.hue, gray.grayscale_p) == (0.0, 0.0, 0.0)
+            assert gray.brightness == colour.brightness > 0 and gray.contrast == colour.contrast > 0
+            assert replace(colour, saturation=0.0, hue=0.0, grayscale_p=0.0) == gray
+        augmenter = make_augmenter(method, MEAN, STD, grayscale=True)
+        assert (augmenter.view1, augmenter.view2) == GRAY_VIEW_PRESETS[method]
+
+
+def test_gray_jitter_is_brightness_then_contrast_only():
+    """On colour input (where saturation/hue would show) the gray jitter equals the closed form
+    y = clamp(c (clamp(b x) - m) + m), m the mean luma, with (apply, b, c) drawn in that order."""
+    from er_tune.data.augment import GRAY_VIEW_PRESETS, color_jitter
+
+    config = GRAY_VIEW_PRESETS["simclr"][0]
+    x = _batch(n=64).float() / 255
+    out = color_jitter(x, config, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    apply = (torch.rand(64, generator=g) < config.jitter_p).view(-1, 1, 1, 1)
+    b = (1 - config.brightness + 2 * config.brightness * torch.rand(64, generator=g)).view(-1, 1, 1, 1)
+    c = (1 - config.contrast + 2 * config.contrast * torch.rand(64, generator=g)).view(-1, 1, 1, 1)
+    y = (x * b).clamp(0, 1)
+    luma = (y * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    m = luma.mean(dim=(2, 3), keepdim=True)
+    expected = torch.where(apply, ((y - m) * c + m).clamp(0, 1), x)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    assert 40 <= int(apply.sum()) < 64  # jitter was applied to most images, not skipped
+    # The colour preset with the same draws differs: it also scales and rotates chroma.
+    colour = color_jitter(x, VIEW_PRESETS["simclr"][0], torch.Generator().manual_seed(5))
+    assert (colour - expected).abs().max() > 0.05
+
+
+def test_grey_images_stay_grey_and_use_the_whole_pipeline():
+    grey = _batch(n=32)[:, :1].expand(-1, 3, -1, -1).contiguous()
+    for method in VIEW_PRESETS:
+        augmenter = make_augmenter(method, MEAN, STD, grayscale=True)
+        for view in augmenter(grey, torch.Generator().manual_seed(2)):
+            torch.testing.assert_close(view[:, 0], view[:, 1], atol=1e-5, rtol=0)
+            torch.testing.assert_close(view[:, 1], view[:, 2], atol=1e-5, rtol=0)
+            assert not torch.allclose(view, augmenter.normalize(grey), atol=1e-2)
+
+
+@pytest.mark.parametrize("augment,grayscale,expected", [("auto", True, True), ("auto", False, False),
+                                                         ("color", True, False), ("gray", False, True)])
+def test_use_gray_preset_follows_data_unless_overridden(augment, grayscale, expected):
+    from er_tune.data.augment import use_gray_preset
+
+    assert use_gray_preset(augment, grayscale) is expected
+
+
+def test_augment_key_validated_and_resolved_per_trial():
+    from er_tune.config import ConfigError, TrialConfig
+    from er_tune.data import load_dataset
+    from trainers.state import build_state
+    from trainers.steps import TrainingStep
+
+    with pytest.raises(ConfigError, match="augment.*auto, color, gray"):
+        TrialConfig(augment="grey")
+    digits = load_dataset("digits", image_size=16, train_size=64, eval_size=16)
+    shapes = load_dataset("shapes", image_size=16, train_size=64, eval_size=16)
+    assert digits.grayscale and not shapes.grayscale
+    base = TrialConfig(dataset="digits", image_size=16, train_size=64, eval_size=16, batch_size=32, epochs=1,
+                       device="cpu")
+    for config, data, hue in ((base, digits, 0.0), (base.replace(augment="color"), digits, 0.1),
+                              (base.replace(dataset="shapes"), shapes, 0.1),
+                              (base.replace(dataset="shapes", augment="gray"), shapes, 0.0)):
+        step = TrainingStep(build_state(config, data), data)
+        assert step.augment.view1.hue == hue and step.augment.view2.grayscale_p == (0.2 if hue else 0.0)

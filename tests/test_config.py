@@ -77,6 +77,13 @@ def test_data_root_problem(tmp_path):
     from er_tune.config import data_root_problem
 
     assert data_root_problem("shapes", "") == ""
-    assert data_root_problem("cifar10", str(tmp_path)) == ""
     assert "required" in data_root_problem("cifar10", "")
     assert "does not exist" in data_root_problem("stl10", str(tmp_path / "missing"))
+    # An existing directory without the dataset's files fails too, naming the files it lacks.
+    problem = data_root_problem("cifar10", str(tmp_path))
+    assert str(tmp_path / "cifar-10-batches-py" / "data_batch_1") in problem and "test_batch" in problem
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(b"")
+    assert data_root_problem("cifar10", str(tmp_path)) == ""

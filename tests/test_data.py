@@ -10,7 +10,8 @@ from er_tune.data import DATASETS, load_dataset
 
 
 def test_registry_and_unknown_name():
-    assert set(DATASETS) == {"shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder"}
+    assert set(DATASETS) == {"shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder", "svhn", "mnist",
+                             "fashion_mnist"}
     with pytest.raises(ValueError, match="known: shapes"):
         load_dataset("imagenet")
 
@@ -44,7 +45,7 @@ def _write_cifar10(root, per_batch=4):
         data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
         batches[name] = data
         with open(folder / name, "wb") as f:
-            pickle.dump({b"data": data, b"labels": list(range(per_batch))}, f)
+            pickle.dump({"data": data, "labels": list(range(per_batch))}, f)
     return batches
 
 
@@ -61,8 +62,8 @@ def test_cifar100_fine_labels(tmp_path):
     folder.mkdir()
     for name, n in (("train", 6), ("test", 3)):
         with open(folder / name, "wb") as f:
-            pickle.dump({b"data": np.zeros((n, 3072), np.uint8), b"fine_labels": [99 - i for i in range(n)],
-                         b"coarse_labels": [0] * n}, f)
+            pickle.dump({"data": np.zeros((n, 3072), np.uint8), "fine_labels": [99 - i for i in range(n)],
+                         "coarse_labels": [0] * n}, f)
     bundle = load_dataset("cifar100", root=str(tmp_path), image_size=8, train_size=6, eval_size=3)
     assert bundle.num_classes == 100 and bundle.train_labels.tolist() == [99, 98, 97, 96, 95, 94]
     assert bundle.train_images.shape == (6, 3, 8, 8)

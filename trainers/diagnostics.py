@@ -32,7 +32,7 @@ from er_tune import estimators
 from er_tune.collapse import assignment_entropies, rankme, std_ratio
 from er_tune.config import TrialConfig
 from er_tune.data import DatasetBundle
-from er_tune.data.augment import make_augmenter
+from er_tune.data.augment import make_augmenter, use_gray_preset
 from er_tune.models import SSLNetwork
 from trainers.evaluation import knn_top1
 from trainers.linear_probe import linear_top1
@@ -66,7 +66,8 @@ class Diagnostics:
         self.device = device
         self.autocast = autocast
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self._augment = make_augmenter("simclr", data.mean, data.std)
+        self._augment = make_augmenter("simclr", data.mean, data.std,
+                                       grayscale=use_gray_preset(config.augment, data.grayscale))
         bank = min(config.knn_bank_size, data.train_images.shape[0])
         self._bank_images = data.train_images[:bank]
         self._bank_labels = data.train_labels[:bank]

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from er_tune.collapse import grad_is_finite
 from er_tune.data import DatasetBundle
-from er_tune.data.augment import make_augmenter
+from er_tune.data.augment import make_augmenter, use_gray_preset
 from er_tune.models import ema_momentum
 from er_tune.objectives import ObjectiveInputs
 from er_tune.objectives.deepcluster import kmeans
@@ -42,7 +42,8 @@ class TrainingStep:
         self.state = state
         self.data = data
         config = state.config
-        self.augment = make_augmenter(config.method, data.mean, data.std)
+        self.augment = make_augmenter(config.method, data.mean, data.std,
+                                      grayscale=use_gray_preset(config.augment, data.grayscale))
         self.num_train = data.train_images.shape[0]
         self.steps_per_epoch = self.num_train // config.batch_size
         self.total_steps = self.steps_per_epoch * config.epochs

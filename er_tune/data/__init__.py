@@ -7,7 +7,8 @@ from typing import Callable
 from er_tune.config import NEEDS_ROOT, did_you_mean
 from er_tune.data.bundle import DatasetBundle
 from er_tune.data.digits import load_digits
-from er_tune.data.files import load_cifar10, load_cifar100, load_imagefolder, load_stl10
+from er_tune.data.files import (load_cifar10, load_cifar100, load_fashion_mnist, load_imagefolder, load_mnist,
+                                load_stl10, load_svhn)
 from er_tune.data.shapes import load_shapes
 
 DATASETS: dict[str, Callable[..., DatasetBundle]] = {
@@ -17,6 +18,9 @@ DATASETS: dict[str, Callable[..., DatasetBundle]] = {
     "cifar100": load_cifar100,
     "stl10": load_stl10,
     "imagefolder": load_imagefolder,
+    "svhn": load_svhn,
+    "mnist": load_mnist,
+    "fashion_mnist": load_fashion_mnist,
 }
 
 

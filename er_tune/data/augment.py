@@ -9,15 +9,23 @@ from the ``torch.Generator`` passed in, on the images' device, so views are repr
 - crop + flip: one ``affine_grid`` / ``grid_sample`` call with a per-sample box;
 - jitter: per-sample factors broadcast; hue as a rotation of the chroma plane in YIQ space;
 - blur: per-sample separable Gaussian kernels applied as a grouped convolution.
+
+Grayscale data (``bundle.grayscale``) gets the ``gray`` preset: the same views without saturation,
+hue and random grayscale, which are identities on images whose three channels are equal (a grey
+pixel has zero chroma, so scaling or rotating the chroma plane leaves it unchanged); brightness,
+contrast, blur and solarisation stay. Disabled operations are skipped, not computed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from er_tune.config import AUGMENTS
 
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ_INV = torch.linalg.inv(_YIQ)
@@ -52,6 +60,24 @@ VIEW_PRESETS: dict[str, tuple[AugmentConfig, AugmentConfig]] = {
     "byol": (_BYOL_1, _BYOL_2),
     "dino": (_BYOL_1, _BYOL_2),
 }
+AUGMENT_PRESETS = AUGMENTS  # values of TrialConfig.augment
+
+
+def gray_view(config: AugmentConfig) -> AugmentConfig:
+    """``config`` without the operations that do nothing on grey images (saturation, hue, grayscale)."""
+    return dataclasses.replace(config, saturation=0.0, hue=0.0, grayscale_p=0.0)
+
+
+GRAY_VIEW_PRESETS: dict[str, tuple[AugmentConfig, AugmentConfig]] = {
+    method: (gray_view(view1), gray_view(view2)) for method, (view1, view2) in VIEW_PRESETS.items()
+}
+
+
+def use_gray_preset(augment: str, grayscale: bool) -> bool:
+    """Resolve ``TrialConfig.augment``: "gray"/"color" force a preset, "auto" follows the data."""
+    if augment not in AUGMENT_PRESETS:
+        raise ValueError(f"augment must be one of {', '.join(AUGMENT_PRESETS)}, got {augment!r}")
+    return augment == "gray" or (augment == "auto" and grayscale)
 
 
 def _uniform(generator, n, low, high, device):
@@ -88,8 +114,9 @@ class BatchAugmenter:
     def _view(self, x: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
         x = crop_and_flip(x, config, generator)
         x = color_jitter(x, config, generator)
-        gray = _bernoulli(generator, x.shape[0], config.grayscale_p, x.device).view(-1, 1, 1, 1)
-        x = torch.where(gray, _gray(x).expand_as(x), x)
+        if config.grayscale_p > 0:
+            gray = _bernoulli(generator, x.shape[0], config.grayscale_p, x.device).view(-1, 1, 1, 1)
+            x = torch.where(gray, _gray(x).expand_as(x), x)
         if config.blur_p > 0:
             x = gaussian_blur(x, config, generator)
         if config.solarize_p > 0:
@@ -123,16 +150,23 @@ def crop_and_flip(x: torch.Tensor, config: AugmentConfig, generator: torch.Gener
 
 
 def color_jitter(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Brightness, contrast, saturation, hue with per-sample factors, applied with prob ``jitter_p``."""
+    """Brightness, contrast, saturation, hue with per-sample factors, applied with prob ``jitter_p``.
+
+    Brightness y = b x; contrast y = c (y - m) + m with m the image's mean luma; saturation
+    y = s (y - g) + g with g the pixel's luma; hue rotates the YIQ chroma plane by 2 pi h. With
+    ``saturation == hue == 0`` (the gray preset) only brightness and contrast are drawn and applied.
+    """
     n, device = x.shape[0], x.device
     apply = _bernoulli(generator, n, config.jitter_p, device).view(-1, 1, 1, 1)
     b = _uniform(generator, n, 1 - config.brightness, 1 + config.brightness, device).view(-1, 1, 1, 1)
     c = _uniform(generator, n, 1 - config.contrast, 1 + config.contrast, device).view(-1, 1, 1, 1)
-    s = _uniform(generator, n, 1 - config.saturation, 1 + config.saturation, device).view(-1, 1, 1, 1)
-    h = _uniform(generator, n, -config.hue, config.hue, device)
     y = (x * b).clamp(0, 1)
     mean_gray = _gray(y).mean(dim=(2, 3), keepdim=True)
     y = ((y - mean_gray) * c + mean_gray).clamp(0, 1)
+    if config.saturation == 0 and config.hue == 0:
+        return torch.where(apply, y, x)
+    s = _uniform(generator, n, 1 - config.saturation, 1 + config.saturation, device).view(-1, 1, 1, 1)
+    h = _uniform(generator, n, -config.hue, config.hue, device)
     gray = _gray(y)
     y = ((y - gray) * s + gray).clamp(0, 1)
     # Hue: per-sample 3x3 matrix YIQ^-1 @ R(2*pi*h) @ YIQ (rotation of the I/Q chroma plane), one bmm.
@@ -167,9 +201,13 @@ def gaussian_blur(x: torch.Tensor, config: AugmentConfig, generator: torch.Gener
     return flat.view(n, channels, height, width)
 
 
-def make_augmenter(method: str, mean, std) -> BatchAugmenter:
-    """The view pair of ``method`` (SimCLR-style symmetric, or BYOL-style asymmetric)."""
+def make_augmenter(method: str, mean, std, *, grayscale: bool = False) -> BatchAugmenter:
+    """The view pair of ``method`` (SimCLR-style symmetric, or BYOL-style asymmetric).
+
+    ``grayscale=True`` selects the gray preset (:data:`GRAY_VIEW_PRESETS`); see
+    :func:`use_gray_preset` for how a trial's ``augment`` key and the bundle decide it.
+    """
     if method not in VIEW_PRESETS:
         raise ValueError(f"no augmentation preset for method '{method}'; known: {', '.join(VIEW_PRESETS)}")
-    view1, view2 = VIEW_PRESETS[method]
+    view1, view2 = (GRAY_VIEW_PRESETS if grayscale else VIEW_PRESETS)[method]
     return BatchAugmenter(view1, view2, mean, std)

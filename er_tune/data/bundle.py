@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,8 @@ class DatasetBundle:
 
     SSL trains on ``train_images`` (labels unused); the kNN evaluation uses the training images
     as its labelled bank and ``eval_images`` as queries; the diagnostics use ``eval_images``.
+    ``grayscale`` is True when the source images have one channel (replicated to three here, so
+    every backbone sees [N, 3, H, W]); the augmenter then skips colour operations.
     """
 
     name: str
@@ -24,6 +27,12 @@ class DatasetBundle:
     eval_labels: torch.Tensor
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    grayscale: bool = False
+
+    @property
+    def channels_in(self) -> int:
+        """Channels of the source images (1 for grayscale, replicated to 3 in the tensors)."""
+        return 1 if self.grayscale else 3
 
     def __post_init__(self) -> None:
         for split in ("train", "eval"):
@@ -35,15 +44,25 @@ class DatasetBundle:
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """Per-channel mean and std of uint8 images, in [0, 1] units (std floored at 1e-3)."""
-    x = images.float().div_(255.0).transpose(0, 1).reshape(3, -1)
-    mean = x.mean(dim=1)
-    std = x.std(dim=1).clamp_min(1e-3)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    """Per-channel mean and (unbiased) std of uint8 images, in [0, 1] units (std floored at 1e-3).
+
+    From each channel's 256-bin histogram h (exact, and ~10x faster than float reductions on 60k
+    images): n = sum h, mean = sum v h(v) / n, var = (sum v^2 h(v) - n mean^2) / (n - 1).
+    """
+    values = torch.arange(256, dtype=torch.float64)
+    means, stds = [], []
+    for channel in range(images.shape[1]):
+        counts = torch.bincount(images[:, channel].reshape(-1), minlength=256).double()
+        n = float(counts.sum())
+        mean = float((values * counts).sum()) / n
+        var = (float((values * values * counts).sum()) - n * mean * mean) / max(n - 1.0, 1.0)
+        means.append(mean / 255.0)
+        stds.append(max(math.sqrt(max(var, 0.0)) / 255.0, 1e-3))
+    return tuple(means), tuple(stds)
 
 
 def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize uint8 [N, 3, H, W] to size x size (bilinear, antialiased), in chunks."""
+    """Resize uint8 [N, C, H, W] to size x size (bilinear, antialiased), in chunks."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images.contiguous()
     out = []
@@ -54,13 +73,45 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat(out)
 
 
+def pad_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre uint8 [N, C, H, W] (H, W <= size) in a size x size frame of zeros (extra pixel right/bottom)."""
+    height, width = images.shape[-2:]
+    if height > size or width > size:
+        raise ValueError(f"cannot pad {height}x{width} images to {size}x{size}")
+    top, left = (size - height) // 2, (size - width) // 2
+    return F.pad(images, (left, size - width - left, top, size - height - top), value=0).contiguous()
+
+
+def is_grayscale(images: torch.Tensor) -> bool:
+    """True when every image of uint8 [N, C, H, W] has one channel or three identical ones."""
+    if images.shape[1] == 1:
+        return True
+    return bool(torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 1], images[:, 2]))
+
+
 def make_bundle(name: str, num_classes: int, train_images, train_labels, eval_images, eval_labels,
-                *, image_size: int, train_size: int, eval_size: int) -> DatasetBundle:
-    """Cap both splits at the requested sizes (keeping the given order), resize, compute stats."""
+                *, image_size: int, train_size: int, eval_size: int, fit: str = "resize") -> DatasetBundle:
+    """Cap both splits at the requested sizes (keeping the given order), fit to ``image_size``, compute stats.
+
+    Images come as uint8 [N, 1 or 3, H, W] (any strides); one channel is replicated to three after
+    fitting. ``fit="resize"`` resizes bilinearly; ``fit="pad"`` centres the images in a zero frame
+    (for MNIST-style digits on a black background; see :func:`pad_uint8`). ``grayscale`` on the
+    bundle is True for one-channel input or three identical channels.
+    """
+    if fit not in ("resize", "pad"):
+        raise ValueError(f"fit must be 'resize' or 'pad', got {fit!r}")
+    fit_to = pad_uint8 if fit == "pad" else resize_uint8
     train_images, train_labels = train_images[:train_size], train_labels[:train_size]
     eval_images, eval_labels = eval_images[:eval_size], eval_labels[:eval_size]
-    train_images = resize_uint8(train_images, image_size)
-    eval_images = resize_uint8(eval_images, image_size)
+    grayscale = is_grayscale(train_images) and is_grayscale(eval_images)
+    train_images = _three_channels(fit_to(train_images, image_size))
+    eval_images = _three_channels(fit_to(eval_images, image_size))
     mean, std = channel_stats(train_images)
     return DatasetBundle(name, num_classes, train_images, train_labels.long(), eval_images,
-                         eval_labels.long(), mean, std)
+                         eval_labels.long(), mean, std, grayscale=grayscale)
+
+
+def _three_channels(images: torch.Tensor) -> torch.Tensor:
+    if images.shape[1] not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got {tuple(images.shape)}")
+    return images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images.contiguous()
