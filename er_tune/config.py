@@ -27,7 +27,7 @@ DATASET_NAMES = ("shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolde
 NEEDS_ROOT = ("cifar10", "cifar100", "stl10", "imagefolder", "svhn", "mnist", "fashion_mnist")
 # Augmentation preset: "auto" picks "gray" for grayscale bundles (no saturation/hue/grayscale ops).
 AUGMENTS = ("auto", "color", "gray")
-BACKBONE_NAMES = ("convnet", "resnet_small", "resnet18_cifar", "resnet18", "resnet50")
+BACKBONE_NAMES = ("convnet", "resnet18_cifar", "resnet18", "resnet50", "resnet_small")
 DEVICES = ("auto", "cpu", "cuda")
 
 # Keys the study service adds to a trial's Ray config next to the TrialConfig fields.

@@ -18,8 +18,8 @@ def blobs(n: int, num_classes: int, dim: int, separation: float, seed: int, nois
 
 
 def test_linearly_separable_features_are_classified_perfectly():
-    bank, bank_y = blobs(400, 4, 16, separation=6.0, seed=0)
-    query, query_y = blobs(200, 4, 16, separation=6.0, seed=0, noise_seed=1)
+    bank, bank_y = blobs(200, 4, 8, separation=6.0, seed=0)
+    query, query_y = blobs(200, 4, 8, separation=6.0, seed=0, noise_seed=1)
     result = linear_probe(bank, bank_y, query, query_y, num_classes=4)
     assert result.top1 == pytest.approx(1.0, abs=0.01)
     assert result.l2 in result.holdout_top1 and max(result.holdout_top1.values()) >= 0.99

@@ -130,10 +130,10 @@ def _resnet18_cifar(image_size: int) -> nn.Module:
 
 BACKBONES: dict[str, Callable[[int], nn.Module]] = {
     "convnet": ConvNet,
-    "resnet_small": SmallResNet,
     "resnet18_cifar": _resnet18_cifar,
     "resnet18": lambda image_size: TorchvisionBackbone(torchvision.models.resnet18(weights=None), 512),
     "resnet50": lambda image_size: TorchvisionBackbone(torchvision.models.resnet50(weights=None), 2048),
+    "resnet_small": SmallResNet,
 }
 
 
