@@ -2,7 +2,7 @@
 
 ``convnet`` is small enough for CPU trials (works at 16x16: larger inputs are average-pooled down
 first; 5 conv blocks of 32-128 channels, ~278k parameters);
-``resnet_small`` is a CIFAR-stem ResNet (32-64-128 channels) that works at the native 28-32 px;
+``resnet_small`` is a small ResNet (learned stride-2 stem, 32-64-128 channels) for the native 28-32 px;
 ``resnet18_cifar`` is ResNet-18 with a 3x3 stride-1 stem and no max-pool (the usual CIFAR
 variant); ``resnet18`` / ``resnet50`` are torchvision's (never pretrained: nothing is downloaded).
 """
@@ -83,23 +83,27 @@ class BasicBlock(nn.Module):
 class SmallResNet(nn.Module):
     """The CPU backbone for real images at their native 28-32 px.
 
-    A 3x3 stride-1 conv stem (32 channels, full resolution: no pooling before the first learned
-    filter), then three stages of ``BLOCKS_PER_STAGE`` basic blocks with 32, 64, 128 channels, each
-    stage starting with stride 2 (32 px -> 16 -> 8 -> 4), global average pooling -> 128 features
-    (about 0.5 M parameters). Unlike :class:`ConvNet`, which averages every input down to 16 px
-    first, the stem sees every pixel and the network learns its own downsampling.
+    A learned 3x3 stride-2 conv stem (32 channels; it sees every input pixel, where ``convnet``
+    averages 2x2 blocks away before its first filter), then three stages of ``BLOCKS_PER_STAGE``
+    basic blocks with 32, 64, 128 channels (strides 1, 2, 2: 32 px -> 16 -> 16 -> 8 -> 4), global
+    average pooling -> 128 features (about 0.3 M parameters).
+
+    Measured on FashionMNIST at 28 px (10,000 training images, SimCLR, batch 64, one epoch, one
+    thread of a loaded 2-core machine): a stride-1 stem (stages at 14, 7, 4 px after a full-size
+    32-channel layer) reached the same kNN top-1 (0.789 against 0.788) at 0.6x the speed.
     """
 
     WIDTHS = (32, 64, 128)
+    STRIDES = (1, 2, 2)
     BLOCKS_PER_STAGE = 1
 
     def __init__(self, image_size: int = 32) -> None:
         super().__init__()
-        layers: list[nn.Module] = [_conv_block(3, self.WIDTHS[0], 1)]
+        layers: list[nn.Module] = [_conv_block(3, self.WIDTHS[0], 2)]
         channels = self.WIDTHS[0]
-        for width in self.WIDTHS:
+        for width, stride in zip(self.WIDTHS, self.STRIDES):
             for index in range(self.BLOCKS_PER_STAGE):
-                layers.append(BasicBlock(channels, width, 2 if index == 0 else 1))
+                layers.append(BasicBlock(channels, width, stride if index == 0 else 1))
                 channels = width
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.feature_dim = channels
