@@ -185,6 +185,8 @@ def format_epoch(metrics: dict[str, Any]) -> str:
              f"knn {metrics['knn_top1']:.3f}", f"H {metrics['er_entropy']:.2f}",
              f"R {metrics['er_reconstruction']:.2f}", f"rankme {metrics['rankme']:.1f}",
              f"std {metrics['std_ratio']:.3f}"]
+    if "linear_top1" in metrics:
+        parts.append(f"linear {metrics['linear_top1']:.3f}")
     if "assign_entropy" in metrics:
         parts.append(f"H(p̄) {metrics['assign_entropy']:.3f}")
     parts += [f"lr {metrics['lr']:.4f}", f"{metrics['images_per_s']:.0f} img/s"]
