@@ -97,7 +97,8 @@ def _train(args: argparse.Namespace) -> int:
     final = summary.final_metrics
     collapse = [e for e in summary.events if e["severity"] == "collapse"]
     print(f"status: {summary.status} after {summary.epochs_completed} epochs | "
-          f"knn_top1 {final.get('knn_top1', 0.0):.4f} | er_entropy {final.get('er_entropy', 0.0):.3f} | "
+          f"knn_top1 {final.get('knn_top1', 0.0):.4f} | linear_top1 {final.get('linear_top1', 0.0):.4f} | "
+          f"er_entropy {final.get('er_entropy', 0.0):.3f} | "
           f"rankme {final.get('rankme', 0.0):.2f} | collapse events: {len(collapse)}"
           + (f" (first: {collapse[0]['kind']} at epoch {collapse[0]['epoch']})" if collapse else ""))
     return 0

@@ -28,7 +28,7 @@ DATASET_NAMES = ("shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolde
 NEEDS_ROOT = ("cifar10", "cifar100", "stl10", "imagefolder", "svhn", "mnist", "fashion_mnist")
 # Augmentation preset: "auto" picks "gray" for grayscale bundles (no saturation/hue/grayscale ops).
 AUGMENTS = ("auto", "color", "gray")
-BACKBONE_NAMES = ("convnet", "resnet18_cifar", "resnet18", "resnet50")
+BACKBONE_NAMES = ("convnet", "resnet18_cifar", "resnet18", "resnet50", "resnet_small")
 DEVICES = ("auto", "cpu", "cuda")
 
 # Keys the study service adds to a trial's Ray config next to the TrialConfig fields.
@@ -43,7 +43,7 @@ META_KEYS = ("study", "phase", "group", "grid_axes", "searched", "optuna_trial")
 COMMON_KEYS = ("method", "variant", "dataset", "data_root", "image_size", "train_size", "eval_size",
                "data_seed", "augment", "backbone", "projector_dim", "projector_hidden_dim", "epochs", "batch_size",
                "optimizer", "lr", "weight_decay", "momentum", "warmup_epochs", "kappa_eval", "knn_k",
-               "knn_temperature", "knn_bank_size", "seed", "device", "log_every_n_steps", "collapse")
+               "knn_temperature", "knn_bank_size", "linear_probe_every", "seed", "device", "log_every_n_steps", "collapse")
 _DINO_KEYS = ("ema", "ema_schedule", "num_prototypes", "student_temperature", "teacher_temperature")
 _SWAV_KEYS = ("num_prototypes", "temperature", "freeze_prototypes_epochs")
 OBJECTIVE_KEYS: dict[str, tuple[str, ...]] = {
@@ -168,6 +168,9 @@ class TrialConfig:
     the queue. The queue serves the Sinkhorn codes, so only ``swav`` (the original) reads it. Both
     ``swav`` and ``swav_er`` keep the prototypes frozen (no gradient, no weight decay, no momentum)
     for the first ``freeze_prototypes_epochs`` epochs and renormalise them in place before each step.
+
+    ``linear_probe_every``: a linear probe (``linear_top1``) runs at the end of every trial, however it
+    ends, and also every that many epochs when > 0.
     """
 
     method: str = "simclr"
@@ -213,6 +216,7 @@ class TrialConfig:
     knn_k: int = 20
     knn_temperature: float = 0.07
     knn_bank_size: int = 4000
+    linear_probe_every: int = 0
     # run
     seed: int = 0
     device: str = "auto"
@@ -243,6 +247,7 @@ class TrialConfig:
         _check_min("freeze_prototypes_epochs", self.freeze_prototypes_epochs, 0)
         _check_min("knn_k", self.knn_k, 1)
         _check_min("knn_bank_size", self.knn_bank_size, 1)
+        _check_min("linear_probe_every", self.linear_probe_every, 0)
         _check_min("log_every_n_steps", self.log_every_n_steps, 1)
         _check_min("weight_decay", self.weight_decay, 0.0)
         _check_min("entropy_weight", self.entropy_weight, 0.0)

@@ -30,7 +30,8 @@ from .tables import _array, _py
 
 VARIANTS = (("original", "original_"), ("er", "er_"))
 VAR_COLS = ["n_seeds", "n_collapsed", "collapse_rate", "collapse_rate_lo", "collapse_rate_hi",
-            "median_time_to_collapse", "knn_mean", "knn_std", "entropy_drift"]
+            "median_time_to_collapse", "knn_mean", "knn_std", "entropy_drift", "linear_mean",
+            "linear_std"]
 PAIR_COLS = ["n_paired", "knn_diff", "knn_diff_lo", "knn_diff_hi", "knn_test", "knn_p",
              "knn_p_adj", "knn_min_detectable", "collapse_diff", "collapse_diff_lo",
              "collapse_diff_hi", "collapse_test", "collapse_p", "collapse_p_adj",
@@ -70,6 +71,8 @@ def _cell_row(row: dict, cell: pd.DataFrame) -> tuple[dict, dict]:
         k = int(done["status"].isin(["collapsed", "diverged"]).sum())
         lo, hi = stats.wilson(k, n)
         knn = done["final_knn_top1"].dropna().to_numpy(float)
+        linear = (done["final_linear_top1"].dropna().to_numpy(float) if "final_linear_top1" in done
+                  else np.empty(0))
         drift = (done["final_er_entropy"] - done["first_er_entropy"]).dropna().to_numpy(float)
         times[var] = _times(v)
         km = kaplan_meier(*times[var]) if times[var][0].size else None
@@ -80,7 +83,9 @@ def _cell_row(row: dict, cell: pd.DataFrame) -> tuple[dict, dict]:
                     pre + "median_time_to_collapse": km.median if km else None,
                     pre + "knn_mean": float(knn.mean()) if knn.size else None,
                     pre + "knn_std": float(knn.std(ddof=1)) if knn.size > 1 else None,
-                    pre + "entropy_drift": float(drift.mean()) if drift.size else None})
+                    pre + "entropy_drift": float(drift.mean()) if drift.size else None,
+                    pre + "linear_mean": float(linear.mean()) if linear.size else None,
+                    pre + "linear_std": float(linear.std(ddof=1)) if linear.size > 1 else None})
         counts[var] = (k, n)
         finals[var] = done.drop_duplicates("seed").set_index("seed")["final_knn_top1"].dropna()
     ct = stats.collapse_test(*counts["er"], *counts["original"])

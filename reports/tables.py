@@ -3,7 +3,9 @@
 ``trials``: one row per trial (readable or not; unreadable fields are null). Grid cell columns
 come from the union of params.json ``grid_axes``; ``hp_<name>`` columns from ``searched``.
 ``collapse_epoch``/``collapse_kind`` are from the first collapse-severity event (else from the
-last line's ``collapsed`` flag). ``stability`` and ``survival``: see stability.py.
+last line's ``collapsed`` flag). ``stability`` and ``survival``: see stability.py
+(per variant also ``*_linear_mean``/``*_linear_std`` of ``final_linear_top1``, the linear probe run at
+every trial's end).
 ``search`` groups by ``group``: best hp by best_knn_top1, counts, and ``collapse_fraction`` =
 n_collapsed / n_trials (the share of sampled points of the searched space that collapsed).
 """
@@ -63,6 +65,7 @@ def trial_records(trials: list[TrialData]) -> tuple[list[dict], list[str], list[
                "max_epochs": p.get("epochs"),
                "best_knn_top1": None if np.isnan(t.best_knn) else t.best_knn,
                "final_knn_top1": _f(last.get("knn_top1")), "final_rankme": _f(last.get("rankme")),
+               "final_linear_top1": _f(last.get("linear_top1")),
                "final_er_entropy": _f(last.get("er_entropy")),
                "first_er_entropy": _f(first.get("er_entropy")),
                "collapse_kind": first_c.get("kind") if first_c else None,
@@ -82,13 +85,13 @@ def trial_records(trials: list[TrialData]) -> tuple[list[dict], list[str], list[
 
 INT_COLS = {"seed", "epochs_completed", "max_epochs", "collapse_epoch"}
 FLOAT_COLS = {"best_knn_top1", "final_knn_top1", "final_rankme", "final_er_entropy",
-              "wall_time_s"}
+              "wall_time_s", "final_linear_top1"}
 
 
 def trials_table(recs: list[dict], axes: list[str], hps: list[str]) -> pa.Table:
     cols = (META_COLS + axes + ["seed"] + [f"hp_{h}" for h in hps] +
             ["status", "stop_reason", "epochs_completed", "max_epochs", "best_knn_top1",
-             "final_knn_top1", "final_rankme", "final_er_entropy", "collapse_kind",
+             "final_knn_top1", "final_linear_top1", "final_rankme", "final_er_entropy", "collapse_kind",
              "collapse_epoch", "wall_time_s", "error", "trial_dir"])
     arrays = []
     for c in cols:

@@ -44,6 +44,7 @@ def test_train_runs_and_prints_summary(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "epoch   1" in result.stdout and "epoch   2" in result.stdout
     assert re.search(r"status: (completed|collapsed) after 2 epochs", result.stdout)
+    assert re.search(r"linear_top1 [01]\.\d{4}", result.stdout)
     params = json.loads((out / "params.json").read_text())
     assert params["method"] == "dino" and params["variant"] == "er" and params["epochs"] == 2
     assert len((out / "result.json").read_text().splitlines()) == 2

@@ -44,6 +44,7 @@ def test_dino_without_centering_collapses_and_its_er_twin_survives(tmp_path):
     assert collapse and collapse[0]["kind"] == "cluster" and collapse[0]["value"] < collapse[0]["threshold"]
     last = json.loads((original_dir / "result.json").read_text().splitlines()[-1])
     assert last["collapsed"] is True and last["stop_reason"] == "collapsed"
+    assert 0.0 <= last["linear_top1"] <= 1.0  # a trial stopped by collapse is still linear-probed
 
     assert er.status == "completed" and er.epochs_completed == 4
     assert not [e for e in events(er_dir) if e["severity"] == "collapse"]

@@ -14,7 +14,8 @@ from er_tune.models import (BACKBONES, EMATeacher, MemoryBank, Prototypes, build
 @pytest.mark.parametrize("name, feature_dim, params", [("convnet", 128, (270_000, 290_000)),
                                                        ("resnet18_cifar", 512, (11_000_000, 11_300_000)),
                                                        ("resnet18", 512, (11_000_000, 11_300_000)),
-                                                       ("resnet50", 2048, (23_000_000, 24_000_000))])
+                                                       ("resnet50", 2048, (23_000_000, 24_000_000)),
+                                                       ("resnet_small", 128, (300_000, 330_000))])
 def test_backbones_shapes_and_sizes(name, feature_dim, params):
     net = build_backbone(name, 32).eval()
     with torch.no_grad():
@@ -45,6 +46,30 @@ def test_convnet_pooling_is_an_area_average():
     image = torch.rand(1, 3, 32, 32)
     expected = image.view(1, 3, 16, 2, 16, 2).mean(dim=(3, 5))
     assert torch.allclose(net.features[0](image), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("image_size, final", [(28, 4), (32, 4), (16, 2)])
+def test_resnet_small_sees_every_pixel_and_downsamples_by_learned_strides(image_size, final):
+    net = build_backbone("resnet_small", image_size).eval()
+    assert not any(isinstance(m, (torch.nn.AvgPool2d, torch.nn.MaxPool2d)) for m in net.modules())
+    stem = net.features[0][0]
+    assert stem.kernel_size == (3, 3) and stem.stride == (2, 2)  # learned downsampling, every pixel seen
+    with torch.no_grad():
+        before_pool = net.features[:-2](torch.randn(2, 3, image_size, image_size))
+        assert before_pool.shape == (2, 128, final, final)
+
+
+
+def test_resnet_small_sees_detail_that_convnet_pools_away():
+    """A zero-mean 2x2 checkerboard is exactly zero after convnet's 2x2 average pooling (32 -> 16 px),
+    so convnet cannot tell it from a blank image; resnet_small's full-resolution stem can."""
+    blank = torch.zeros(1, 3, 32, 32)
+    checker = ((torch.arange(32).view(-1, 1) + torch.arange(32).view(1, -1)) % 2 * 2.0 - 1.0).expand(1, 3, 32, 32)
+    torch.manual_seed(0)
+    convnet, resnet = build_backbone("convnet", 32).eval(), build_backbone("resnet_small", 32).eval()
+    with torch.no_grad():
+        assert torch.allclose(convnet(checker), convnet(blank))
+        assert not torch.allclose(resnet(checker), resnet(blank), atol=1e-3)
 
 
 def test_unknown_backbone_lists_known():

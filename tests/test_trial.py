@@ -99,6 +99,16 @@ def test_finished_trial_is_not_rerun(tmp_path, tiny_data):
     assert summary.status == "completed" and len(read_results(tmp_path)) == 1
 
 
+def test_linear_probe_runs_at_the_end_and_every_n_epochs(tmp_path, tiny_data):
+    config = tiny("simclr", epochs=3, linear_probe_every=2)
+    summary = run_trial(config, tiny_data, LocalReporter(str(tmp_path), config.to_dict()))
+    lines = read_results(tmp_path)
+    assert ["linear_top1" in line for line in lines] == [False, True, True]
+    assert all(0.0 <= line["linear_top1"] <= 1.0 for line in lines[1:])
+    assert summary.final_metrics["linear_top1"] == lines[-1]["linear_top1"]
+    assert math.isfinite(summary.final_metrics["linear_top1"])
+
+
 def test_non_finite_loss_ends_trial_as_diverged(tmp_path, tiny_data, monkeypatch):
     config = tiny("simclr", epochs=3)
     from er_tune.objectives import build_objective as real_build
@@ -124,6 +134,7 @@ def test_non_finite_loss_ends_trial_as_diverged(tmp_path, tiny_data, monkeypatch
     lines = read_results(tmp_path)
     assert summary.status == "diverged"
     assert [line["stop_reason"] for line in lines] == ["", "diverged"]
+    assert "linear_top1" not in lines[0] and 0.0 <= lines[-1]["linear_top1"] <= 1.0  # probed at the stop
     assert all(math.isfinite(v) for line in lines for v in line.values() if isinstance(v, float))
     with open(tmp_path / "collapse_events.jsonl") as handle:
         events = [json.loads(line) for line in handle]

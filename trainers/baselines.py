@@ -1,8 +1,9 @@
-"""Reference points for a trial's ``knn_top1``: raw pixels and the untrained network.
+"""Reference points for a trial's ``knn_top1`` and ``linear_top1``: raw pixels and the untrained network.
 
-Both use exactly the kNN of the per-epoch diagnostics (cosine, ``knn_k`` neighbours,
-temperature-weighted votes, the first ``knn_bank_size`` training images as the labelled bank and
-the evaluation images as queries), so a trained model is compared like with like.
+All use exactly the evaluations of the trial (cosine kNN with ``knn_k`` neighbours and
+temperature-weighted votes; the linear probe of :mod:`trainers.linear_probe`; the first
+``knn_bank_size`` training images as the labelled bank and the evaluation images as queries), so
+a trained model is compared like with like.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from er_tune.data.augment import make_augmenter
 from er_tune.models import build_network
 from trainers.diagnostics import Diagnostics
 from trainers.evaluation import knn_top1
+from trainers.linear_probe import linear_top1
 
 
 def raw_pixel_knn(config: TrialConfig, data: DatasetBundle) -> float:
@@ -24,6 +26,32 @@ def raw_pixel_knn(config: TrialConfig, data: DatasetBundle) -> float:
     return knn_top1(normalize(data.train_images[:bank]).flatten(1), data.train_labels[:bank],
                     normalize(data.eval_images).flatten(1), data.eval_labels, k=config.knn_k,
                     temperature=config.knn_temperature, num_classes=data.num_classes)
+
+
+def _raw_pixels(config: TrialConfig, data: DatasetBundle) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised pixel vectors of the bank and the evaluation images (grey images: one channel,
+    since their three channels are copies)."""
+    normalize = make_augmenter("simclr", data.mean, data.std).normalize
+    bank = min(config.knn_bank_size, data.train_images.shape[0])
+    channels = 1 if bool((data.train_images[:bank] == data.train_images[:bank, :1]).all()) else 3
+    return (normalize(data.train_images[:bank])[:, :channels].flatten(1),
+            normalize(data.eval_images)[:, :channels].flatten(1))
+
+
+def raw_pixel_linear(config: TrialConfig, data: DatasetBundle) -> float:
+    """Linear-probe top-1 on the normalised pixel vectors (the probe standardises each pixel)."""
+    bank_features, eval_features = _raw_pixels(config, data)
+    return linear_top1(bank_features, data.train_labels[:bank_features.shape[0]], eval_features,
+                       data.eval_labels, num_classes=data.num_classes, seed=config.seed)
+
+
+def random_network_linear(config: TrialConfig, data: DatasetBundle) -> float:
+    """The trial's own linear probe on the untrained network of ``config`` (seeded by ``config.seed``)."""
+    torch.manual_seed(config.seed)
+    net = build_network(config)
+    diagnostics = Diagnostics(config, data, torch.device("cpu"))
+    diagnostics(net)
+    return diagnostics.linear_top1()
 
 
 def random_network_knn(config: TrialConfig, data: DatasetBundle) -> float:

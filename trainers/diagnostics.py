@@ -16,6 +16,8 @@ batch sizes:
   prototype assignments (discrete methods only);
 - ``knn_top1``: cosine kNN (k, temperature-weighted votes) of backbone features, the first
   ``knn_bank_size`` training images as the labelled bank and the evaluation images as queries.
+- ``linear_top1`` (only from :meth:`Diagnostics.linear_top1`, on the features of the latest call):
+  linear probe (:mod:`trainers.linear_probe`) with the same bank and queries as the kNN.
 
 Why Ĥ on the views, not on the clean images: the bound is a statement about one pair of random
 variables; an entropy of clean-image projections next to a reconstruction of augmented ones mixes
@@ -49,6 +51,7 @@ from er_tune.data import DatasetBundle
 from er_tune.data.augment import make_augmenter, use_gray_preset
 from er_tune.models import SSLNetwork
 from trainers.evaluation import knn_top1
+from trainers.linear_probe import linear_top1
 
 def diagnostic_entropy(z: torch.Tensor, kappa: float) -> torch.Tensor:
     """Leave-one-out vMF KDE entropy of unit rows ``z`` [N, d] (see the module docstring for why)."""
@@ -103,6 +106,7 @@ class Diagnostics:
         self._bank_images = data.train_images[:bank]
         self._bank_labels = data.train_labels[:bank]
         self._views: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._features: tuple[torch.Tensor, torch.Tensor] | None = None  # (bank, eval) of the last call
 
     def _clean(self, images: torch.Tensor) -> torch.Tensor:
         return self._augment.normalize(images).contiguous(memory_format=self._memory_format)
@@ -133,6 +137,14 @@ class Diagnostics:
         finally:
             net.train(was_training)
 
+    def linear_top1(self) -> float:
+        """Linear-probe top-1 of the backbone features measured by the latest call."""
+        if self._features is None:
+            raise RuntimeError("call the diagnostics on a network before its linear probe")
+        bank_features, features = self._features
+        return linear_top1(bank_features, self._bank_labels, features, self.data.eval_labels,
+                           num_classes=self.data.num_classes, seed=self.config.seed)
+
     def _measure(self, net: SSLNetwork) -> dict[str, float]:
         config = self.config
         identity = lambda x: x.contiguous(memory_format=self._memory_format)  # noqa: E731
@@ -143,6 +155,7 @@ class Diagnostics:
         _, z2, _ = _forward_chunks(net, v2, identity, self.device, self.autocast)
         bank_features, _, _ = _forward_chunks(net, self._bank_images, self._clean, self.device,
                                               self.autocast)
+        self._features = (bank_features, features)
         entropy, reconstruction = diagnostic_er_terms(z1, z2, config.kappa_eval)
         metrics = {
             "er_entropy": entropy,

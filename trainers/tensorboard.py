@@ -17,7 +17,7 @@ from tensorboardX import SummaryWriter
 HPARAM_KEYS = ("method", "variant", "dataset", "backbone", "batch_size", "ema", "ema_schedule", "lr", "optimizer",
                "weight_decay", "temperature", "kappa", "entropy_weight", "seed", "epochs",
                "image_size", "projector_dim", "num_prototypes")
-FINAL_METRIC_KEYS = ("knn_top1", "er_entropy", "er_reconstruction", "er_bound", "rankme", "std_ratio")
+FINAL_METRIC_KEYS = ("knn_top1", "linear_top1", "er_entropy", "er_reconstruction", "er_bound", "rankme", "std_ratio")
 
 
 class TrialWriter:

@@ -3,8 +3,9 @@
 :func:`run_trial` is the single entry point, used unchanged by ``er-tune train`` (with a
 :class:`~trainers.reporters.LocalReporter`) and by the Ray Tune function trainable (with a
 :class:`~trainers.reporters.TuneReporter`). Per epoch it reports exactly the metrics of
-:data:`EPOCH_METRICS` (plus the two ``assign_*`` for discrete methods), all finite, and writes a
-checkpoint; a collapse is a result (status ``collapsed`` or ``diverged``), never an exception.
+:data:`EPOCH_METRICS` (plus the two ``assign_*`` for discrete methods, and ``linear_top1`` at the
+last epoch and every ``linear_probe_every`` epochs), all finite, and writes a checkpoint; a
+collapse is a result (status ``collapsed`` or ``diverged``), never an exception.
 Before the first step it measures the untrained network once, to calibrate the collapse detectors
 (:meth:`~er_tune.collapse.CollapseMonitor.calibrate`; the calibration is part of the checkpoint).
 """
@@ -33,6 +34,7 @@ from trainers.tensorboard import TrialWriter
 EPOCH_METRICS = ("epoch", "step", "loss", "er_entropy", "er_reconstruction", "er_bound", "knn_top1",
                  "rankme", "std_ratio", "lr", "ema", "images_per_s", "collapsed", "stop_reason")
 DISCRETE_METRICS = ("assign_entropy", "assign_sample_entropy")
+PROBE_METRICS = ("linear_top1",)  # in the final epoch's metrics, and every linear_probe_every epochs
 EVENTS_FILE = "collapse_events.jsonl"
 
 
@@ -149,6 +151,7 @@ def _run_epoch(state: TrialState, step_fn: "TrainingStep", diagnostics: Diagnost
         stop_reason = "diverged"  # weights would be non-finite from here on: always stop
     if not stop_reason and epoch >= config.epochs:
         stop_reason = "completed"
+    probe = stop_reason or (config.linear_probe_every > 0 and epoch % config.linear_probe_every == 0)
     metrics: dict[str, Any] = {
         "epoch": epoch,
         "step": state.step,
@@ -160,6 +163,8 @@ def _run_epoch(state: TrialState, step_fn: "TrainingStep", diagnostics: Diagnost
         "collapsed": bool(state.monitor.collapsed),
         "stop_reason": stop_reason,
     }
+    if probe:  # every trial's last epoch (completed, collapsed or diverged), and every N epochs
+        metrics["linear_top1"] = _finite(diagnostics.linear_top1())
     state.last_metrics = metrics
     events.append(found)
     writer.epoch_metrics(epoch, metrics)
@@ -187,6 +192,8 @@ def format_epoch(metrics: dict[str, Any]) -> str:
              f"knn {metrics['knn_top1']:.3f}", f"H {metrics['er_entropy']:.2f}",
              f"R {metrics['er_reconstruction']:.2f}", f"rankme {metrics['rankme']:.1f}",
              f"std {metrics['std_ratio']:.3f}"]
+    if "linear_top1" in metrics:
+        parts.append(f"linear {metrics['linear_top1']:.3f}")
     if "assign_entropy" in metrics:
         parts.append(f"H(p̄) {metrics['assign_entropy']:.3f}")
     parts += [f"lr {metrics['lr']:.4f}", f"{metrics['images_per_s']:.0f} img/s"]

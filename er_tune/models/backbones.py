@@ -2,6 +2,7 @@
 
 ``convnet`` is small enough for CPU trials (works at 16x16: larger inputs are average-pooled down
 first; 5 conv blocks of 32-128 channels, ~278k parameters);
+``resnet_small`` is a small ResNet (learned stride-2 stem, 32-64-128 channels) for the native 28-32 px;
 ``resnet18_cifar`` is ResNet-18 with a 3x3 stride-1 stem and no max-pool (the usual CIFAR
 variant); ``resnet18`` / ``resnet50`` are torchvision's (never pretrained: nothing is downloaded).
 """
@@ -60,6 +61,57 @@ class ConvNet(nn.Module):
         return self.features(x)
 
 
+class BasicBlock(nn.Module):
+    """He et al. 2016 basic block: relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)), shortcut a
+    strided 1x1 conv + BN when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class SmallResNet(nn.Module):
+    """The CPU backbone for real images at their native 28-32 px.
+
+    A learned 3x3 stride-2 conv stem (32 channels; it sees every input pixel, where ``convnet``
+    averages 2x2 blocks away before its first filter), then three stages of ``BLOCKS_PER_STAGE``
+    basic blocks with 32, 64, 128 channels (strides 1, 2, 2: 32 px -> 16 -> 16 -> 8 -> 4), global
+    average pooling -> 128 features (about 0.3 M parameters).
+
+    Measured on FashionMNIST at 28 px (10,000 training images, SimCLR, batch 64, one epoch, one
+    thread of a loaded 2-core machine): a stride-1 stem (stages at 14, 7, 4 px after a full-size
+    32-channel layer) reached the same kNN top-1 (0.789 against 0.788) at 0.6x the speed.
+    """
+
+    WIDTHS = (32, 64, 128)
+    STRIDES = (1, 2, 2)
+    BLOCKS_PER_STAGE = 1
+
+    def __init__(self, image_size: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_conv_block(3, self.WIDTHS[0], 2)]
+        channels = self.WIDTHS[0]
+        for width, stride in zip(self.WIDTHS, self.STRIDES):
+            for index in range(self.BLOCKS_PER_STAGE):
+                layers.append(BasicBlock(channels, width, stride if index == 0 else 1))
+                channels = width
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.feature_dim = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
 class TorchvisionBackbone(nn.Module):
     """A torchvision ResNet with its classifier removed (``fc = Identity``)."""
 
@@ -85,6 +137,7 @@ BACKBONES: dict[str, Callable[[int], nn.Module]] = {
     "resnet18_cifar": _resnet18_cifar,
     "resnet18": lambda image_size: TorchvisionBackbone(torchvision.models.resnet18(weights=None), 512),
     "resnet50": lambda image_size: TorchvisionBackbone(torchvision.models.resnet50(weights=None), 2048),
+    "resnet_small": SmallResNet,
 }
 
 
