@@ -115,6 +115,29 @@ class LocalReporter:
         yield found[-1] if found else None
 
 
+def shared_trial_dir() -> str | None:
+    """The trial's directory in the experiment storage, when that storage is a mounted path.
+
+    ``tune.get_context().get_trial_dir()`` is a staging directory on the node the trial runs on;
+    Ray copies the *driver* node's staging directory to the storage, but never a worker node's.
+    A trial on a worker node would lose its ``collapse_events.jsonl`` and TensorBoard files, and a
+    trial retried on another node would not find its earlier events. With a filesystem path as
+    storage (the cluster requirement: mounted at the same place on every node) the trial writes
+    straight into ``<storage>/<phase>/<trial_dir>``, where every node and the report see it at once.
+    Returns ``None`` for URI storage (``s3://``...), where Ray syncs the staging directory instead.
+    """
+    import pyarrow.fs
+    from ray.train._internal.session import get_storage
+
+    try:
+        storage = get_storage()
+        if not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+            return None
+        return storage.trial_fs_path
+    except Exception:  # noqa: BLE001 - a developer API: fall back to Ray's staging directory
+        return None
+
+
 class TuneReporter:
     """Forwards to Ray Tune from inside a function trainable (Ray 2.60 ``ray.tune`` API)."""
 
@@ -122,7 +145,7 @@ class TuneReporter:
         from ray import tune
 
         self._tune = tune
-        self.trial_dir = tune.get_context().get_trial_dir()
+        self.trial_dir = shared_trial_dir() or tune.get_context().get_trial_dir()
         os.makedirs(self.trial_dir, exist_ok=True)
 
     def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
