@@ -166,8 +166,9 @@ def render_status(status: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def status_command(experiment: str, stream=sys.stdout, err=sys.stderr) -> int:
+def status_command(experiment: str, stream=None, err=None) -> int:
     """Print the status of ``experiment``; exit 2 when it is not an experiment directory."""
+    stream, err = stream or sys.stdout, err or sys.stderr
     try:
         status = experiment_status(experiment)
     except (NotAnExperiment, OSError) as exc:
