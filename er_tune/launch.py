@@ -6,6 +6,16 @@ configuration of each group × every seed, full budget, FIFO. Each phase is a Ra
 in ``<experiment>/<phase>``; running the same command again restores it with
 ``Tuner.restore(..., resume_errored=True)``, so finished trials are neither re-run nor duplicated.
 Everything the user can get wrong is checked before Ray starts (exit 2, nothing written).
+
+On a cluster (``pip install er-tune[cluster]`` on every node) the driver may run anywhere that
+reaches the head, or as a Ray job on the head::
+
+    ray job submit --address http://HEAD:8265 -- er-tune tune STUDY.yaml --address auto \
+        --storage /mnt/shared/er_runs/NAME
+
+``--storage`` must be visible to every node. A trial whose node is lost is retried from its last
+checkpoint on a surviving node (``FailureConfig(max_failures=MAX_FAILURES)``); a lost head or
+driver is survived by submitting the same command again (``Tuner.restore``).
 """
 
 from __future__ import annotations

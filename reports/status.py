@@ -4,7 +4,9 @@ Reads ``plan.json`` (written by ``er-tune tune`` before Ray starts: planned tria
 ``max_epochs``, the search metric), the trial directories (``result.json`` lines, events) and
 Ray's ``experiment_state-*.json`` (running/pending trials) through :func:`reports.discover.discover`,
 so it is safe while the study runs: a half-written last line is skipped, trial directories may
-appear between two reads, nothing is written and no Ray process is contacted.
+appear between two reads, nothing is written and no Ray process is contacted. Ray copies
+``result.json`` and its state to the storage every ~10 s, so the view may lag by that much; a trial
+directory holding only the trial's own files is a trial that started since the last copy (running).
 
 ETA: ``remaining / rate`` where ``rate = epochs done / seconds since the first trial started``
 (the observed throughput of the whole experiment, trial start-up included) and ``remaining`` counts
@@ -46,6 +48,15 @@ def _metric_value(trial, metric: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _state(trial) -> str:
+    """:func:`trial_status`, plus: a trial dir holding only the trial's own files (events,
+    TensorBoard) belongs to a trial that started before Ray first copied its params/results."""
+    if trial.params is None and not trial.n_rows and os.path.isfile(
+            os.path.join(trial.trial_dir, "collapse_events.jsonl")):
+        return "running"
+    return trial_status(trial)
+
+
 def experiment_status(exp_dir: str, *, now: float | None = None) -> dict:
     """Everything ``er-tune status`` prints, as a dict (raises NotAnExperiment for a non-experiment)."""
     now = time.time() if now is None else now
@@ -70,7 +81,9 @@ def experiment_status(exp_dir: str, *, now: float | None = None) -> dict:
         max_epochs = int(planned.get("max_epochs") or 0)
         counts = Counter()
         for t in mine:
-            state = trial_status(t)
+            state = _state(t)
+            if state == "running" and not t.n_rows:
+                t.problems = [p for p in t.problems if p != "empty trial directory"]
             counts[state] += 1
             epochs = int((t.last or {}).get("epoch") or 0)
             done_epochs += epochs

@@ -55,14 +55,16 @@ def build(tmp_path):
     os.makedirs(search / "e")  # Ray created the directory, nothing written yet
     (search / "e" / "params.json").write_text(json.dumps({"group": "byol/original/", "epochs": 4}))
     running_state(str(search), ["d", "e"])
+    os.makedirs(search / "f")  # started since Ray's last copy: only the trial's own files yet
+    (search / "f" / "collapse_events.jsonl").write_text("")
     return exp
 
 
 def test_status_counts_trials_by_state_and_pending_ones_from_the_plan(tmp_path):
     status = experiment_status(str(build(tmp_path)), now=T0 + 60)
     search = status["phases"]["search"]
-    assert search["counts"] == {"completed": 1, "early_stopped": 1, "collapsed": 1, "running": 2,
-                                "pending": 1}  # 6 planned, 5 dirs, one not created yet
+    assert search["counts"] == {"completed": 1, "early_stopped": 1, "collapsed": 1, "running": 3,
+                                "pending": 0}  # 6 planned, 6 dirs
     assert search["ended"] == 3 and search["planned"] == 6 and search["state"] == "running"
     assert status["phases"]["replicate"] == {"planned": 4, "ended": 0, "counts": {"pending": 4},
                                              "state": "not started"}
@@ -76,7 +78,7 @@ def test_status_best_per_group_and_eta_from_the_observed_epoch_rate(tmp_path):
     assert status["best"]["byol/er/"]["hparams"] == {"lr": 0.2}
     assert status["best"]["byol/original/"]["value"] == 0.4  # the collapsed trial's 0.1 is lower
     # done: 4 + 2 + 2 + 1 = 9 epochs in 60 s -> 0.15 epochs/s.
-    # remaining: d 3, e 4, one missing search trial 4, replicate 4 x 4 = 16 -> 27 epochs -> 180 s.
+    # remaining: d 3, e 4, f 4, replicate 4 x 4 = 16 -> 27 epochs -> 180 s.
     assert status["epochs_done"] == 9 and status["epochs_remaining"] == 27
     assert abs(status["epochs_per_s"] - 0.15) < 1e-9
     assert abs(status["eta_s"] - 180.0) < 1e-6
