@@ -100,9 +100,10 @@ def experiment_status(exp_dir: str, *, now: float | None = None) -> dict:
             value = _metric_value(t, metric)
             group = (t.params or {}).get("group")
             if value is not None and group:
-                key = value if mode == "max" else -value
+                # as the replicate phase chooses: a collapsed/diverged trial ranks below every other
+                key = (state not in ("collapsed", "diverged"), value if mode == "max" else -value)
                 if group not in best or key > best[group]["key"]:
-                    best[group] = {"key": key, "value": value, "phase": phase,
+                    best[group] = {"key": key, "value": value, "phase": phase, "status": state,
                                    "trial": os.path.basename(t.trial_dir),
                                    "hparams": {h: t.params.get(h) for h in t.params.get("searched", [])}}
         missing = max(0, int(planned.get("trials") or 0) - len(mine))
@@ -155,7 +156,8 @@ def render_status(status: dict) -> str:
         for group, b in status["best"].items():
             hp = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in b["hparams"].items())
-            lines.append(f"  {group:<{width}}  {b['value']:.4f}  [{b['phase']}] {b['trial']}"
+            flag = f" ({b['status']})" if b["status"] in ("collapsed", "diverged") else ""
+            lines.append(f"  {group:<{width}}  {b['value']:.4f}{flag}  [{b['phase']}] {b['trial']}"
                          + (f"  {hp}" if hp else ""))
     total = status["epochs_done"] + status["epochs_remaining"]
     progress = (f"epochs: {status['epochs_done']}/{total} done"

@@ -77,6 +77,10 @@ def test_status_best_per_group_and_eta_from_the_observed_epoch_rate(tmp_path):
     assert status["best"]["byol/er/"]["value"] == 0.6 and status["best"]["byol/er/"]["trial"] == "a"
     assert status["best"]["byol/er/"]["hparams"] == {"lr": 0.2}
     assert status["best"]["byol/original/"]["value"] == 0.4  # the collapsed trial's 0.1 is lower
+    trial(tmp_path / "exp" / "search", "c", group="byol/original/", epochs_done=2, stop_reason="collapsed",
+          knn=0.9)  # higher, but collapsed: still ranked below the healthy trial
+    again = experiment_status(str(tmp_path / "exp"), now=T0 + 60)["best"]["byol/original/"]
+    assert again["value"] == 0.4 and again["status"] == "running"
     # done: 4 + 2 + 2 + 1 = 9 epochs in 60 s -> 0.15 epochs/s.
     # remaining: d 3, e 4, f 4, replicate 4 x 4 = 16 -> 27 epochs -> 180 s.
     assert status["epochs_done"] == 9 and status["epochs_remaining"] == 27
