@@ -139,9 +139,9 @@ def main() -> None:
     ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, logging_level="ERROR")
     try:
         name = "CPU (dry run)" if dry else torch.cuda.get_device_name(0)
+        precision = "fp32 (bf16 autocast and channels_last are CUDA-only)" if dry else "bf16 autocast + channels_last"
         print(f"resnet18_cifar SimCLR, batch {settings['batch_size']}, {settings['image_size']} px, "
-              f"bf16 autocast + channels_last{'' if dry else ''}, data resident on the device; "
-              f"{gpus} x {name}; {seconds:.0f} s per setting")
+              f"{precision}, data resident on the device; {gpus} x {name}; {seconds:.0f} s per setting")
         print(f"{'trials/GPU':>10} {'images/s per GPU':>17} {'ratio to 1':>11} {'per trial':>10} {'peak MiB/trial':>15}")
         base = None
         for per_gpu in args.trials:

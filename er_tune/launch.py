@@ -236,6 +236,9 @@ class StudyRunner:
             name=phase, storage_path=self.exp_dir,
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # URI storage: trials write their own files to their working dir, which Ray uploads
+            # (trainers.reporters.artifact_dir); a path is written directly by every node.
+            sync_config=tune.SyncConfig(sync_artifacts=True) if "://" in self.exp_dir else None,
             callbacks=[StudyProgress(phase, total, self.stream),
                        PruneEndedCheckpoints(keep_final=self.study.keep_final_checkpoint)],
             verbose=0)

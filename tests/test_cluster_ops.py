@@ -102,3 +102,19 @@ def test_checkpoints_keep_final_key(tmp_path):
         with pytest.raises(StudyError) as error:
             load_study(path)
         assert str(error.value).startswith(f"{path}: {key}: ") and "keep_final" in str(error.value)
+
+
+def test_retried_trial_fetches_its_events_from_uri_storage_first(tmp_path):
+    from trainers.reporters import copy_if_missing
+
+    remote = tmp_path / "storage" / "trial"
+    remote.mkdir(parents=True)
+    (remote / "collapse_events.jsonl").write_text(json.dumps(event(epoch=1)) + "\n")
+    local = tmp_path / "node_b_working_dir"
+    local.mkdir()
+    fs = pyarrow.fs.LocalFileSystem()
+    assert copy_if_missing(fs, str(remote / "collapse_events.jsonl"), str(local / "collapse_events.jsonl"))
+    assert json.loads((local / "collapse_events.jsonl").read_text())["epoch"] == 1
+    (local / "collapse_events.jsonl").write_text("")  # a local file wins: never overwritten
+    assert not copy_if_missing(fs, str(remote / "collapse_events.jsonl"), str(local / "collapse_events.jsonl"))
+    assert not copy_if_missing(fs, str(remote / "missing.jsonl"), str(local / "missing.jsonl"))
