@@ -6,7 +6,7 @@ Ray's ``experiment_state-*.json`` (running/pending trials) through :func:`report
 so it is safe while the study runs: a half-written last line is skipped, trial directories may
 appear between two reads, nothing is written and no Ray process is contacted. Ray copies
 ``result.json`` and its state to the storage every ~10 s, so the view may lag by that much; a trial
-directory holding only the trial's own files is a trial that started since the last copy (running).
+directory without params/results is a trial that started since the last copy (running).
 
 ETA: ``remaining / rate`` where ``rate = epochs done / seconds since the first trial started``
 (the observed throughput of the whole experiment, trial start-up included) and ``remaining`` counts
@@ -49,10 +49,9 @@ def _metric_value(trial, metric: str) -> float | None:
 
 
 def _state(trial) -> str:
-    """:func:`trial_status`, plus: a trial dir holding only the trial's own files (events,
-    TensorBoard) belongs to a trial that started before Ray first copied its params/results."""
-    if trial.params is None and not trial.n_rows and os.path.isfile(
-            os.path.join(trial.trial_dir, "collapse_events.jsonl")):
+    """:func:`trial_status`, plus: a trial dir without params/results (empty, or only the trial's
+    own events and TensorBoard files) belongs to a trial that started since Ray's last copy."""
+    if trial.params is None and not trial.n_rows and trial.error is None:
         return "running"
     return trial_status(trial)
 
