@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from er_tune.config import METHODS, VARIANTS, did_you_mean
-from search_spaces.study import (ASHA_KEYS, BACKBONE_NAMES, CHECKPOINT_KEYS, DATA_KEYS, DATASET_NAMES, DISTRIBUTIONS, METRICS,
+from search_spaces.study import (ASHA_KEYS, BACKBONE_NAMES, DATA_KEYS, DATASET_NAMES, DISTRIBUTIONS, METRICS,
                                  MODEL_KEYS, NAME_PATTERN, RESERVED, RESOURCE_KEYS, SCHEDULE_KEYS, SEARCH_KEYS,
                                  TOP_KEYS, TRIAL_FIELDS, Distribution, Resources, ScheduleSettings,
                                  SearchSettings, Study, StudyError, _mapping, _nonempty_list, _number,
                                  _trial_config, applies, check_root, collapse_config)
+from search_spaces.study import CHECKPOINT_KEYS
 
 
 def _names(path: str, key: str, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
