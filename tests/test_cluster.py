@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from reports.discover import discover
 
@@ -131,14 +132,14 @@ class LoopbackCluster:
 
 def write_study(path: Path, *, name: str, epochs: int, search: bool, seeds=(0, 1),
                 variants=("original", "er")) -> Path:
-    text = SMOKE.read_text().replace("name: smoke", f"name: {name}")
-    text = text.replace("train_size: 128", "train_size: 256")
-    text = text.replace("max_epochs: 2, asha: {grace_period: 1", f"max_epochs: {epochs}, asha: {{grace_period: 2")
-    text = text.replace("seeds: [0, 1]", f"seeds: {list(seeds)}")
-    text = text.replace("variants: [original, er]", f"variants: [{', '.join(variants)}]")
+    """smoke.yaml with more epochs (a window to kill a node in) and, optionally, no search phase."""
+    study = yaml.safe_load(SMOKE.read_text())
+    study.update(name=name, seeds=list(seeds), variants=list(variants))
+    study["data"]["train_size"] = 256
+    study["schedule"] = {"max_epochs": epochs, "asha": {"grace_period": 2, "reduction_factor": 2}}
     if not search:
-        text = text.replace("tune:\n  lr: {loguniform: [0.05, 0.5]}\n", "")
-    path.write_text(text)
+        study.pop("tune", None)
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
 
 
