@@ -8,7 +8,8 @@ an experiment dir that is itself one Ray experiment (trial dirs directly inside,
 subdirectory of a phase dir is reported as unreadable ("empty trial directory").
 
 Status rule: ``stop_reason`` on the last line -> that status (completed/collapsed/diverged);
-``error.txt`` -> errored; ``epoch == epochs`` -> completed; Ray's ``experiment_state-*.json`` says
+``error.txt`` -> errored (unless Ray's state says TERMINATED: a retried trial that finished keeps
+the error.txt of its failed attempt); ``epoch == epochs`` -> completed; Ray's ``experiment_state-*.json`` says
 RUNNING/PENDING -> running/pending; no result lines and no state -> pending; else early_stopped.
 Rows of epochs a resumed trial reported again are dropped (the re-run's rows are kept), so every
 trial has each epoch once (``results_io.drop_superseded``). Ray's ``done`` key is not used (function trainables write done=false on the last line too).
@@ -175,8 +176,8 @@ def trial_status(t: TrialData) -> str:
         return "collapsed"  # collapsed with stop_on_collapse off: it trained on, it still collapsed
     if reason in ("completed", "collapsed", "diverged"):
         return reason
-    if t.error is not None:
-        return "errored"
+    if t.error is not None and t.ray_status != "TERMINATED":
+        return "errored"  # (error.txt of a trial Ray retried and then finished is history)
     epochs = (t.params or {}).get("epochs")
     if last and epochs is not None and last.get("epoch") == epochs:
         return "completed"

@@ -118,3 +118,16 @@ def test_retried_trial_fetches_its_events_from_uri_storage_first(tmp_path):
     (local / "collapse_events.jsonl").write_text("")  # a local file wins: never overwritten
     assert not copy_if_missing(fs, str(remote / "collapse_events.jsonl"), str(local / "collapse_events.jsonl"))
     assert not copy_if_missing(fs, str(remote / "missing.jsonl"), str(local / "missing.jsonl"))
+
+
+def test_a_retried_trial_that_finished_is_not_errored(tmp_path):
+    from reports.discover import trial_status
+
+    phase = tmp_path / "exp" / "search"
+    write_trial(str(phase), "t0", epochs=6, n_lines=2, stop_reason="", error="RayActorError: node died")
+    trials, _ = discover(str(tmp_path / "exp"))
+    assert trial_status(trials[0]) == "errored"  # no state: the error may be the last word
+    (phase / "experiment_state-x.json").write_text(json.dumps(
+        {"trial_data": [[json.dumps({"trial_id": "t0", "status": "TERMINATED"}), "{}"]]}))
+    trials, _ = discover(str(tmp_path / "exp"))
+    assert trial_status(trials[0]) == "early_stopped"  # retried, then stopped by ASHA at epoch 2
