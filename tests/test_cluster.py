@@ -209,7 +209,12 @@ def wait_for_recorded_checkpoint(phase_dir: Path, driver: subprocess.Popen, time
     raise AssertionError("no experiment snapshot recorded a running trial in time")
 
 
-def assert_every_trial_ended_once(exp: Path, expected: dict[str, int]) -> dict[str, list[dict]]:
+def assert_every_trial_ended_once(exp: Path, expected: dict[str, int], interrupted: str = "") -> dict[str, list[dict]]:
+    """Trial count per phase, one final row per replicate trial, each epoch once in the report.
+
+    ``interrupted`` (a trial dir name) may miss the row of the epoch during which its node died:
+    the trial wrote that epoch's checkpoint and resumed from it, but Ray can lose the report.
+    """
     by_trial = {}
     for phase, count in expected.items():
         dirs = trial_dirs(exp / phase)
@@ -229,7 +234,11 @@ def assert_every_trial_ended_once(exp: Path, expected: dict[str, int]) -> dict[s
     assert len(pairs) == len(set(pairs)), "an epoch row is duplicated in the report"
     for t in trials:
         epochs = [e for tid, e in pairs if tid == t.last["trial_id"]]
-        assert epochs == list(range(1, len(epochs) + 1)), (t.trial_dir, epochs)
+        assert epochs == sorted(set(epochs)) and epochs[0] == 1, (t.trial_dir, epochs)
+        if os.path.basename(t.trial_dir) != interrupted:
+            assert epochs == list(range(1, len(epochs) + 1)), (t.trial_dir, epochs)
+        else:
+            assert len(epochs) >= epochs[-1] - 1, (t.trial_dir, epochs)  # at most one row lost
         keys = [(e["kind"], e["severity"], e["epoch"]) for e in t.events]
         assert len(keys) == len(set(keys)), "a collapse event is duplicated in the report"
     return by_trial
@@ -299,12 +308,13 @@ def test_study_submitted_as_a_ray_job_runs_its_search_phase(job_with_node_loss):
 
 def test_trial_of_a_lost_worker_node_resumes_from_its_checkpoint_on_the_head(job_with_node_loss):
     exp, killed = job_with_node_loss["exp"], job_with_node_loss["killed"]
-    lines = assert_every_trial_ended_once(exp, {"search": 4})[killed]
+    lines = assert_every_trial_ended_once(exp, {"search": 4}, interrupted=killed)[killed]
     pids = list(dict.fromkeys(line["pid"] for line in lines))
     assert len(pids) == 2, f"{killed} should have run in two processes (worker node, then head): {pids}"
     resumed = [line["epoch"] for line in lines if line["pid"] == pids[1]]
-    before = [line["epoch"] for line in lines if line["pid"] == pids[0]]
-    assert resumed[0] >= 2 and resumed[0] <= max(before) + 1, (before, resumed)  # not from scratch
+    # it had checkpointed `checkpoints` epochs when its node died; the driver had taken at least
+    # `checkpoints - 1` of them: the retry continues from there, not from scratch
+    assert resumed[0] in (job_with_node_loss["checkpoints"], job_with_node_loss["checkpoints"] + 1), resumed
     assert lines[-1]["epoch"] in (4, 6) and lines[-1]["time_total_s"] > 0
 
 
@@ -348,4 +358,6 @@ def test_head_and_driver_killed_then_resubmitted_resumes(cluster, tmp_path):
     for lines in resumed:
         before = [line["epoch"] for line in lines if line["pid"] == lines[0]["pid"]]
         after = [line["epoch"] for line in lines if line["pid"] != lines[0]["pid"]]
-        assert after[0] == before[-1] + 1 >= 2, (before, after)  # from its checkpoint, not from scratch
+        # from the checkpoint the snapshot recorded, not from scratch; that may be older than the
+        # last synced row, whose epoch is then reported again (the report keeps the re-run's row)
+        assert 2 <= after[0] <= before[-1] + 1, (before, after)
