@@ -1,4 +1,4 @@
-"""The ``er-tune`` command line: train, tune, validate, report, show.
+"""The ``er-tune`` command line: train, tune, validate, report, show, status.
 
 Every user error (bad study file, unknown ``--set`` key, bad value, missing path) is reported on
 stderr with the key and the allowed values and exits with status 2 before anything runs or is
@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     report.add_argument("--alpha", type=float, default=0.05,
                         help="level of the Holm-adjusted verdicts (default 0.05)")
+
+    status = commands.add_parser("status", help="phase, trials by state, collapses, best, ETA of a study",
+                                 description="Where a running or finished study stands; reads only "
+                                             "the experiment directory (safe while it runs).")
+    status.add_argument("experiment", help="experiment directory (er_runs/<name> or --storage)")
 
     show = commands.add_parser("show", help="print the tables of a report directory")
     show.add_argument("report_dir")
@@ -132,13 +137,20 @@ def _report(args: argparse.Namespace) -> int:
                           plots=not args.no_plots, alpha=args.alpha)
 
 
+def _status(args: argparse.Namespace) -> int:
+    from reports.status import status_command
+
+    return status_command(args.experiment)
+
+
 def _show(args: argparse.Namespace) -> int:
     from reports.commands import show_command
 
     return show_command(args.report_dir)
 
 
-COMMANDS = {"train": _train, "tune": _tune, "validate": _validate, "report": _report, "show": _show}
+COMMANDS = {"train": _train, "tune": _tune, "validate": _validate, "report": _report, "show": _show,
+            "status": _status}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

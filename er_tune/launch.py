@@ -6,6 +6,16 @@ configuration of each group × every seed, full budget, FIFO. Each phase is a Ra
 in ``<experiment>/<phase>``; running the same command again restores it with
 ``Tuner.restore(..., resume_errored=True)``, so finished trials are neither re-run nor duplicated.
 Everything the user can get wrong is checked before Ray starts (exit 2, nothing written).
+
+On a cluster (``pip install er-tune[cluster]`` on every node) the driver may run anywhere that
+reaches the head, or as a Ray job on the head::
+
+    ray job submit --address http://HEAD:8265 -- er-tune tune STUDY.yaml --address auto \
+        --storage /mnt/shared/er_runs/NAME
+
+``--storage`` must be visible to every node. A trial whose node is lost is retried from its last
+checkpoint on a surviving node (``FailureConfig(max_failures=MAX_FAILURES)``); a lost head or
+driver is survived by submitting the same command again (``Tuner.restore``).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from er_tune.io import write_json_atomic
 
 EXIT_USAGE = 2
 PHASES = ("search", "replicate")
+MAX_FAILURES = 2  # retries per trial (exceptions, lost nodes), each from the last checkpoint
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://", "file://", "memory://")
 
 
@@ -73,6 +84,19 @@ def run_study(study_path: str, *, address: str | None = None, storage: str | Non
         return EXIT_USAGE
 
     return StudyRunner(study, exp_dir, address=address, stream=stream).run(phase)
+
+
+def study_plan(study) -> dict[str, Any]:
+    """What the study will run, written to ``<exp>/plan.json`` for ``er-tune status``."""
+    from search_spaces import condition_groups, search_trial_count
+
+    groups = condition_groups(study)
+    epochs = study.schedule.max_epochs
+    return {"study": study.name, "metric": study.search.metric, "mode": study.search.mode,
+            "groups": [group.name for group in groups],
+            "phases": {"search": {"trials": search_trial_count(study) if study.tune else 0,
+                                  "max_epochs": epochs},
+                       "replicate": {"trials": len(groups) * len(study.seeds), "max_epochs": epochs}}}
 
 
 def _search_finished(exp_dir: str) -> bool:
@@ -136,6 +160,7 @@ class StudyRunner:
         if not os.path.exists(recorded):
             with open(recorded, "w", encoding="utf-8") as handle:
                 handle.write(self.study.raw)
+        write_json_atomic(os.path.join(self.exp_dir, "plan.json"), study_plan(self.study))
         embedded = self.address is None
         if embedded:
             # a private, local-only Ray: no token file in the user's home directory
@@ -202,13 +227,21 @@ class StudyRunner:
     def _run_config(self, phase: str, total: int):
         from ray import tune
 
+        from er_tune.cleanup import PruneEndedCheckpoints
         from er_tune.progress import StudyProgress
 
+        # max_failures also covers a lost node: the trial's actor dies with it and the trial is
+        # retried from its last checkpoint (in the shared storage) on a node that is still alive.
         return tune.RunConfig(
             name=phase, storage_path=self.exp_dir,
-            failure_config=tune.FailureConfig(max_failures=2),
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[StudyProgress(phase, total, self.stream)], verbose=0)
+            # URI storage: trials write their own files to their working dir, which Ray uploads
+            # (trainers.reporters.artifact_dir); a path is written directly by every node.
+            sync_config=tune.SyncConfig(sync_artifacts=True) if "://" in self.exp_dir else None,
+            callbacks=[StudyProgress(phase, total, self.stream),
+                       PruneEndedCheckpoints(keep_final=self.study.keep_final_checkpoint)],
+            verbose=0)
 
     def _fit(self, phase: str, trainable, make_tuner) -> Any:
         from ray import tune

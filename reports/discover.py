@@ -8,9 +8,11 @@ an experiment dir that is itself one Ray experiment (trial dirs directly inside,
 subdirectory of a phase dir is reported as unreadable ("empty trial directory").
 
 Status rule: ``stop_reason`` on the last line -> that status (completed/collapsed/diverged);
-``error.txt`` -> errored; ``epoch == epochs`` -> completed; Ray's ``experiment_state-*.json`` says
+``error.txt`` -> errored (unless Ray's state says TERMINATED: a retried trial that finished keeps
+the error.txt of its failed attempt); ``epoch == epochs`` -> completed; Ray's ``experiment_state-*.json`` says
 RUNNING/PENDING -> running/pending; no result lines and no state -> pending; else early_stopped.
-Ray's ``done`` key is not used (function trainables write done=false on the last line too).
+Rows of epochs a resumed trial reported again are dropped (the re-run's rows are kept), so every
+trial has each epoch once (``results_io.drop_superseded``). Ray's ``done`` key is not used (function trainables write done=false on the last line too).
 Nothing here raises on bad files: every problem becomes a ``(trial, reason)`` entry.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from .results_io import first_last, json_objects, read_many
+from .results_io import drop_superseded, first_last, json_objects, read_many
 
 TRIAL_FILES = ("params.json", "result.json", "error.txt")
 PHASES = ("search", "replicate")
@@ -46,6 +48,7 @@ class TrialData:
     error: str | None = None
     ray_status: str | None = None
     problems: list = field(default_factory=list)
+    superseded_rows: int = 0  # result.json rows re-reported after a resume (dropped, see drop_superseded)
 
 
 def _is_trial_dir(path: str) -> bool:
@@ -109,6 +112,17 @@ def read_jsonl(path: str) -> tuple[list[dict], list[str]]:
         return json_objects(f.read(), os.path.basename(path))
 
 
+def unique_events(events: list[dict]) -> list[dict]:
+    """One event per (detector, kind, severity, epoch, step): a re-run epoch re-emits its events."""
+    seen, out = set(), []
+    for event in events:
+        key = tuple(str(event.get(k)) for k in ("detector", "kind", "severity", "epoch", "step"))
+        if key not in seen:
+            seen.add(key)
+            out.append(event)
+    return out
+
+
 def read_trial(phase: str, trial_dir: str, states: dict[str, str]) -> TrialData:
     """Read one trial dir; never raises."""
     t = TrialData(phase=phase, trial_dir=trial_dir)
@@ -139,6 +153,7 @@ def read_trial(phase: str, trial_dir: str, states: dict[str, str]) -> TrialData:
     if os.path.isfile(e):
         try:
             t.events, probs = read_jsonl(e)
+            t.events = unique_events(t.events)
             t.problems.extend(probs)
         except OSError as exc:
             t.problems.append(f"unreadable collapse_events.jsonl ({exc})")
@@ -161,8 +176,8 @@ def trial_status(t: TrialData) -> str:
         return "collapsed"  # collapsed with stop_on_collapse off: it trained on, it still collapsed
     if reason in ("completed", "collapsed", "diverged"):
         return reason
-    if t.error is not None:
-        return "errored"
+    if t.error is not None and t.ray_status != "TERMINATED":
+        return "errored"  # (error.txt of a trial Ray retried and then finished is history)
     epochs = (t.params or {}).get("epochs")
     if last and epochs is not None and last.get("epoch") == epochs:
         return "completed"
@@ -188,11 +203,14 @@ def discover(path: str):
                 t.phase = str((t.params or {}).get("phase") or "search")
             out.append((t, states))
     table, counts, problems = read_many([t.raw for t, _ in out])
+    table, counts, superseded = drop_superseded(table, counts)
     firsts, lasts, best = first_last(table, counts)
     trials = []
-    for (t, states), n, probs, fi, la, b in zip(out, counts, problems, firsts, lasts, best):
+    for (t, states), n, probs, fi, la, b, d in zip(out, counts, problems, firsts, lasts, best,
+                                                   superseded):
         t.raw, t.n_rows, t.first, t.last, t.best_knn = b"", n, fi, la, float(b)
         t.problems.extend(probs)
+        t.superseded_rows = d
         tid = str(la.get("trial_id")) if la and la.get("trial_id") is not None else None
         t.ray_status = states.get(tid or "") or states.get(os.path.basename(t.trial_dir))
         trials.append(t)

@@ -105,3 +105,35 @@ def first_last(table: pa.Table, counts: list[int]) -> tuple[list, list, np.ndarr
         best[has] = np.where(np.isinf(red), np.nan, red)
     fi, la = iter(firsts), iter(lasts)
     return ([next(fi) if h else None for h in has], [next(la) if h else None for h in has], best)
+
+
+def drop_superseded(table: pa.Table, counts: list[int]) -> tuple[pa.Table, list[int], list[int]]:
+    """Keep, per blob, only the rows of the run that produced the trial's current history.
+
+    A trial resumed from the checkpoint of epoch k (driver restored, node lost, retry) reports
+    epochs k+1, k+2, ... again after rows that may already hold them. A row is superseded when a
+    later row of the same blob has an epoch <= its own; what remains is strictly increasing in
+    ``epoch`` (rows 1,2,3,2,3,4 -> 1,2,3,4 with the re-run 2,3 kept; 1,2,3,2 -> 1,2). Blobs without
+    an ``epoch`` column are left alone. Returns ``(table, counts, dropped per blob)``.
+    """
+    if "epoch" not in table.column_names or table.num_rows == 0:
+        return table, list(counts), [0] * len(counts)
+    epochs = pc.cast(table["epoch"], pa.float64()).to_numpy(zero_copy_only=False)
+    keep = np.ones(len(epochs), dtype=bool)
+    new_counts, dropped, start = [], [], 0
+    for count in counts:
+        later = np.inf
+        for i in range(start + count - 1, start - 1, -1):
+            if np.isnan(epochs[i]):
+                continue
+            if epochs[i] >= later:
+                keep[i] = False
+            else:
+                later = epochs[i]
+        kept = int(keep[start:start + count].sum())
+        new_counts.append(kept)
+        dropped.append(count - kept)
+        start += count
+    if keep.all():
+        return table, new_counts, dropped
+    return table.filter(pa.array(keep)), new_counts, dropped

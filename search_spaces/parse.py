@@ -10,6 +10,7 @@ from search_spaces.study import (ASHA_KEYS, BACKBONE_NAMES, DATA_KEYS, DATASET_N
                                  TOP_KEYS, TRIAL_FIELDS, Distribution, Resources, ScheduleSettings,
                                  SearchSettings, Study, StudyError, _mapping, _nonempty_list, _number,
                                  _trial_config, applies, check_root, collapse_config)
+from search_spaces.study import CHECKPOINT_KEYS
 
 
 def _names(path: str, key: str, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -185,11 +186,29 @@ def parse_document(document: Any, *, path: str, raw: str) -> Study:
                                       resources_raw.get("max_concurrent_trials", 0), integer=True, minimum=0))
     if resources.cpu == 0 and resources.gpu == 0:
         raise StudyError(path, "resources", "a trial needs some cpu or gpu", "cpu > 0 or gpu > 0")
+    _check_gpu(path, resources.gpu)
+    keep_final = _mapping(path, "checkpoints", top.get("checkpoints"), CHECKPOINT_KEYS).get("keep_final", False)
+    if not isinstance(keep_final, bool):
+        raise StudyError(path, "checkpoints.keep_final", f"must be true or false, got {keep_final!r}",
+                         "true (keep each ended trial's last checkpoint), false (delete them; default)")
 
     study = Study(name=name, source_path=path, raw=raw, methods=methods, variants=variants, grid=tuple(grid),
-                  seeds=seeds, tune=tune, search=search, schedule=schedule, resources=resources, base=base)
+                  seeds=seeds, tune=tune, search=search, schedule=schedule, resources=resources, base=base,
+                  keep_final_checkpoint=keep_final)
     _check_every_trial(study)
     return study
+
+
+def _check_gpu(path: str, gpu: float) -> None:
+    """GPUs per trial: a fraction of one GPU (trials packed on it) or whole GPUs, never 1.5.
+
+    Ray schedules ``gpu: 0.25`` as four trials sharing one device; a fraction above one would
+    need a trial to span devices partially, which Ray rejects at run time.
+    """
+    if gpu == 0 or 0 < gpu <= 1 or float(gpu).is_integer():
+        return
+    raise StudyError(path, "resources.gpu", f"{gpu} is neither a fraction of one GPU nor a whole number of GPUs",
+                     "0 (CPU only), 0 < gpu <= 1 (e.g. 0.25: four trials share one GPU), or an integer >= 1")
 
 
 def _check_every_trial(study: Study) -> None:

@@ -24,7 +24,7 @@ DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 TOP_KEYS = ("name", "data", "model", "methods", "variants", "grid", "seeds", "tune", "search", "schedule",
-            "collapse", "resources", "trial")
+            "collapse", "resources", "trial", "checkpoints")
 DATA_KEYS = {"dataset": "dataset", "root": "data_root", "image_size": "image_size",
              "train_size": "train_size", "eval_size": "eval_size", "seed": "data_seed"}
 MODEL_KEYS = ("backbone", "projector_dim", "projector_hidden_dim", "num_prototypes")
@@ -32,6 +32,7 @@ SEARCH_KEYS = ("num_samples", "metric", "mode", "seed")
 SCHEDULE_KEYS = ("max_epochs", "asha")
 ASHA_KEYS = ("grace_period", "reduction_factor")
 RESOURCE_KEYS = ("cpu", "gpu", "max_concurrent_trials")
+CHECKPOINT_KEYS = ("keep_final",)
 # Keys a study sets through its own sections, not through ``trial:`` / ``grid:`` / ``tune:``.
 RESERVED = ("method", "variant", "seed", "epochs", "collapse", *DATA_KEYS.values())
 TRIAL_FIELDS = tuple(f.name for f in fields(TrialConfig))
@@ -110,6 +111,7 @@ class Study:
     schedule: ScheduleSettings
     resources: Resources
     base: Mapping[str, Any] = field(default_factory=dict)
+    keep_final_checkpoint: bool = False  # checkpoints: {keep_final: true} keeps an ended trial's last one
 
     @property
     def grid_axes(self) -> tuple[str, ...]:

@@ -24,7 +24,10 @@ class TrialWriter:
     """Thin wrapper over :class:`tensorboardX.SummaryWriter` with er-tune's tag layout."""
 
     def __init__(self, logdir: str, *, purge_step: int | None = None) -> None:
-        self._writer = SummaryWriter(logdir=logdir, purge_step=purge_step, flush_secs=10)
+        # The suffix keeps this file's name distinct from the events file Ray's own logger writes
+        # into the same trial dir in the same second (Ray copies its file over a same-named one).
+        self._writer = SummaryWriter(logdir=logdir, purge_step=purge_step, flush_secs=10,
+                                     filename_suffix=".trial")
 
     def step_scalars(self, step: int, **values: float) -> None:
         for key, value in values.items():
