@@ -143,7 +143,8 @@ def legend(table: pa.Table, width: int = 100) -> str:
             f"ER−orig rate, Newcombe 95%. time: {used['logrank_test']} on epochs to first collapse"
             f" ({cells['logrank_p']}); med o/E: Kaplan–Meier median epochs, - not reached. knn: "
             f"paired t on final knn_top1 over seeds ({cells['knn_p']}), t 95%. Undecided: "
-            f"'=≥0.75' smallest collapse-rate gap (vs none) these seeds can decide; '=|Δ|≥0.05' "
+            f"'=≥r': r is the smallest collapse-rate gap (vs none) these seeds can decide; "
+            f"'=|Δ|≥d': d is the "
             f"knn gap found with 80% power at the observed sd; '=never' cannot reach alpha.")
     return "\n".join(textwrap.wrap(text, width)) + "\n"
 
