@@ -15,7 +15,7 @@ from er_tune.models import (BACKBONES, EMATeacher, MemoryBank, Prototypes, build
                                                        ("resnet18_cifar", 512, (11_000_000, 11_300_000)),
                                                        ("resnet18", 512, (11_000_000, 11_300_000)),
                                                        ("resnet50", 2048, (23_000_000, 24_000_000)),
-                                                       ("resnet_small", 128, (300_000, 330_000))])
+                                                       ("resnet_small", 512, (2_700_000, 2_850_000))])
 def test_backbones_shapes_and_sizes(name, feature_dim, params):
     net = build_backbone(name, 32).eval()
     with torch.no_grad():
@@ -56,7 +56,7 @@ def test_resnet_small_sees_every_pixel_and_downsamples_by_learned_strides(image_
     assert stem.kernel_size == (3, 3) and stem.stride == (2, 2)  # learned downsampling, every pixel seen
     with torch.no_grad():
         before_pool = net.features[:-2](torch.randn(2, 3, image_size, image_size))
-        assert before_pool.shape == (2, 128, final, final)
+        assert before_pool.shape == (2, 512, final, final)
 
 
 

@@ -2,7 +2,7 @@
 
 ``convnet`` is small enough for CPU trials (works at 16x16: larger inputs are average-pooled down
 first; 5 conv blocks of 32-128 channels, ~278k parameters);
-``resnet_small`` is a small ResNet (learned stride-2 stem, 32-64-128 channels) for the native 28-32 px;
+``resnet_small`` is a small ResNet (learned stride-2 stem, 32-64-512 channels) for the native 28-32 px;
 ``resnet18_cifar`` is ResNet-18 with a 3x3 stride-1 stem and no max-pool (the usual CIFAR
 variant); ``resnet18`` / ``resnet50`` are torchvision's (never pretrained: nothing is downloaded).
 """
@@ -85,15 +85,21 @@ class SmallResNet(nn.Module):
 
     A learned 3x3 stride-2 conv stem (32 channels; it sees every input pixel, where ``convnet``
     averages 2x2 blocks away before its first filter), then three stages of ``BLOCKS_PER_STAGE``
-    basic blocks with 32, 64, 128 channels (strides 1, 2, 2: 32 px -> 16 -> 16 -> 8 -> 4), global
-    average pooling -> 128 features (about 0.3 M parameters).
+    basic blocks with 32, 64, 512 channels (strides 1, 2, 2: 32 px -> 16 -> 16 -> 8 -> 4), global
+    average pooling -> 512 features (about 2.8 M parameters, 2.7 M of them in the last stage, which
+    runs at 4x4 px).
 
-    Measured on FashionMNIST at 28 px (10,000 training images, SimCLR, batch 64, one epoch, one
-    thread of a loaded 2-core machine): a stride-1 stem (stages at 14, 7, 4 px after a full-size
-    32-channel layer) reached the same kNN top-1 (0.789 against 0.788) at 0.6x the speed.
+    Measured on FashionMNIST at 28 px (10,000 training images, SimCLR, batch 64, lr 0.3,
+    temperature 0.2, one thread of a loaded 2-core machine): a stride-1 stem (stages at 14, 7, 4 px
+    after a full-size 32-channel layer) reached the same kNN top-1 (0.789 against 0.788) at 0.6x the
+    speed. The width of the last stage is the width of the features the linear probe sees (raw
+    pixels give it 784); after one epoch, linear top-1 0.827 / 0.842 / 0.849 with 128 / 256 / 512
+    channels (kNN 0.796 / 0.793 / 0.806) at 160 / 130 / 77 images/s, and 0.856 with 512 after two
+    epochs against 0.855 with 256 after three, where 128 channels gained about 0.003 per epoch
+    (0.842 after six).
     """
 
-    WIDTHS = (32, 64, 128)
+    WIDTHS = (32, 64, 512)
     STRIDES = (1, 2, 2)
     BLOCKS_PER_STAGE = 1
 
