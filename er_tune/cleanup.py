@@ -1,11 +1,18 @@
 """Bounded disk: an ended trial's checkpoints are deleted, so an experiment's size is its logs.
 
 A trial checkpoints every epoch (Ray keeps the newest two, ``CheckpointConfig(num_to_keep=2)``)
-so that a retried or resumed trial continues where it was. Once Ray reports the trial *complete*
-(it finished, was early-stopped by ASHA, or collapsed/diverged) nothing will resume it, and its
-``checkpoint_*`` directories are removed; a study that wants the trained weights sets
-``checkpoints: {keep_final: true}`` and keeps the newest one. Errored trials (``on_trial_error``)
-and trials of an interrupted study keep their checkpoints: running the command again resumes them.
+so that a retried or resumed trial continues where it was. When a phase's Tuner finishes
+(``on_experiment_end``), the ``checkpoint_*`` directories of every trial that ended *complete* (it
+finished, was early-stopped by ASHA, or collapsed/diverged) are removed; a study that wants the
+trained weights sets ``checkpoints: {keep_final: true}`` and keeps the newest one. Errored trials and
+every trial of an interrupted study keep their checkpoints: running the command again resumes them,
+and the resumed phase prunes them when it finishes.
+
+Why not at ``on_trial_complete``: until Ray's next experiment snapshot records the trial as
+terminated, the snapshot still points at one of its checkpoints; a driver killed in that window
+resumes the trial from that checkpoint, and deleting it made the resumed trial error ("Could not
+recover from checkpoint as it does not exist on storage anymore", found by
+``tests/test_launch.py::test_resume_after_driver_sigkill_finishes_every_trial_once``).
 Works on any storage Ray writes to (local path or URI) through the storage's pyarrow filesystem.
 """
 
@@ -43,10 +50,19 @@ def prune_checkpoints(fs: pyarrow.fs.FileSystem, trial_path: str, *, keep_final:
 
 
 class PruneEndedCheckpoints(Callback):
-    """Tune callback: prune the checkpoints of each trial that completes (see module docstring)."""
+    """Tune callback: when the phase ends, prune the checkpoints of its complete trials (see above)."""
 
     def __init__(self, *, keep_final: bool = False) -> None:
         self.keep_final = keep_final
+        self.completed: dict[str, object] = {}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        prune_checkpoints(trial.storage.storage_filesystem, trial.path, keep_final=self.keep_final)
+        self.completed[trial.trial_id] = trial
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.completed.pop(trial.trial_id, None)  # resumable: keep its checkpoints
+
+    def on_experiment_end(self, trials, **info):
+        for trial in self.completed.values():
+            prune_checkpoints(trial.storage.storage_filesystem, trial.path, keep_final=self.keep_final)
+        self.completed.clear()

@@ -112,6 +112,11 @@ class GroupedOptunaSearcher(Searcher):
             return
         group, number = self.live.pop(trial_id)
         study = self.optuna_study(group)
+        told = study.get_trials(deepcopy=False)
+        if number < len(told) and told[number].state.is_finished():
+            # restored from an experiment snapshot older than the Optuna storage (a killed
+            # driver): the trial was already told; Optuna refuses a second tell
+            return
         value = None if error else finite_metric(result, self.study.search.metric)
         if value is None:
             study.tell(number, state=optuna.trial.TrialState.FAIL)

@@ -35,15 +35,20 @@ def test_prune_checkpoints_keeps_logs_and_at_most_the_final_one(tmp_path, keep_f
     assert prune_checkpoints(pyarrow.fs.LocalFileSystem(), str(tmp_path / "gone"), keep_final=False) == []
 
 
-def test_callback_prunes_on_complete_only(tmp_path):
-    trial_dir = make_trial_with_checkpoints(tmp_path / "t", 2)
-    trial = SimpleNamespace(storage=SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem()),
-                            path=str(trial_dir))
+def test_callback_prunes_complete_trials_when_the_phase_ends(tmp_path):
+    fs = SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem())
+    done_dir, failed_dir = (make_trial_with_checkpoints(tmp_path / name, 2) for name in ("done", "failed"))
+    done = SimpleNamespace(trial_id="done", storage=fs, path=str(done_dir))
+    failed = SimpleNamespace(trial_id="failed", storage=fs, path=str(failed_dir))
+    left = lambda d: len([p for p in d.glob("checkpoint_*") if p.is_dir()])  # noqa: E731
     callback = PruneEndedCheckpoints()
-    callback.on_trial_error(iteration=1, trials=[trial], trial=trial)  # errored: resumable, kept
-    assert len([p for p in trial_dir.glob("checkpoint_*") if p.is_dir()]) == 2
-    callback.on_trial_complete(iteration=1, trials=[trial], trial=trial)
-    assert not [p for p in trial_dir.glob("checkpoint_*") if p.is_dir()]
+    callback.on_trial_complete(iteration=1, trials=[done], trial=done)
+    callback.on_trial_complete(iteration=1, trials=[failed], trial=failed)
+    callback.on_trial_error(iteration=2, trials=[failed], trial=failed)  # retried, then errored: resumable
+    # a driver killed now resumes from the snapshot's checkpoint: nothing may be gone yet
+    assert left(done_dir) == 2 and left(failed_dir) == 2
+    callback.on_experiment_end(trials=[done, failed])
+    assert left(done_dir) == 0 and left(failed_dir) == 2
 
 
 def blob(epochs):

@@ -124,6 +124,11 @@ def test_searcher_state_round_trips(searcher, tmp_path):
     assert restored.suggested == searcher.suggested
     restored.on_trial_complete("t0", result(2, 0.3))  # a trial suggested before the restore
     assert restored.optuna_study("simclr/original/batch_size=32").trials[0].value == 0.3
+    # a snapshot older than the Optuna storage: the same trial completes again after a second restore
+    again = GroupedOptunaSearcher(searcher.study, storage_dir=searcher.storage_dir)
+    again.restore(path)
+    again.on_trial_complete("t0", result(2, 0.9))  # already told: neither raises nor changes the value
+    assert again.optuna_study("simclr/original/batch_size=32").trials[0].value == 0.3
     assert restored.suggest("t2")["group"] == "simclr/original/batch_size=32"
     assert restored.suggest("t3")["group"] == "simclr/er/batch_size=32"
     assert restored.suggest("t4") == Searcher.FINISHED
