@@ -126,7 +126,6 @@ def unique_events(events: list[dict]) -> list[dict]:
 def read_trial(phase: str, trial_dir: str, states: dict[str, str]) -> TrialData:
     """Read one trial dir; never raises."""
     t = TrialData(phase=phase, trial_dir=trial_dir)
-    name = os.path.basename(trial_dir)
     if not _is_trial_dir(trial_dir):
         t.problems.append("empty trial directory")
         return t

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from er_tune.config import METHODS, VARIANTS, did_you_mean, keys_read_by, objective_name
-from search_spaces.study import (ASHA_KEYS, BACKBONE_NAMES, DATA_KEYS, DATASET_NAMES, DISTRIBUTIONS, METRICS,
+from er_tune.config import (BACKBONE_NAMES, DATASET_NAMES, METHODS, VARIANTS, did_you_mean, keys_read_by,
+                            objective_name)
+from search_spaces.study import (ASHA_KEYS, DATA_KEYS, DISTRIBUTIONS, METRICS,
                                  MODEL_KEYS, NAME_PATTERN, RESERVED, RESOURCE_KEYS, SCHEDULE_KEYS, SEARCH_KEYS,
                                  TOP_KEYS, TRIAL_FIELDS, Distribution, Resources, ScheduleSettings,
                                  SearchSettings, Study, StudyError, _mapping, _nonempty_list, _number,

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from er_tune.config import (BACKBONE_NAMES, DATASET_NAMES, EMA_METHODS, METHODS, VARIANTS, CollapseConfig,
+from er_tune.config import (METHODS, VARIANTS, CollapseConfig,
                             ConfigError, TrialConfig, data_root_problem, did_you_mean, objective_name,
                             reads_key)
 

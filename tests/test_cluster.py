@@ -336,7 +336,6 @@ def test_head_and_driver_killed_then_resubmitted_resumes(cluster, tmp_path):
     study = write_study(tmp_path / "headloss.yaml", name="headloss", epochs=8, search=False,
                         variants=("original",))
     exp = tmp_path / "shared" / "headloss"
-    head = cluster.processes[0]
     driver = subprocess.Popen([sys.executable, "-m", "er_tune.cli", "tune", str(study), "--address",
                                cluster.address, "--storage", str(exp)], env=ENV, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from er_tune.config import ConfigError, TrialConfig

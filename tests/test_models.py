@@ -1,6 +1,5 @@
 """Backbones, heads, EMA teacher and its schedule, memory bank."""
 
-import math
 
 import pytest
 import torch

@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import torch
 
 from er_tune.collapse import CollapseEvent
 from er_tune.config import TrialConfig
