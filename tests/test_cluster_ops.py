@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pyarrow.fs
 import pytest
 
-from er_tune.cleanup import PruneEndedCheckpoints, prune_checkpoints
+from er_tune.service.cleanup import PruneEndedCheckpoints, prune_checkpoints
 from reports.discover import discover
 from reports.results_io import drop_superseded, read_many
 from search_spaces import StudyError, load_study

@@ -197,7 +197,7 @@ def test_wrong_root_fails_before_training_naming_expected_paths(tmp_path, datase
 
 
 def test_cli_train_rejects_wrong_root_before_training(tmp_path, capsys):
-    from er_tune.cli import main
+    from er_tune.service.cli import main
 
     out = tmp_path / "trial"
     code = main(["train", "--method", "simclr", "--dataset", "fashion_mnist", "--set", f"data_root={tmp_path}",

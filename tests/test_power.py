@@ -9,7 +9,7 @@ import yaml
 from scipy import stats as sps
 
 from er_tune import power
-from er_tune.cli import main
+from er_tune.service.cli import main
 
 
 def study_with(tmp_path, seeds, **changes):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from er_tune.cli import main
+from er_tune.service.cli import main
 from er_tune.config import COMMON_KEYS
 from search_spaces import (StudyError, applies, condition_groups, describe, load_study, parse_study, replicate_configs,
                            trial_config)

@@ -227,8 +227,8 @@ class StudyRunner:
     def _run_config(self, phase: str, total: int):
         from ray import tune
 
-        from er_tune.cleanup import PruneEndedCheckpoints
-        from er_tune.progress import StudyProgress
+        from er_tune.service.cleanup import PruneEndedCheckpoints
+        from er_tune.service.progress import StudyProgress
 
         # max_failures also covers a lost node: the trial's actor dies with it and the trial is
         # retried from its last checkpoint (in the shared storage) on a node that is still alive.

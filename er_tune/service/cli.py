@@ -118,7 +118,7 @@ def _check_data_root(config) -> None:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from er_tune.launch import run_study
+    from er_tune.service.launch import run_study
 
     return run_study(args.study, address=args.address, storage=args.storage, name=args.name,
                      phase=args.phase)
