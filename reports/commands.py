@@ -58,7 +58,7 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
     unreadable = [{"trial_dir": t.trial_dir, "reason": p} for t in trials for p in t.problems]
     for u in unreadable:
         print(f"warning: {u['trial_dir']}: {u['reason']}", file=err)
-    recs, axes, hps = trial_records(trials)
+    recs, axes, hps = trial_records(trials, root=experiment)
     df = pd.DataFrame(recs)
     phases = sorted(set(df["phase"])) if len(df) else []
     st_phase = "replicate" if "replicate" in phases else ("search" if "search" in phases else
