@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
@@ -97,7 +99,7 @@ def _plot_axis(method: str, sub: pd.DataFrame, axis: str, datasets: list[str], o
     for level, text in chance_levels(datasets):
         style = ":" if text.startswith("majority") else "-."
         a1.axhline(level, color="0.4", linestyle=style, linewidth=1, label=text)
-    ticks = [str(v) for v in g.index]
+    ticks = [_value(v) for v in g.index]
     for ax in (a1, a2):
         ax.set_xticks(x, ticks)
         ax.set_xlim(-0.5, len(x) - 0.5)
@@ -116,7 +118,14 @@ def _cells(df: pd.DataFrame, cell_cols: list[str]):
         return
     for key, cell in df.groupby(cell_cols, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        yield ",".join(f"{a}={v}" for a, v in zip(cell_cols, key)), cell
+        yield ",".join(f"{a}={_value(v)}" for a, v in zip(cell_cols, key)), cell
+
+
+def _value(v) -> str:
+    """An axis value as the study wrote it (32, not the 32.0 a null-holding column becomes)."""
+    if isinstance(v, (float, np.floating)) and np.isfinite(v) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
 
 
 def plot_survival(survival: pa.Table, axes: list[str], out_dir: str) -> list[str]:
@@ -138,6 +147,7 @@ def plot_survival(survival: pa.Table, axes: list[str], out_dir: str) -> list[str
             _km_panel(ax, rows, cell_cols)
             what = ("first collapse" if endpoint is None
                     else ENDPOINT_TITLE.get(endpoint, f"{endpoint} collapse"))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set(xlabel="epoch", ylabel="P(no collapse yet)", ylim=(-0.05, 1.05),
                    title=f"{method}: epochs to {what} (Kaplan–Meier, 95% log-log)")
         paths.append(_save(fig, os.path.join(out_dir, f"km_{method}.png")))
@@ -163,13 +173,12 @@ def _km_panel(ax, rows: pd.DataFrame, cell_cols: list[str]) -> None:
     if quiet:
         text = "no collapse (S = 1 throughout): " + "; ".join(quiet)
         ax.text(0.02, 0.03, _wrap(text, 70), transform=ax.transAxes, fontsize=7, va="bottom",
-                color="0.3")
+                color="0.3", bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.9})
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="best")
 
 
 def _wrap(text: str, width: int) -> str:
-    import textwrap
     return "\n".join(textwrap.wrap(text, width))
 
 
@@ -180,12 +189,13 @@ def plot_entropy(epochs: pa.Table, trials: pd.DataFrame | None, axes: list[str],
                        epochs.column_names else ["trial_id", "epoch", "er_entropy"]).to_pandas()
     panels = []
     if trials is not None and {"trial_id", "method", "variant", "phase"} <= set(trials.columns):
-        phase = "replicate" if (trials["phase"] == "replicate").any() else None
-        meta = trials[trials["phase"] == phase] if phase else trials
-        cell_cols = [a for a in axes if a in meta.columns]
-        meta = meta[["trial_id", "phase", "method", "variant"] + cell_cols]
+        cell_cols = [a for a in axes if a in trials.columns]
+        meta = trials[["trial_id", "phase", "method", "variant"] + cell_cols]
         on = ["trial_id", "phase"] if "phase" in ep.columns else ["trial_id"]
-        merged = ep.merge(meta.astype({c: object for c in on}), on=on)
+        merged = ep.merge(meta.astype({c: object for c in on}), on=on,
+                          suffixes=("_epoch", ""))
+        if (merged["phase"] == "replicate").any():  # the phase the stability table reads
+            merged = merged[merged["phase"] == "replicate"]
         for method, sub in merged.groupby("method", sort=True):
             for label, cell in _cells(sub, cell_cols):
                 panels.append((f"{method} {label}".strip(), cell))
@@ -206,11 +216,12 @@ def plot_entropy(epochs: pa.Table, trials: pd.DataFrame | None, axes: list[str],
                     label=f"{name} (n={n.max()})")
             ax.fill_between(mean.index, mean - sd, mean + sd, color=color, alpha=0.15)
         ax.set_title(title, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("er_entropy (nats)")
         ax.legend(fontsize=7)
     for ax in list(grid.flat)[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle("ER entropy Ĥ on the fixed eval set (leave-one-out vMF KDE, κ_eval), "
-                 "mean ± sd over seeds", fontsize=10)
+    fig.suptitle(_wrap("ER entropy Ĥ on the fixed eval set (leave-one-out vMF KDE, κ_eval), "
+                       "mean ± sd over seeds", 55 * ncols), fontsize=9)
     return _save(fig, os.path.join(out_dir, "er_entropy.png"))

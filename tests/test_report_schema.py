@@ -141,6 +141,7 @@ def test_epochs_hold_metrics_not_ray_bookkeeping(rich):
 def test_trial_dir_relative_to_the_experiment_whatever_the_cwd(tmp_path, monkeypatch):
     exp = tmp_path / "studies" / "exp"
     small_replicate(exp)
+    os.makedirs(exp / "replicate" / "empty")
     monkeypatch.chdir(tmp_path / "studies")
     report("exp", plots=False)
     first = pq.read_table(exp / "report" / "trials.parquet")["trial_dir"].to_pylist()
@@ -148,7 +149,11 @@ def test_trial_dir_relative_to_the_experiment_whatever_the_cwd(tmp_path, monkeyp
     report(os.path.abspath(exp), plots=False)
     second = pq.read_table(exp / "report" / "trials.parquet")["trial_dir"].to_pylist()
     assert first == second
-    assert sorted(first)[0] == "replicate/t_er_0" and len(first) == 8
+    assert sorted(first)[0] == "replicate/empty" and len(first) == 9
+    assert sorted(first)[1] == "replicate/t_er_0"
+    manifest = json.loads((exp / "report" / "manifest.json").read_text())
+    assert manifest["unreadable"] == [{"trial_dir": "replicate/empty",
+                                       "reason": "empty trial directory"}]
 
 
 def test_show_reads_a_schema_2_report(tmp_path):
@@ -213,7 +218,7 @@ def test_plots_dpi_dodge_chance_entropy_panels(tmp_path, monkeypatch):
     levels = {round(line.get_ydata()[0], 4) for line in svhn.lines if len(line.get_ydata()) == 2}
     assert {0.1, round(5099 / 26032, 4)} <= levels  # chance and majority class of SVHN's test split
     ent = [ax for ax in cap.figures["er_entropy.png"].axes if ax.get_visible()]
-    assert [ax.get_title() for ax in ent] == ["byol ema=0.0", "byol ema=0.9", "simclr ema=0.9"]
+    assert [ax.get_title() for ax in ent] == ["byol ema=0", "byol ema=0.9", "simclr ema=0.9"]
     assert all(ax.get_ylabel() == "er_entropy (nats)" for ax in ent)
     assert [len(ax.lines) for ax in ent] == [2, 2, 2]  # original and ER in each cell
 
