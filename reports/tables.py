@@ -1,7 +1,8 @@
 """Build the report tables (DESIGN.md §7) as pyarrow Tables from discovered trials.
 
 ``trials``: one row per trial (readable or not; unreadable fields are null). Grid cell columns
-come from the union of params.json ``grid_axes``; ``hp_<name>`` columns from the union of
+come from the union of params.json ``grid_axes`` (null in a trial whose cell lacks the axis: its
+method/variant does not read it); ``hp_<name>`` columns from the union of
 ``searched``, null in a trial whose group did not search that key (params.json holds every
 TrialConfig default, which was never a choice of that group). ``trial_dir`` is relative to the
 experiment directory. ``epochs`` keeps the reported metrics, not Ray's bookkeeping (``RAY_KEYS``);
@@ -95,8 +96,9 @@ def trial_records(trials: list[TrialData], root: str | None = None
         if first_c is None and last.get("collapsed"):
             rec["collapse_kind"] = "diverged" if rec["stop_reason"] == "diverged" else "unknown"
             rec["collapse_epoch"] = last.get("epoch")
-        for a in axes:
-            rec[a] = p.get(a)
+        cell = set(p.get("grid_axes") or [])
+        for a in axes:  # an axis the pair does not read is not in its cell (nor its default)
+            rec[a] = p.get(a) if a in cell else None
         searched = set(p.get("searched") or [])
         for h in hps:
             rec[f"hp_{h}"] = p.get(h) if h in searched else None

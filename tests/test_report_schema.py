@@ -50,6 +50,11 @@ def rich_experiment(root):
                      date="2026-12-02_01-00-00", node_ip="127.0.0.1", experiment_tag="0_lr=0.1",
                      timesteps_total=None, checkpoint_dir_name=None)
             f.write(json.dumps(x) + "\n")
+    d = write_trial(ph, "nocell", method="simclr", variant="er", searched={"kappa": 8.0})
+    with open(os.path.join(d, "params.json")) as f:
+        p = json.load(f)
+    with open(os.path.join(d, "params.json"), "w") as f:  # the flat TrialConfig holds every field
+        json.dump({**p, "ema": 0.9, "kappa": 8.0, "temperature": 0.1}, f)
     planted(root, n=3)
     return root
 
@@ -119,7 +124,11 @@ def test_hp_null_where_the_group_did_not_search_the_key(rich):
     tr = pq.read_table(os.path.join(out, "trials.parquet")).to_pandas().set_index("trial_id")
     assert tr.loc["byol_a", "hp_kappa"] == 4.0 and pd.isna(tr.loc["byol_a", "hp_lr"])
     assert tr.loc["coll", "hp_lr"] == 0.9 and pd.isna(tr.loc["coll", "hp_kappa"])
-    simclr = tr[(tr["method"] == "simclr") & (tr["phase"] == "search")]
+    # a grid axis the trial's pair does not read is null too, not its TrialConfig default
+    assert pd.isna(tr.loc["nocell", "ema"])
+    assert tr.loc["byol_a", "ema"] == 0.9
+    assert tr.loc["nocell", "hp_kappa"] == 8.0 and pd.isna(tr.loc["nocell", "hp_lr"])
+    simclr = tr[(tr["objective"] == "simclr") & (tr["phase"] == "search")]
     assert simclr["hp_kappa"].isna().all() and len(simclr) == 8
     se = pq.read_table(os.path.join(out, "search.parquet")).to_pylist()
     by_group = {r["group"]: r for r in se}
