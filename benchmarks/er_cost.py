@@ -47,7 +47,7 @@ def main() -> None:
     net = build_network(config)
     objective = build_objective(config.objective, config)
     optimizer = build_optimizer([net], config)
-    augment = make_augmenter(config.method, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    augment = make_augmenter(objective.views, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     images = torch.randint(0, 256, (args.batch_size, 3, args.image_size, args.image_size),
                            dtype=torch.uint8)
     generator = torch.Generator().manual_seed(0)

@@ -67,7 +67,7 @@ def train_window(settings: dict, barrier, seconds: float) -> dict:
     net = net.to(memory_format=memory_format)
     objective = build_objective(config.objective, config).to(device)
     optimizer = build_optimizer([net, objective], config)
-    augment = make_augmenter(config.method, data.mean, data.std)
+    augment = make_augmenter(objective.views, data.mean, data.std)
     generator = torch.Generator(device=device).manual_seed(0)
     batch = config.batch_size
 

@@ -37,10 +37,10 @@ def bare_loop(config: TrialConfig, data) -> tuple[float, int]:
     """The same training, nothing else: returns (seconds, images)."""
     torch.manual_seed(config.seed)
     net = build_network(config)
-    teacher = EMATeacher(net) if config.uses_ema else None
     objective = build_objective(config.objective, config)
+    teacher = EMATeacher(net) if objective.needs_teacher else None
     optimizer = build_optimizer([net, objective], config)
-    augment = make_augmenter(config.method, data.mean, data.std)
+    augment = make_augmenter(objective.views, data.mean, data.std)
     generator = torch.Generator().manual_seed(config.seed)
     n = data.train_images.shape[0]
     steps = n // config.batch_size

@@ -14,6 +14,10 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+# Torch-free mirror of the objectives registry (er_tune.objectives.OBJECTIVES, where each method is
+# described), so configs and study files are checked without importing torch. The trainer, models,
+# augmentation and diagnostics read the objective classes, never these; tests/test_objectives.py and
+# tests/test_toy_method.py check that they agree with the classes' declared support and needs_teacher.
 METHODS = ("simclr", "byol", "dino", "swav", "deepcluster")
 VARIANTS = ("original", "er")
 DISCRETE_METHODS = ("dino", "swav", "deepcluster")

@@ -13,7 +13,7 @@ def _batch(n=16, size=16):
 
 def test_identical_inputs_get_different_views_per_sample():
     images = _batch(1).expand(32, -1, -1, -1).contiguous()
-    v1, v2 = make_augmenter("simclr", MEAN, STD)(images, torch.Generator().manual_seed(0))
+    v1, v2 = make_augmenter("symmetric", MEAN, STD)(images, torch.Generator().manual_seed(0))
     flat = v1.flatten(1)
     distinct = {tuple(row.round(decimals=4).tolist()) for row in flat}
     assert len(distinct) == 32
@@ -31,7 +31,7 @@ def test_outputs_in_normalised_range_and_shape():
 
 
 def test_deterministic_given_seed():
-    aug = make_augmenter("byol", MEAN, STD)
+    aug = make_augmenter("asymmetric", MEAN, STD)
     a = aug(_batch(), torch.Generator().manual_seed(7))
     b = aug(_batch(), torch.Generator().manual_seed(7))
     c = aug(_batch(), torch.Generator().manual_seed(8))
@@ -71,12 +71,12 @@ def test_grayscale_always_has_equal_channels_and_solarize_inverts():
 
 
 def test_presets_and_errors():
-    assert VIEW_PRESETS["byol"][0].blur_p == 1.0 and VIEW_PRESETS["byol"][1].solarize_p == 0.2
-    assert VIEW_PRESETS["simclr"][0] == VIEW_PRESETS["simclr"][1]
-    with pytest.raises(ValueError, match="simclr"):
+    assert VIEW_PRESETS["asymmetric"][0].blur_p == 1.0 and VIEW_PRESETS["asymmetric"][1].solarize_p == 0.2
+    assert VIEW_PRESETS["symmetric"][0] == VIEW_PRESETS["symmetric"][1]
+    with pytest.raises(ValueError, match="symmetric"):
         make_augmenter("nope", MEAN, STD)
     with pytest.raises(ValueError, match="uint8"):
-        make_augmenter("simclr", MEAN, STD)(torch.zeros(2, 3, 8, 8), torch.Generator())
+        make_augmenter("symmetric", MEAN, STD)(torch.zeros(2, 3, 8, 8), torch.Generator())
 
 
 def test_gray_preset_drops_exactly_the_colour_operations():
@@ -99,7 +99,7 @@ def test_gray_jitter_is_brightness_then_contrast_only():
     y = clamp(c (clamp(b x) - m) + m), m the mean luma, with (apply, b, c) drawn in that order."""
     from er_tune.data.augment import GRAY_VIEW_PRESETS, color_jitter
 
-    config = GRAY_VIEW_PRESETS["simclr"][0]
+    config = GRAY_VIEW_PRESETS["symmetric"][0]
     x = _batch(n=64).float() / 255
     out = color_jitter(x, config, torch.Generator().manual_seed(5))
     g = torch.Generator().manual_seed(5)
@@ -113,7 +113,7 @@ def test_gray_jitter_is_brightness_then_contrast_only():
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
     assert 40 <= int(apply.sum()) < 64  # jitter was applied to most images, not skipped
     # The colour preset with the same draws differs: it also scales and rotates chroma.
-    colour = color_jitter(x, VIEW_PRESETS["simclr"][0], torch.Generator().manual_seed(5))
+    colour = color_jitter(x, VIEW_PRESETS["symmetric"][0], torch.Generator().manual_seed(5))
     assert (colour - expected).abs().max() > 0.05
 
 

@@ -76,6 +76,11 @@ def test_queue_lets_a_small_batch_keep_a_shared_assignment():
     assert functional.swav_loss(batch, scores2, 0.1, 0.05, 3) != pytest.approx(float(got), rel=1e-3)
 
 
+def queue(state):
+    """SwAV's queue, recipe state of its objective (None before it starts; SwAV-ER has none)."""
+    return getattr(state.objective, "queue", None)
+
+
 def record_steps(state):
     """Per objective call: prototype row norms, the queue scores passed, and the scores expected
     from the queued embeddings under the current prototypes."""
@@ -85,8 +90,8 @@ def record_steps(state):
         inputs = args[0]
         weight = state.net.prototypes.weight.detach().clone()
         expected = None
-        if state.queue is not None and state.queue.full:
-            expected = F.normalize(state.queue.embeddings[0], dim=1) @ F.normalize(weight, dim=1).T
+        if queue(state) is not None and queue(state).full:
+            expected = F.normalize(queue(state).embeddings[0], dim=1) @ F.normalize(weight, dim=1).T
         calls.append(dict(norms=weight.norm(dim=1), weight=weight, queue1=inputs.queue1, expected=expected))
 
     state.objective.register_forward_pre_hook(hook)
@@ -117,7 +122,7 @@ def test_queue_joins_the_codes_once_full_with_scores_from_the_current_prototypes
     calls = record_steps(state)
     step = TrainingStep(state, tiny_data)
     step.run_epoch(1, NullWriter())
-    assert state.queue is None and all(call["queue1"] is None for call in calls)
+    assert queue(state) is None and all(call["queue1"] is None for call in calls)
     step.run_epoch(2, NullWriter())
     assert [call["queue1"] is None for call in calls[3:]] == [True, True, False]
     last = calls[-1]
@@ -130,4 +135,4 @@ def test_swav_er_never_builds_a_queue(tiny_data):
     state = build_state(config, tiny_data)
     calls = record_steps(state)
     TrainingStep(state, tiny_data).run_epoch(1, NullWriter())
-    assert state.queue is None and all(call["queue1"] is None for call in calls)
+    assert queue(state) is None and all(call["queue1"] is None for call in calls)

@@ -21,7 +21,7 @@ from trainers.linear_probe import linear_top1
 
 def raw_pixel_knn(config: TrialConfig, data: DatasetBundle) -> float:
     """kNN top-1 on the normalised pixel vectors of the bank and evaluation images."""
-    normalize = make_augmenter("simclr", data.mean, data.std).normalize
+    normalize = make_augmenter("symmetric", data.mean, data.std).normalize
     bank = min(config.knn_bank_size, data.train_images.shape[0])
     return knn_top1(normalize(data.train_images[:bank]).flatten(1), data.train_labels[:bank],
                     normalize(data.eval_images).flatten(1), data.eval_labels, k=config.knn_k,
@@ -31,7 +31,7 @@ def raw_pixel_knn(config: TrialConfig, data: DatasetBundle) -> float:
 def _raw_pixels(config: TrialConfig, data: DatasetBundle) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised pixel vectors of the bank and the evaluation images (grey images: one channel,
     since their three channels are copies)."""
-    normalize = make_augmenter("simclr", data.mean, data.std).normalize
+    normalize = make_augmenter("symmetric", data.mean, data.std).normalize
     bank = min(config.knn_bank_size, data.train_images.shape[0])
     channels = 1 if bool((data.train_images[:bank] == data.train_images[:bank, :1]).all()) else 3
     return (normalize(data.train_images[:bank])[:, :channels].flatten(1),

@@ -50,6 +50,7 @@ from er_tune.config import TrialConfig
 from er_tune.data import DatasetBundle
 from er_tune.data.augment import make_augmenter, use_gray_preset
 from er_tune.models import SSLNetwork
+from er_tune.objectives import objective_class
 from trainers.evaluation import knn_top1
 from trainers.linear_probe import linear_top1
 
@@ -100,11 +101,14 @@ class Diagnostics:
         self.device = device
         self.autocast = autocast
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self._augment = make_augmenter("simclr", data.mean, data.std,
+        self._augment = make_augmenter("symmetric", data.mean, data.std,
                                        grayscale=use_gray_preset(config.augment, data.grayscale))
         bank = min(config.knn_bank_size, data.train_images.shape[0])
         self._bank_images = data.train_images[:bank]
         self._bank_labels = data.train_labels[:bank]
+        objective = objective_class(config.objective)  # assign_* of the objectives on prototypes
+        self._assignment_temperature = (objective.assignment_temperature(config)
+                                        if objective.support == "discrete" else None)
         self._views: tuple[torch.Tensor, torch.Tensor] | None = None
         self._features: tuple[torch.Tensor, torch.Tensor] | None = None  # (bank, eval) of the last call
 
@@ -168,10 +172,8 @@ class Diagnostics:
             "rankme": float(rankme(features)),
             "std_ratio": float(std_ratio(z)),
         }
-        if config.is_discrete and scores is not None:
-            temperature = (config.student_temperature if config.method == "dino"
-                           else config.temperature)
-            probabilities = torch.softmax(scores.double() / temperature, dim=1)
+        if self._assignment_temperature is not None and scores is not None:
+            probabilities = torch.softmax(scores.double() / self._assignment_temperature, dim=1)
             mean_entropy, sample_entropy = assignment_entropies(probabilities)
             metrics["assign_entropy"] = float(mean_entropy)
             metrics["assign_sample_entropy"] = float(sample_entropy)

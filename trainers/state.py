@@ -1,10 +1,10 @@
 """The mutable state of one trial: what it trains, and how it is checkpointed and restored.
 
 Everything that influences later epochs lives in :class:`TrialState` and goes into the
-checkpoint: network, EMA teacher, objective (DINO's centre), optimiser, DeepCluster-v2's memory
-bank and current k-means targets, SwAV's queue (created when it starts, so ``None`` before),
-collapse monitor, and all random number generators (data order, augmentation, torch's global
-RNG). Learning rate and EMA coefficient are pure functions of
+checkpoint: network, EMA teacher (when the objective declares one), objective (with the state its
+recipe keeps: DINO's centre, DeepCluster-v2's memory bank and current k-means targets, SwAV's queue
+once it has started), optimiser, collapse monitor, and all random number generators (data order,
+augmentation, torch's global RNG). Learning rate and EMA coefficient are pure functions of
 the global step, so restoring ``step`` restores both schedules. Resuming from epoch k therefore
 reproduces the metrics of an uninterrupted run (tested in ``tests/test_trial.py``).
 """
@@ -18,16 +18,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from er_tune.collapse import CollapseMonitor
 from er_tune.config import TrialConfig
 from er_tune.data import DatasetBundle
-from er_tune.models import EmbeddingQueue, EMATeacher, MemoryBank, SSLNetwork, build_network
-from er_tune.objectives import build_objective
+from er_tune.models import EMATeacher, SSLNetwork, build_network
+from er_tune.objectives import Objective, build_objective
 from trainers.optim import build_optimizer
 
 STATE_FILE = "trial_state.pt"
+# Checkpoints written before the recipes moved into the objectives kept their state at the top level
+# under these keys; load_state_dict folds them into the objective's state dict (same module names).
+LEGACY_RECIPE_KEYS = ("bank", "targets", "queue")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -47,14 +49,11 @@ class TrialState:
     device: torch.device
     net: SSLNetwork
     teacher: EMATeacher | None
-    objective: nn.Module
+    objective: Objective
     optimizer: torch.optim.Optimizer
     monitor: CollapseMonitor
     data_generator: torch.Generator
     augment_generator: torch.Generator
-    bank: MemoryBank | None = None
-    targets: torch.Tensor | None = None
-    queue: EmbeddingQueue | None = None
     epoch: int = 0
     step: int = 0
     last_metrics: dict[str, Any] = field(default_factory=dict)
@@ -72,9 +71,6 @@ class TrialState:
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "monitor": self.monitor.state_dict(),
-            "bank": self.bank.state_dict() if self.bank is not None else None,
-            "targets": self.targets.cpu() if self.targets is not None else None,
-            "queue": self.queue.state_dict() if self.queue is not None else None,
             "data_rng": self.data_generator.get_state(),
             "augment_rng": self.augment_generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -90,17 +86,9 @@ class TrialState:
         self.net.load_state_dict(state["net"])
         if self.teacher is not None:
             self.teacher.load_state_dict(state["teacher"])
-        self.objective.load_state_dict(state["objective"])
+        self.objective.load_state_dict(_with_legacy_recipe(state))
         self.optimizer.load_state_dict(state["optimizer"])
         self.monitor.load_state_dict(state["monitor"])
-        if self.bank is not None and state["bank"] is not None:
-            self.bank.load_state_dict(state["bank"])
-        if state["targets"] is not None:
-            self.targets = state["targets"].to(self.device)
-        if state.get("queue") is not None:
-            views, length, dim = state["queue"]["embeddings"].shape
-            self.queue = EmbeddingQueue(length, dim, views).to(self.device)
-            self.queue.load_state_dict(state["queue"])
         self.data_generator.set_state(state["data_rng"])
         self.augment_generator.set_state(state["augment_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -122,6 +110,18 @@ class TrialState:
         self.load_state_dict(state)
 
 
+def _with_legacy_recipe(state: dict[str, Any]) -> dict[str, Any]:
+    """The objective's state dict, with the recipe state of an older checkpoint folded in."""
+    objective_state = dict(state["objective"])
+    for name in LEGACY_RECIPE_KEYS:
+        value = state.get(name)
+        if isinstance(value, dict):
+            objective_state.update({f"{name}.{key}": tensor for key, tensor in value.items()})
+        elif value is not None:
+            objective_state[name] = value
+    return objective_state
+
+
 def build_state(config: TrialConfig, data: DatasetBundle) -> TrialState:
     """Seed every RNG from ``config.seed`` and build the trial's modules on its device."""
     device = resolve_device(config.device)
@@ -131,18 +131,17 @@ def build_state(config: TrialConfig, data: DatasetBundle) -> TrialState:
     net = build_network(config).to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
-    teacher = EMATeacher(net) if config.uses_ema else None
-    objective = build_objective(config.objective, config).to(device)
+    objective = build_objective(config.objective, config)
+    objective.setup(config, data.train_images.shape[0])
+    objective = objective.to(device)
+    teacher = EMATeacher(net) if objective.needs_teacher else None
     optimizer = build_optimizer([net, objective], config)
-    monitor = CollapseMonitor(config.collapse, discrete=config.is_discrete,
+    monitor = CollapseMonitor(config.collapse, discrete=objective.support == "discrete",
                               num_classes=data.num_classes)
     data_generator = torch.Generator()
     data_generator.manual_seed(config.seed)
     augment_generator = torch.Generator(device=device)
     augment_generator.manual_seed(config.seed + 1)
-    bank = None
-    if config.method == "deepcluster":
-        bank = MemoryBank(data.train_images.shape[0], config.projector_dim).to(device)
     return TrialState(config=config, device=device, net=net, teacher=teacher, objective=objective,
                       optimizer=optimizer, monitor=monitor, data_generator=data_generator,
-                      augment_generator=augment_generator, bank=bank)
+                      augment_generator=augment_generator)

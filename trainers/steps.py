@@ -1,35 +1,37 @@
 """The optimisation steps of one epoch: two views, forward, objective, backward, EMA update.
 
 Per step: sample the batch indices from the data-order generator, augment the uint8 batch on the
-trial's device (per-sample parameters, augmentation generator), run the student on both views and
-the EMA teacher where the objective needs one, evaluate the objective, and only when the loss and
-every gradient are finite take the optimiser step and update the teacher. A non-finite loss or
-gradient ends the epoch at once and marks it diverged; parameters are never touched by it.
+trial's device (per-sample parameters, augmentation generator; the view pair the objective declares),
+run the student on both views and the EMA teacher where the objective declares one, evaluate the
+objective, and only when the loss and every gradient are finite take the optimiser step and update
+the teacher. A non-finite loss or gradient ends the epoch at once and marks it diverged; parameters
+are never touched by it.
 
-SwAV (both variants, facebookresearch/swav ``main_swav.py``): the prototypes are renormalised to
-unit norm in place before each step, and get no gradient (hence no weight decay and no momentum)
-during the first ``freeze_prototypes_epochs`` epochs. SwAV original only: from epoch
-``queue_start_epoch + 1`` on, a queue of the last ``queue_length`` normalised projections per view
-(:class:`~er_tune.models.EmbeddingQueue`) joins the Sinkhorn codes once full; the batch is pushed
-after its codes are computed.
+A method's own recipe (SwAV's prototype freezing, renormalisation and queue, DeepCluster-v2's
+k-means targets) lives in its objective: :class:`TrainingStep` calls the objective's hooks at fixed
+points (``on_epoch_start``; per step ``before_forward``, ``add_inputs``, ``after_backward``; see
+:class:`er_tune.objectives.Objective`) and provides what they read (:class:`~er_tune.objectives.TrainingContext`).
+Nothing here depends on which method is trained.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 
 from er_tune.collapse import grad_is_finite
+from er_tune.config import TrialConfig
 from er_tune.data import DatasetBundle
 from er_tune.data.augment import make_augmenter, use_gray_preset
-from er_tune.models import EmbeddingQueue, effective_queue_length, ema_momentum
+from er_tune.models import SSLNetwork, ema_momentum
 from er_tune.objectives import ObjectiveInputs
-from er_tune.objectives.deepcluster import kmeans
 from trainers.optim import learning_rate, scaled_lr, set_learning_rate
 from trainers.state import TrialState
+
+EMBED_CHUNK = 512
 
 
 @dataclass
@@ -43,13 +45,14 @@ class EpochOutcome:
 
 
 class TrainingStep:
-    """Runs the training steps of an epoch for one :class:`TrialState`."""
+    """Runs the training steps of an epoch for one :class:`TrialState`; the objective's hooks'
+    :class:`~er_tune.objectives.TrainingContext`."""
 
     def __init__(self, state: TrialState, data: DatasetBundle) -> None:
         self.state = state
         self.data = data
         config = state.config
-        self.augment = make_augmenter(config.method, data.mean, data.std,
+        self.augment = make_augmenter(state.objective.views, data.mean, data.std,
                                       grayscale=use_gray_preset(config.augment, data.grayscale))
         self.num_train = data.train_images.shape[0]
         self.steps_per_epoch = self.num_train // config.batch_size
@@ -59,14 +62,27 @@ class TrainingStep:
         self.autocast = state.device.type == "cuda"
         self._memory_format = torch.channels_last if state.channels_last else torch.contiguous_format
         self._pin = state.device.type == "cuda"
-        self.swav = config.method == "swav"
-        self.freeze_prototype_steps = self.steps_per_epoch * config.freeze_prototypes_epochs if self.swav else 0
-        self.queue_length = (effective_queue_length(config.queue_length, config.batch_size)
-                             if config.objective == "swav" else 0)
+
+    # what the objective's hooks read (TrainingContext)
+    @property
+    def config(self) -> TrialConfig:
+        return self.state.config
+
+    @property
+    def net(self) -> SSLNetwork:
+        return self.state.net
+
+    @property
+    def device(self) -> torch.device:
+        return self.state.device
+
+    @property
+    def step(self) -> int:
+        return self.state.step
 
     def current_ema(self) -> float:
         config = self.state.config
-        if not config.uses_ema:
+        if self.state.teacher is None:
             return 0.0
         return ema_momentum(config.ema, self.state.step, self.total_steps, config.ema_schedule)
 
@@ -74,10 +90,7 @@ class TrainingStep:
         state, config = self.state, self.state.config
         state.net.train()
         state.objective.train()
-        if state.bank is not None:
-            self._refresh_cluster_targets(epoch)
-        if self.queue_length and state.queue is None and epoch - 1 >= config.queue_start_epoch:
-            state.queue = EmbeddingQueue(self.queue_length, config.projector_dim).to(state.device)
+        state.objective.on_epoch_start(self, epoch)
         order = torch.randperm(self.num_train, generator=state.data_generator)
         loss_sum, images, lr = torch.zeros((), dtype=torch.float64), 0, 0.0
         for index in range(self.steps_per_epoch):
@@ -105,16 +118,17 @@ class TrainingStep:
         """Forward + backward of one batch; returns the loss (gradients left in place)."""
         state = self.state
         device = state.device
+        objective = state.objective
         batch = self.data.train_images[batch_indices]
         if self._pin:
             batch = batch.pin_memory()
         batch = batch.to(device, non_blocking=True)
+        indices = batch_indices.to(device)
         view1, view2 = self.augment(batch, state.augment_generator)
         view1 = view1.contiguous(memory_format=self._memory_format)
         view2 = view2.contiguous(memory_format=self._memory_format)
         state.optimizer.zero_grad(set_to_none=True)
-        if self.swav:
-            state.net.prototypes.normalize_()
+        objective.before_forward(self)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.autocast):
             out1, out2 = state.net(view1), state.net(view2)
             teacher1 = teacher2 = None
@@ -129,55 +143,35 @@ class TrainingStep:
             t2=_float(teacher2.z if teacher2 is not None else None),
             ts1=_float(teacher1.scores if teacher1 is not None else None),
             ts2=_float(teacher2.scores if teacher2 is not None else None),
-            targets=(state.targets[batch_indices.to(device)] if state.targets is not None else None),
         )
-        if state.queue is not None:
-            inputs.queue1 = state.queue.scores(0, state.net.prototypes)
-            inputs.queue2 = state.queue.scores(1, state.net.prototypes)
-        output = state.objective(inputs)
+        objective.add_inputs(self, inputs, indices)
+        output = objective(inputs)
         loss = output.loss
         value = float(loss.detach())
         if not math.isfinite(value):
             return value
         loss.backward()
-        if state.step < self.freeze_prototype_steps:
-            state.net.prototypes.weight.grad = None
-        if state.queue is not None:
-            state.queue.push(F.normalize(out1.z.detach().float(), dim=1),
-                             F.normalize(out2.z.detach().float(), dim=1))
-        if state.bank is not None:
-            with torch.no_grad():
-                state.bank.update(batch_indices.to(device), F.normalize(out1.z.float(), dim=1),
-                                  F.normalize(out2.z.float(), dim=1))
+        objective.after_backward(self, (out1, out2), indices)
         return value
 
     @torch.no_grad()
-    def _refresh_cluster_targets(self, epoch: int) -> None:
-        """DeepCluster-v2: k-means on the memory bank gives this epoch's targets and prototypes."""
-        state, config = self.state, self.state.config
-        if epoch == 1 or not state.bank.filled:
-            self._fill_bank()
-        generator = torch.Generator(device=state.device)
-        generator.manual_seed(config.seed * 1000 + epoch)
-        centroids, assignments = kmeans(state.bank.embeddings(), config.num_prototypes,
-                                        iterations=10, generator=generator)
-        state.targets = assignments.to(state.device)
-        state.net.prototypes.set_weights(centroids)
-
-    @torch.no_grad()
-    def _fill_bank(self) -> None:
+    def embed_training_set(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(indices, z1, z2)`` per chunk of the training set, in order: the student's float32
+        projections of two augmented views (augmentation generator), in eval mode."""
         state = self.state
         was_training = state.net.training
         state.net.eval()
-        for start in range(0, self.num_train, 512):
-            indices = torch.arange(start, min(start + 512, self.num_train))
-            batch = self.data.train_images[indices].to(state.device)
-            view1, view2 = self.augment(batch, state.augment_generator)
-            with torch.autocast(device_type=state.device.type, dtype=torch.bfloat16,
-                                enabled=self.autocast):
-                z1, z2 = state.net(view1).z.float(), state.net(view2).z.float()
-            state.bank.update(indices.to(state.device), F.normalize(z1, dim=1), F.normalize(z2, dim=1))
-        state.net.train(was_training)
+        try:
+            for start in range(0, self.num_train, EMBED_CHUNK):
+                indices = torch.arange(start, min(start + EMBED_CHUNK, self.num_train))
+                batch = self.data.train_images[indices].to(state.device)
+                view1, view2 = self.augment(batch, state.augment_generator)
+                with torch.autocast(device_type=state.device.type, dtype=torch.bfloat16,
+                                    enabled=self.autocast):
+                    z1, z2 = state.net(view1).z.float(), state.net(view2).z.float()
+                yield indices.to(state.device), z1, z2
+        finally:
+            state.net.train(was_training)
 
 
 def _float(tensor: torch.Tensor | None) -> torch.Tensor | None:

@@ -53,12 +53,11 @@ class AugmentConfig:
 _SYMMETRIC = AugmentConfig(blur_p=0.5)
 _BYOL_1 = AugmentConfig(blur_p=1.0, solarize_p=0.0)
 _BYOL_2 = AugmentConfig(blur_p=0.1, solarize_p=0.2)
+# The view pair an objective declares (``Objective.views``): SimCLR's symmetric views (SimCLR, SwAV,
+# DeepCluster-v2) or BYOL's asymmetric ones (BYOL, DINO: blur always in view 1, solarisation in view 2).
 VIEW_PRESETS: dict[str, tuple[AugmentConfig, AugmentConfig]] = {
-    "simclr": (_SYMMETRIC, _SYMMETRIC),
-    "swav": (_SYMMETRIC, _SYMMETRIC),
-    "deepcluster": (_SYMMETRIC, _SYMMETRIC),
-    "byol": (_BYOL_1, _BYOL_2),
-    "dino": (_BYOL_1, _BYOL_2),
+    "symmetric": (_SYMMETRIC, _SYMMETRIC),
+    "asymmetric": (_BYOL_1, _BYOL_2),
 }
 AUGMENT_PRESETS = AUGMENTS  # values of TrialConfig.augment
 
@@ -69,7 +68,7 @@ def gray_view(config: AugmentConfig) -> AugmentConfig:
 
 
 GRAY_VIEW_PRESETS: dict[str, tuple[AugmentConfig, AugmentConfig]] = {
-    method: (gray_view(view1), gray_view(view2)) for method, (view1, view2) in VIEW_PRESETS.items()
+    name: (gray_view(view1), gray_view(view2)) for name, (view1, view2) in VIEW_PRESETS.items()
 }
 
 
@@ -201,13 +200,13 @@ def gaussian_blur(x: torch.Tensor, config: AugmentConfig, generator: torch.Gener
     return flat.view(n, channels, height, width)
 
 
-def make_augmenter(method: str, mean, std, *, grayscale: bool = False) -> BatchAugmenter:
-    """The view pair of ``method`` (SimCLR-style symmetric, or BYOL-style asymmetric).
+def make_augmenter(views: str, mean, std, *, grayscale: bool = False) -> BatchAugmenter:
+    """The view pair ``views`` of :data:`VIEW_PRESETS` (an objective's declared ``views``).
 
     ``grayscale=True`` selects the gray preset (:data:`GRAY_VIEW_PRESETS`); see
     :func:`use_gray_preset` for how a trial's ``augment`` key and the bundle decide it.
     """
-    if method not in VIEW_PRESETS:
-        raise ValueError(f"no augmentation preset for method '{method}'; known: {', '.join(VIEW_PRESETS)}")
-    view1, view2 = (GRAY_VIEW_PRESETS if grayscale else VIEW_PRESETS)[method]
+    if views not in VIEW_PRESETS:
+        raise ValueError(f"no augmentation preset '{views}'; known: {', '.join(VIEW_PRESETS)}")
+    view1, view2 = (GRAY_VIEW_PRESETS if grayscale else VIEW_PRESETS)[views]
     return BatchAugmenter(view1, view2, mean, std)

@@ -1,9 +1,14 @@
-"""Networks of a trial: backbones, heads, student network, EMA teacher, memory bank."""
+"""Networks of a trial: backbones, heads, student network, EMA teacher.
+
+``build_network`` builds the student its objective declares (``er_tune.objectives``). SwAV's queue
+and DeepCluster-v2's memory bank are recipe state of their objectives
+(:mod:`er_tune.objectives.memory`), re-exported here.
+"""
 
 from er_tune.models.backbones import BACKBONES, ConvNet, build_backbone
 from er_tune.models.heads import MLP, NetworkOutput, Prototypes, SSLNetwork, build_network
-from er_tune.models.queue import EmbeddingQueue, effective_queue_length
-from er_tune.models.teacher import EMATeacher, MemoryBank, ema_momentum
+from er_tune.models.teacher import EMATeacher, ema_momentum
+from er_tune.objectives.memory import EmbeddingQueue, MemoryBank, effective_queue_length
 
 __all__ = ["BACKBONES", "ConvNet", "build_backbone", "MLP", "NetworkOutput", "Prototypes", "SSLNetwork",
            "build_network", "EMATeacher", "MemoryBank", "ema_momentum",

@@ -10,6 +10,7 @@ from torch import nn
 
 from er_tune.config import TrialConfig
 from er_tune.models.backbones import build_backbone
+from er_tune.objectives import objective_class
 
 
 class MLP(nn.Sequential):
@@ -24,9 +25,10 @@ class Prototypes(nn.Module):
     """K prototypes; scores are cosines ``normalize(z) @ normalize(W)^T`` in [-1, 1] (B x K).
 
     As SwAV's normalised prototypes and DINO's weight-normalised last layer with ``norm_last_layer``.
-    DeepCluster-v2 overwrites the prototypes with the k-means centroids each epoch and never trains
-    them (``trainable=False``: no gradient, so the optimiser holds no weight decay or momentum for
-    them): between two k-means runs they stay exactly the centroids the targets were assigned to.
+    An objective whose recipe sets the prototypes itself declares ``trainable_prototypes = False``
+    (DeepCluster-v2 overwrites them with the k-means centroids each epoch): no gradient, so the
+    optimiser holds no weight decay or momentum for them, and between two k-means runs they stay
+    exactly the centroids the targets were assigned to.
 
     Args:
         dim: projection dimension; num_prototypes: K; trainable: whether the weights get gradients.
@@ -76,13 +78,13 @@ class SSLNetwork(nn.Module):
 
 
 def build_network(config: TrialConfig) -> SSLNetwork:
-    """The student of ``config.method``: predictor for BYOL, prototypes for the discrete methods
-    (frozen for DeepCluster-v2, whose trainer sets them to the k-means centroids each epoch)."""
+    """The student that ``config.objective`` declares: a predictor if it ``needs_predictor``, prototypes
+    if it ``needs_prototypes`` (frozen unless ``trainable_prototypes``)."""
+    needs = objective_class(config.objective)
     backbone = build_backbone(config.backbone_name, config.image_size)
     dim, hidden = config.projector_dim, config.projector_hidden_dim
     projector = MLP(backbone.feature_dim, hidden, dim)
-    predictor = MLP(dim, hidden, dim) if config.method == "byol" else None
-    # DeepCluster-v2's prototypes are the k-means centroids, never trained (both variants)
-    prototypes = (Prototypes(dim, config.num_prototypes, trainable=config.method != "deepcluster")
-                  if config.is_discrete else None)
+    predictor = MLP(dim, hidden, dim) if needs.needs_predictor else None
+    prototypes = (Prototypes(dim, config.num_prototypes, trainable=needs.trainable_prototypes)
+                  if needs.needs_prototypes else None)
     return SSLNetwork(backbone, projector, predictor, prototypes)

@@ -1,4 +1,4 @@
-"""EMA teacher with its coefficient schedule (BYOL's cosine, or constant), and DeepCluster-v2's memory bank."""
+"""EMA teacher with its coefficient schedule (BYOL's cosine, or constant)."""
 
 from __future__ import annotations
 
@@ -65,24 +65,3 @@ class EMATeacher(nn.Module):
     def forward(self, x: torch.Tensor) -> NetworkOutput:
         return self.network(x)
 
-
-class MemoryBank(nn.Module):
-    """L2-normalised student projections of every training image and view, by dataset index."""
-
-    def __init__(self, size: int, dim: int, num_views: int = 2) -> None:
-        super().__init__()
-        self.register_buffer("embeddings_", torch.zeros(num_views, size, dim))
-        self.register_buffer("written", torch.zeros(size, dtype=torch.bool))
-
-    @property
-    def filled(self) -> bool:
-        return bool(self.written.all())
-
-    @torch.no_grad()
-    def update(self, indices: torch.Tensor, *views: torch.Tensor) -> None:
-        for view, values in enumerate(views):
-            self.embeddings_[view, indices] = values.detach().to(self.embeddings_.dtype)
-        self.written[indices] = True
-
-    def embeddings(self, view: int = 0) -> torch.Tensor:
-        return self.embeddings_[view]

@@ -1,19 +1,21 @@
 """The objectives registry: each MVSSL method and its ER replacement (DESIGN.md §2 table).
 
-``OBJECTIVES[name]`` is the class; :func:`build_objective` constructs it from a
-:class:`~er_tune.config.TrialConfig`. Raw loss functions are in :mod:`er_tune.objectives.functional`.
+``OBJECTIVES[name]`` is the class, the one description of its method: its declared needs (teacher,
+predictor, prototypes, targets, views) and its training recipe (hooks) are class members, read by
+the trainer, the models, the augmentation and the diagnostics (:class:`Objective`).
+:func:`build_objective` constructs it from a :class:`~er_tune.config.TrialConfig`
+(``cls.from_config``). Raw loss functions are in :mod:`er_tune.objectives.functional`.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 from er_tune.config import TrialConfig, did_you_mean
-from er_tune.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput
+from er_tune.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput, TrainingContext
 from er_tune.objectives.byol import BYOL, BYOLER
 from er_tune.objectives.deepcluster import DeepCluster, DeepClusterER, assign_clusters, kmeans
 from er_tune.objectives.dino import DINO, DINOER, Center
 from er_tune.objectives.er import ERObjective, ERTerms
+from er_tune.objectives.memory import EmbeddingQueue, MemoryBank, effective_queue_length
 from er_tune.objectives.simclr import SimCLR, SimCLRER
 from er_tune.objectives.swav import SwAV, SwAVER
 
@@ -23,20 +25,6 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "dino": DINO, "dino_er": DINOER,
     "swav": SwAV, "swav_er": SwAVER,
     "deepcluster": DeepCluster, "deepcluster_er": DeepClusterER,
-}
-
-_BUILDERS: dict[str, Callable[[TrialConfig], Objective]] = {
-    "simclr": lambda c: SimCLR(c.temperature),
-    "simclr_er": lambda c: SimCLRER(c.kappa, c.entropy_weight),
-    "byol": lambda c: BYOL(),
-    "byol_er": lambda c: BYOLER(c.kappa, c.entropy_weight),
-    "dino": lambda c: DINO(c.num_prototypes, c.student_temperature, c.teacher_temperature,
-                           c.center_momentum, centering=c.dino_centering),
-    "dino_er": lambda c: DINOER(c.student_temperature, c.teacher_temperature, c.entropy_weight),
-    "swav": lambda c: SwAV(c.temperature, c.sinkhorn_epsilon, c.sinkhorn_iterations),
-    "swav_er": lambda c: SwAVER(c.temperature, c.teacher_temperature, c.entropy_weight),
-    "deepcluster": lambda c: DeepCluster(c.temperature),
-    "deepcluster_er": lambda c: DeepClusterER(c.temperature, c.entropy_weight),
 }
 
 
@@ -55,13 +43,15 @@ def objective_class(name: str) -> type[Objective]:
 def build_objective(name: str, config: TrialConfig) -> Objective:
     """Construct objective ``name`` with its hyperparameters taken from ``config``.
 
-    Fields read: temperature (SimCLR, SwAV, DeepCluster-v2 and their ER variants), student_temperature,
-    teacher_temperature (DINO; SwAV-ER's sharpening), center_momentum, dino_centering, num_prototypes
-    (DINO), sinkhorn_epsilon, sinkhorn_iterations (SwAV), kappa (sphere ER), entropy_weight (ER).
+    Fields read (``er_tune.config.OBJECTIVE_KEYS``): temperature (SimCLR, SwAV, DeepCluster-v2 and
+    their ER variants), student_temperature, teacher_temperature (DINO; SwAV-ER's sharpening),
+    center_momentum, dino_centering, num_prototypes (DINO), sinkhorn_epsilon, sinkhorn_iterations,
+    queue_length, queue_start_epoch (SwAV), freeze_prototypes_epochs (both SwAV), kappa (sphere ER),
+    entropy_weight (ER).
     """
-    objective_class(name)
-    return _BUILDERS[name](config)
+    return objective_class(name).from_config(config)
 
 
-__all__ = ["OBJECTIVES", "Objective", "ObjectiveInputs", "ObjectiveOutput", "ERObjective", "ERTerms",
-           "Center", "assign_clusters", "kmeans", "build_objective", "objective_class"]
+__all__ = ["OBJECTIVES", "Objective", "ObjectiveInputs", "ObjectiveOutput", "TrainingContext", "ERObjective",
+           "ERTerms", "Center", "EmbeddingQueue", "MemoryBank", "effective_queue_length", "assign_clusters",
+           "kmeans", "build_objective", "objective_class"]

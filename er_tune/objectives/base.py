@@ -1,12 +1,22 @@
-"""What every objective receives and returns, the base class, and the checks they all share."""
+"""What every objective receives and returns, the base class, and the checks they all share.
+
+An objective is the one description of its method: its class attributes declare what the network,
+the teacher, the augmentation and the diagnostics must provide, and its hooks carry the method's
+training recipe (SwAV's prototype freezing and queue, DeepCluster-v2's k-means). The trainer
+(``trainers/steps.py``, ``trainers/state.py``), the models (``build_network``) and the diagnostics
+read these and never a method's name; docs/ARCHITECTURE.md has the checklist for adding a method.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any, Iterator, Protocol
 
 import torch
 from torch import nn
+
+from er_tune.config import TrialConfig
 
 
 @dataclass
@@ -84,17 +94,50 @@ class ObjectiveOutput:
     reconstruction: torch.Tensor | None = None
 
 
+class TrainingContext(Protocol):
+    """What a recipe hook may read from the trainer (``trainers.steps.TrainingStep`` provides it).
+
+    ``net`` is the student (``er_tune.models.SSLNetwork``: ``backbone``, ``projector``, ``predictor``,
+    ``prototypes``); ``step`` counts the optimiser steps taken so far in the trial.
+    """
+
+    config: TrialConfig
+    net: nn.Module
+    device: torch.device
+    step: int
+    steps_per_epoch: int
+    num_train: int
+
+    def embed_training_set(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(indices, z1, z2)`` chunks covering every training image: the student's float32
+        projections (not normalised) of two augmented views, in eval mode, without gradients."""
+        ...
+
+
 class Objective(nn.Module):
-    """Base class: subclasses set the class attributes the trainer reads and define ``forward``.
+    """Base class: subclasses declare their needs as class attributes, build themselves from a
+    TrialConfig (:meth:`from_config`), define ``forward`` and override the recipe hooks they use.
+
+    Declared needs (read by the trainer, ``build_network``, the augmentation and the diagnostics):
 
     Attributes:
-        method: one of ``er_tune.config.METHODS``.
+        method: the method's name (``er_tune.config.METHODS``); only the registry and reports use it.
         variant: ``"original"`` or ``"er"``.
-        support: ``"sphere"`` (projections) or ``"discrete"`` (prototype assignments).
-        needs_teacher: reads ``t1, t2`` (sphere) or ``ts1, ts2`` (discrete) from an EMA teacher.
-        needs_predictor: reads the predictions ``p1, p2``.
-        needs_prototypes: reads the prototype scores ``s1, s2``.
-        needs_targets: reads the k-means ``targets``.
+        support: ``"sphere"`` (projections) or ``"discrete"`` (prototype assignments: the collapse
+            monitor watches the assignment entropy, the diagnostics report ``assign_*``).
+        needs_teacher: an EMA teacher is built and updated after every step; the objective reads
+            ``t1, t2`` (sphere) or ``ts1, ts2`` (discrete).
+        needs_predictor: the student has a predictor MLP; reads ``p1, p2``.
+        needs_prototypes: the student has a prototype layer; reads ``s1, s2``.
+        trainable_prototypes: whether the prototypes get gradients (False: the recipe sets them).
+        needs_targets: reads ``targets`` (which its own :meth:`add_inputs` provides).
+        views: augmentation preset of the two views (``er_tune.data.augment.VIEW_PRESETS``).
+
+    Recipe hooks, called by the trainer in this order (each a no-op here): :meth:`setup` once when
+    the trial is built (before a checkpoint is restored); per epoch :meth:`on_epoch_start`; per step
+    :meth:`before_forward`, :meth:`add_inputs`, ``forward``, then :meth:`after_backward` when the
+    loss is finite. State a recipe keeps (a queue, a memory bank, targets) is sub-modules or buffers
+    of the objective, so the trial checkpoint (``objective.state_dict()``) holds it.
     """
 
     method: str = ""
@@ -103,7 +146,36 @@ class Objective(nn.Module):
     needs_teacher: bool = False
     needs_predictor: bool = False
     needs_prototypes: bool = False
+    trainable_prototypes: bool = True
     needs_targets: bool = False
+    views: str = "symmetric"
+
+    @classmethod
+    def from_config(cls, config: TrialConfig) -> "Objective":  # pragma: no cover - abstract
+        """Construct with the hyperparameters of ``config`` (the keys ``config.OBJECTIVE_KEYS`` declares)."""
+        raise NotImplementedError
+
+    @classmethod
+    def assignment_temperature(cls, config: TrialConfig) -> float:
+        """Temperature of the student's assignment softmax, for the diagnostics' ``assign_*`` entropies."""
+        return config.temperature
+
+    def setup(self, config: TrialConfig, num_train: int) -> None:
+        """Allocate the recipe's per-trial state (``num_train``: training images); called before the
+        objective is moved to the trial's device."""
+
+    def on_epoch_start(self, trainer: TrainingContext, epoch: int) -> None:
+        """Before the first step of ``epoch`` (1-based), in training mode."""
+
+    def before_forward(self, trainer: TrainingContext) -> None:
+        """Before the student's forward pass of a step (gradients already zeroed)."""
+
+    def add_inputs(self, trainer: TrainingContext, inputs: "ObjectiveInputs", batch_indices: torch.Tensor) -> None:
+        """Fill the fields of ``inputs`` that the recipe provides (``batch_indices`` on the device)."""
+
+    def after_backward(self, trainer: TrainingContext, outputs: tuple[Any, Any], batch_indices: torch.Tensor) -> None:
+        """After ``loss.backward()`` and before the optimiser step; ``outputs``: the student's
+        ``NetworkOutput`` of each view (``batch_indices`` on the device)."""
 
     def forward(self, inputs: ObjectiveInputs) -> ObjectiveOutput:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -8,11 +8,13 @@ names the entropy of the reconstructed variable, the target-side projection Z2; 
 is the conditional's mean. The online projection is that variable's estimate gradients reach (the
 target projector is its EMA, and equal to it at EMA 0). Per view, as SimCLR-ER (see
 :func:`functional.per_view_entropy`).
-The EMA update of the target and its schedule live in the trainer.
+Both declare ``needs_teacher``: the trainer builds the EMA target and updates it after every step
+(its schedule: :func:`er_tune.models.ema_momentum`); BYOL's asymmetric views (blur / solarisation).
 """
 
 from __future__ import annotations
 
+from er_tune.config import TrialConfig
 from er_tune.objectives import functional
 from er_tune.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput, check_positive
 from er_tune.objectives.er import ERObjective, ERTerms
@@ -23,6 +25,11 @@ class BYOL(Objective):
 
     method, variant, support = "byol", "original", "sphere"
     needs_teacher = needs_predictor = True
+    views = "asymmetric"
+
+    @classmethod
+    def from_config(cls, config: TrialConfig) -> "BYOL":
+        return cls()
 
     def forward(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
         p1, p2, t1, t2 = inputs.require("p1", "p2", "t1", "t2")
@@ -38,10 +45,15 @@ class BYOLER(ERObjective):
 
     method, support = "byol", "sphere"
     needs_teacher = needs_predictor = True
+    views = "asymmetric"
 
     def __init__(self, kappa: float = 10.0, entropy_weight: float = 1.0) -> None:
         super().__init__(entropy_weight)
         self.kappa = check_positive("kappa", kappa)
+
+    @classmethod
+    def from_config(cls, config: TrialConfig) -> "BYOLER":
+        return cls(config.kappa, config.entropy_weight)
 
     def terms(self, inputs: ObjectiveInputs) -> ERTerms:
         z1, z2, p1, p2, t1, t2 = inputs.require("z1", "z2", "p1", "p2", "t1", "t2")

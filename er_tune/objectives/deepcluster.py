@@ -1,24 +1,29 @@
-"""DeepCluster-v2 (Caron et al. 2020) and its ER replacement (k-means targets kept).
+"""DeepCluster-v2 (Caron et al. 2020) and its ER replacement (k-means targets kept), with its recipe.
 
 Original: cross-entropy of the prototype scores against the k-means assignment of each sample
-(computed once per epoch on a memory bank of projections, by the trainer). ER: the same CE minus
-lambda H(p_bar). Also the spherical k-means that produces the assignments.
+(computed once per epoch on a memory bank of projections, :class:`KMeansRecipe`). ER: the same CE
+minus lambda H(p_bar). Also the spherical k-means that produces the assignments.
 
 The prototypes are the k-means centroids and are never trained, in both variants (as
 ``main_deepclusterv2.py``, which overwrites them after each k-means and keeps them out of the
-optimiser): ``build_network`` gives DeepCluster-v2 frozen prototypes, so no gradient, weight decay or
-optimiser momentum moves them away from the centroids the targets were assigned to.
+optimiser): both declare ``trainable_prototypes = False``, so ``build_network`` gives them frozen
+prototypes and no gradient, weight decay or optimiser momentum moves them away from the centroids the
+targets were assigned to.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
+from er_tune.config import TrialConfig
 from er_tune.objectives import functional
-from er_tune.objectives.base import (Objective, ObjectiveInputs, ObjectiveOutput, check_iterations,
-                                     check_positive)
+from er_tune.objectives.base import (Objective, ObjectiveInputs, ObjectiveOutput, TrainingContext,
+                                     check_iterations, check_positive)
 from er_tune.objectives.er import ERObjective, ERTerms
+from er_tune.objectives.memory import MemoryBank
 
 ASSIGN_CHUNK = 8192
 
@@ -102,7 +107,51 @@ def kmeans(x: torch.Tensor, k: int, iterations: int,
     return centroids, assignments
 
 
-class DeepCluster(Objective):
+class KMeansRecipe(Objective):
+    """DeepCluster-v2's recipe, both variants: per-epoch k-means targets on a memory bank.
+
+    :meth:`setup` allocates the bank (the normalised projections of both views of every training
+    image, by index) and the ``targets`` buffer. At the start of each epoch the bank is filled
+    from a pass over the training set when it is the first epoch or the bank is incomplete, then
+    spherical k-means (``KMEANS_ITERATIONS`` Lloyd iterations, a generator seeded ``seed * 1000 +
+    epoch``) gives the epoch's targets, and its centroids become the prototypes. Each step reads
+    its samples' targets and writes their new projections into the bank.
+    """
+
+    KMEANS_ITERATIONS = 10
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bank: MemoryBank | None
+        self.register_module("bank", None)
+        self.register_buffer("targets", None)
+
+    def setup(self, config: TrialConfig, num_train: int) -> None:
+        self.bank = MemoryBank(num_train, config.projector_dim)
+        self.targets = torch.full((num_train,), -100, dtype=torch.long)  # -100: no k-means yet (ignored by CE)
+
+    @torch.no_grad()
+    def on_epoch_start(self, trainer: TrainingContext, epoch: int) -> None:
+        if epoch == 1 or not self.bank.filled:
+            for indices, z1, z2 in trainer.embed_training_set():
+                self.bank.update(indices, F.normalize(z1, dim=1), F.normalize(z2, dim=1))
+        generator = torch.Generator(device=trainer.device)
+        generator.manual_seed(trainer.config.seed * 1000 + epoch)
+        centroids, assignments = kmeans(self.bank.embeddings(), trainer.config.num_prototypes,
+                                        iterations=self.KMEANS_ITERATIONS, generator=generator)
+        self.targets.copy_(assignments)
+        trainer.net.prototypes.set_weights(centroids)
+
+    def add_inputs(self, trainer: TrainingContext, inputs: ObjectiveInputs, batch_indices: torch.Tensor) -> None:
+        inputs.targets = self.targets[batch_indices]
+
+    @torch.no_grad()
+    def after_backward(self, trainer: TrainingContext, outputs: tuple[Any, Any], batch_indices: torch.Tensor) -> None:
+        out1, out2 = outputs
+        self.bank.update(batch_indices, F.normalize(out1.z.float(), dim=1), F.normalize(out2.z.float(), dim=1))
+
+
+class DeepCluster(KMeansRecipe):
     """``0.5 * (CE(s1/tau, targets) + CE(s2/tau, targets))`` (:func:`functional.deepcluster_loss`).
 
     Args:
@@ -111,10 +160,15 @@ class DeepCluster(Objective):
 
     method, variant, support = "deepcluster", "original", "discrete"
     needs_prototypes = needs_targets = True
+    trainable_prototypes = False
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
         self.temperature = check_positive("temperature", temperature)
+
+    @classmethod
+    def from_config(cls, config: TrialConfig) -> "DeepCluster":
+        return cls(config.temperature)
 
     def forward(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
         s1, s2, targets = inputs.require("s1", "s2", "targets")
@@ -123,7 +177,7 @@ class DeepCluster(Objective):
         return ObjectiveOutput(loss=loss)
 
 
-class DeepClusterER(ERObjective):
+class DeepClusterER(KMeansRecipe, ERObjective):
     """ER replacement of DeepCluster-v2 (:func:`functional.deepcluster_er`).
 
     Args:
@@ -132,10 +186,15 @@ class DeepClusterER(ERObjective):
 
     method, support = "deepcluster", "discrete"
     needs_prototypes = needs_targets = True
+    trainable_prototypes = False
 
     def __init__(self, temperature: float = 0.1, entropy_weight: float = 1.0) -> None:
         super().__init__(entropy_weight)
         self.temperature = check_positive("temperature", temperature)
+
+    @classmethod
+    def from_config(cls, config: TrialConfig) -> "DeepClusterER":
+        return cls(config.temperature, config.entropy_weight)
 
     def terms(self, inputs: ObjectiveInputs) -> ERTerms:
         s1, s2, targets = inputs.require("s1", "s2", "targets")

@@ -2,8 +2,9 @@
 
 Original: ``CE(softmax((t - c)/tau_t), softmax(s/tau_s))`` across views, with the centre ``c``
 an EMA of the teacher's logits (:class:`Center`). ER: centering removed, the same CE as the
-reconstruction, minus lambda H(mean student assignment). Temperature schedules live outside:
-the trainer may set ``teacher_temperature`` before a step.
+reconstruction, minus lambda H(mean student assignment). Both declare an EMA teacher (built and
+updated by the trainer), prototypes on student and teacher, and BYOL's asymmetric views; the
+teacher temperature is the constant ``teacher_temperature`` (no warm-up schedule).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from er_tune.config import TrialConfig
 from er_tune.objectives import functional
 from er_tune.objectives.base import (Objective, ObjectiveInputs, ObjectiveOutput, check_fraction,
                                      check_positive)
@@ -54,6 +56,7 @@ class DINO(Objective):
 
     method, variant, support = "dino", "original", "discrete"
     needs_teacher = needs_prototypes = True
+    views = "asymmetric"
 
     def __init__(self, num_prototypes: int, student_temperature: float = 0.1,
                  teacher_temperature: float = 0.04, center_momentum: float = 0.9,
@@ -63,6 +66,15 @@ class DINO(Objective):
         self.teacher_temperature = check_positive("teacher_temperature", teacher_temperature)
         self.centering = bool(centering)
         self.center = Center(num_prototypes, center_momentum)
+
+    @classmethod
+    def from_config(cls, config: TrialConfig) -> "DINO":
+        return cls(config.num_prototypes, config.student_temperature, config.teacher_temperature,
+                   config.center_momentum, centering=config.dino_centering)
+
+    @classmethod
+    def assignment_temperature(cls, config: TrialConfig) -> float:
+        return config.student_temperature
 
     def forward(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
         s1, s2, ts1, ts2 = inputs.require("s1", "s2", "ts1", "ts2")
@@ -87,12 +99,21 @@ class DINOER(ERObjective):
 
     method, support = "dino", "discrete"
     needs_teacher = needs_prototypes = True
+    views = "asymmetric"
 
     def __init__(self, student_temperature: float = 0.1, teacher_temperature: float = 0.04,
                  entropy_weight: float = 1.0) -> None:
         super().__init__(entropy_weight)
         self.student_temperature = check_positive("student_temperature", student_temperature)
         self.teacher_temperature = check_positive("teacher_temperature", teacher_temperature)
+
+    @classmethod
+    def from_config(cls, config: TrialConfig) -> "DINOER":
+        return cls(config.student_temperature, config.teacher_temperature, config.entropy_weight)
+
+    @classmethod
+    def assignment_temperature(cls, config: TrialConfig) -> float:
+        return config.student_temperature
 
     def terms(self, inputs: ObjectiveInputs) -> ERTerms:
         s1, s2, ts1, ts2 = inputs.require("s1", "s2", "ts1", "ts2")

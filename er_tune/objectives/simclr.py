@@ -11,6 +11,7 @@ against the entropy, so it is not kept as an option.
 
 from __future__ import annotations
 
+from er_tune.config import TrialConfig
 from er_tune.objectives import functional
 from er_tune.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput, check_positive
 from er_tune.objectives.er import ERObjective, ERTerms
@@ -29,6 +30,10 @@ class SimCLR(Objective):
         super().__init__()
         self.temperature = check_positive("temperature", temperature)
 
+    @classmethod
+    def from_config(cls, config: TrialConfig) -> "SimCLR":
+        return cls(config.temperature)
+
     def forward(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
         z1, z2 = inputs.require("z1", "z2")
         return ObjectiveOutput(loss=functional.info_nce(z1, z2, self.temperature))
@@ -46,6 +51,10 @@ class SimCLRER(ERObjective):
     def __init__(self, kappa: float = 10.0, entropy_weight: float = 1.0) -> None:
         super().__init__(entropy_weight)
         self.kappa = check_positive("kappa", kappa)
+
+    @classmethod
+    def from_config(cls, config: TrialConfig) -> "SimCLRER":
+        return cls(config.kappa, config.entropy_weight)
 
     def terms(self, inputs: ObjectiveInputs) -> ERTerms:
         z1, z2 = inputs.require("z1", "z2")

@@ -1,12 +1,19 @@
-"""SwAV's queue of past student embeddings for the Sinkhorn codes at small batch sizes.
+"""Memories of past student embeddings that a recipe keeps: SwAV's queue, DeepCluster-v2's bank.
 
-facebookresearch/swav ``main_swav.py``: with batches of 256 or fewer, the equipartition constraint
+Both are modules of buffers only (no parameters), held by their objective, so the objective's
+``state_dict()`` checkpoints them and no optimiser ever sees them.
+
+:class:`EmbeddingQueue`, SwAV's queue for the Sinkhorn codes at small batch sizes
+(facebookresearch/swav ``main_swav.py``): with batches of 256 or fewer, the equipartition constraint
 of the Sinkhorn-Knopp codes over one batch is too tight (B samples spread over K prototypes), so
 the codes are computed on ``[queue; batch]`` scores and only the batch's rows are kept. The queue
 holds the normalised projections of the last ``length`` samples of each view (newest first); their
 scores are recomputed with the *current* prototypes at every step (``queue @ W^T``), so only the
 embeddings are stale, never the prototypes. The queue is used once it is full (SwAV: once its last
 row is non-zero) and the batch is pushed after the codes of that step are computed.
+
+:class:`MemoryBank`, DeepCluster-v2's bank: the normalised projection of every training image and
+view, by dataset index, on which the k-means of each epoch runs.
 """
 
 from __future__ import annotations
@@ -69,3 +76,25 @@ class EmbeddingQueue(nn.Module):
         if not self.full:
             return None
         return prototypes(self.embeddings[view])
+
+
+class MemoryBank(nn.Module):
+    """L2-normalised student projections of every training image and view, by dataset index."""
+
+    def __init__(self, size: int, dim: int, num_views: int = 2) -> None:
+        super().__init__()
+        self.register_buffer("embeddings_", torch.zeros(num_views, size, dim))
+        self.register_buffer("written", torch.zeros(size, dtype=torch.bool))
+
+    @property
+    def filled(self) -> bool:
+        return bool(self.written.all())
+
+    @torch.no_grad()
+    def update(self, indices: torch.Tensor, *views: torch.Tensor) -> None:
+        for view, values in enumerate(views):
+            self.embeddings_[view, indices] = values.detach().to(self.embeddings_.dtype)
+        self.written[indices] = True
+
+    def embeddings(self, view: int = 0) -> torch.Tensor:
+        return self.embeddings_[view]
