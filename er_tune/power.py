@@ -10,10 +10,13 @@ The three verdict families of the report (reports/stats.py) and what each can de
   table n/n vs 0/n has p = 2·(1/2)^(2n) (1/32 at n = 3), so the smallest decidable difference is the
   smallest k with p(k/n vs 0/n) <= alpha / m: :func:`min_detectable_collapse`.
 * **time to collapse** — exact permutation log-rank (reports/survival.py). Its smallest attainable
-  two-sided p is 2 / C(n_er + n_orig, n_er) (0.1 at 3 + 3 seeds): :func:`logrank_min_pvalue`.
+  two-sided p is 2 / C(n_er + n_orig, n_er) (0.1 at 3 + 3 seeds): :func:`logrank_min_pvalue`;
+  1 / (R + 1) for the imputation-permutation version used under unequal follow-up.
 * **kNN accuracy** — paired t-test on ER − original over seeds. The smallest mean difference found
   with probability ``power`` is δ·sd, δ solving P(|T| > t_{1-a/2, n-1}) = power with T noncentral
   t (df n − 1, noncentrality δ·sqrt(n)) (``scipy.stats.nct``): :func:`knn_min_detectable_effect`.
+  Where every paired difference is the same number (sd 0) the t-test is undefined and the exact
+  sign-flip test is used; its smallest two-sided p is 2 / 2^n: :func:`sign_flip_min_pvalue`.
 
 ``m`` is the number of cells Holm adjusts over (Holm's first step compares the smallest p with
 alpha / m, so a difference present in a single cell must reach alpha / m: the figures are for that
@@ -28,7 +31,9 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as sps
 
-PERMUTATION_RESAMPLES = 9_999  # the log-rank permutation test is exact up to this many splits
+# Draws of the imputation-permutation log-rank (unequal follow-up, reports/survival.py); the
+# permutation log-rank under equal follow-up enumerates every split exactly.
+IMPUTATION_RESAMPLES = 1_999
 # Boschloo maximises over the nuisance collapse probability: 0.4-1.2 s per table at 100 seeds per
 # variant. Above this many seeds in a variant Fisher's exact test (also exact, slightly
 # conservative; the two converge as n grows) is used, and named in the report's collapse_test.
@@ -95,13 +100,20 @@ def collapse_power(p_er: float, p_orig: float, n: int, alpha: float = 0.05, m: i
     return float((w * rej).sum())
 
 
-def logrank_min_pvalue(n_er: int, n_orig: int, n_resamples: int = PERMUTATION_RESAMPLES) -> float:
-    """Smallest two-sided p the permutation log-rank can give: 2/C(n_er+n_orig, n_er) when the
-    splits are enumerated, 2/(n_resamples+1) when they are sampled."""
+def logrank_min_pvalue(n_er: int, n_orig: int, imputed: bool = False,
+                       n_resamples: int = IMPUTATION_RESAMPLES) -> float:
+    """Smallest two-sided p the permutation log-rank can give: 2/C(n_er+n_orig, n_er) (every
+    split enumerated); ``imputed`` (unequal follow-up): 1/(n_resamples+1)."""
     if n_er == 0 or n_orig == 0:
         return 1.0
-    splits = math.comb(n_er + n_orig, n_er)
-    return min(1.0, 2.0 / splits if splits <= n_resamples else 2.0 / (n_resamples + 1))
+    if imputed:
+        return 1.0 / (n_resamples + 1)
+    return min(1.0, 2.0 / math.comb(n_er + n_orig, n_er))
+
+
+def sign_flip_min_pvalue(n: int) -> float:
+    """Smallest two-sided p of the exact sign-flip test on n paired differences: 2/2^n."""
+    return 1.0 if n < 1 else min(1.0, 2.0 / 2.0 ** n)
 
 
 def min_seeds_logrank(alpha: float = 0.05, m: int = 1, n_max: int = 64) -> int | None:

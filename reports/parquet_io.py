@@ -13,7 +13,9 @@ import pyarrow.parquet as pq
 
 from er_tune import __version__
 
-SCHEMA_VERSION = "2"  # 2: calibrated tests, Holm, survival table (1: Wilson/bootstrap)
+# 3: collapse grades, any-collapse families, survival ``endpoint``; 2: calibrated tests, Holm,
+# survival table; 1: Wilson/bootstrap
+SCHEMA_VERSION = "3"
 
 
 def with_metadata(table: pa.Table) -> pa.Table:

@@ -73,6 +73,8 @@ def plot_survival(survival: pa.Table, axes: list[str], out_dir: str) -> list[str
     """One Kaplan–Meier PNG per method; returns the paths."""
     paths = []
     sv = survival.to_pandas()
+    if "endpoint" in sv:  # schema 3: complete-collapse curves here (per-endpoint plots: plots' owner)
+        sv = sv[sv["endpoint"] == "complete"]
     cell_cols = [a for a in axes if a in sv.columns]
     for method, sub in sv.groupby("method"):
         fig, ax = plt.subplots(figsize=(7, 4))

@@ -15,6 +15,7 @@ from scipy import stats as sps
 
 from er_tune import power
 from reports import stats
+from reports.verdicts import FAMILY_BY_NAME
 from reports.survival import logrank_test
 
 ALPHA = 0.05
@@ -66,7 +67,7 @@ def test_collapse_planted_difference_fires_and_matches_scipy():
     assert power.collapse_pvalue(0, 5, 0, 5) == 1.0 and power.collapse_pvalue(5, 5, 5, 5) == 1.0
     ct = stats.collapse_test(0, 8, 8, 8)
     assert ct.diff == -1.0 and ct.lo == pytest.approx(-1.0) and ct.hi == pytest.approx(-0.5412, abs=1e-4)
-    assert stats.verdict("collapse", ct.p, ct.diff < 0) == "er_more_stable"
+    assert stats.verdict(FAMILY_BY_NAME["collapse"].labels, ct.p, ct.diff < 0) == "er_more_stable"
 
 
 def old_wilson_verdict(k_er, k_orig, n):
@@ -78,7 +79,7 @@ def old_wilson_verdict(k_er, k_orig, n):
 def test_old_wilson_overlap_never_fires_at_three_seeds():
     """3/3 vs 0/3 is the strongest evidence 3 seeds can give; the old rule could not see it."""
     assert old_wilson_verdict(0, 3, 3) == "no_difference"
-    assert stats.verdict("collapse", power.collapse_pvalue(0, 3, 3, 3), True) == "er_more_stable"
+    assert stats.verdict(FAMILY_BY_NAME["collapse"].labels, power.collapse_pvalue(0, 3, 3, 3), True) == "er_more_stable"
 
 
 # ---- paired kNN difference (t) ------------------------------------------------------------------
@@ -197,7 +198,7 @@ def test_logrank_planted_difference_fires():
     er = (np.full(8, 30.0), np.zeros(8, bool))
     res = logrank_test(*er, *orig)
     assert res.p <= ALPHA and res.u < 0
-    assert stats.verdict("time", res.p, res.u < 0) == "er_more_stable"
+    assert stats.verdict(FAMILY_BY_NAME["time"].labels, res.p, res.u < 0) == "er_more_stable"
     assert logrank_test([30.0] * 3, [False] * 3, [30.0] * 3, [False] * 3).p == 1.0
 
 
