@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,30 +145,35 @@ def logrank_z(times, events, is_er) -> np.ndarray:
     return np.divide(u_stat, np.sqrt(v_stat), out=np.zeros_like(u_stat), where=v_stat > 0)
 
 
-def subset_sum_counts(scores, size: int) -> dict[float, int]:
-    """Exact distribution of the sum of ``size`` of ``scores`` chosen without order: {sum: number
-    of subsets}. Tied scores are grouped, so the cost grows with the distinct sums, not with
-    C(len(scores), size)."""
+def subset_sum_distribution(scores, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact distribution of the sum of ``size`` of ``scores`` chosen without order: (sums,
+    number of subsets giving each). Tied scores are grouped and equal partial sums merged, so the
+    cost grows with the distinct sums, not with C(len(scores), size)."""
     values, multiplicity = np.unique(np.round(np.asarray(scores, float), _DECIMALS),
                                      return_counts=True)
-    by_taken: dict[int, dict[float, int]] = {0: {0.0: 1}}
+    taken = np.zeros(1, dtype=np.int64)
+    totals = np.zeros(1, dtype=np.float64)
+    weights = np.ones(1, dtype=np.float64)  # exact integers up to 2^53
     for value, copies in zip(values, multiplicity):
-        grown: dict[int, dict[float, int]] = defaultdict(lambda: defaultdict(int))
-        for taken, sums in by_taken.items():
-            for extra in range(min(int(copies), size - taken) + 1):
-                ways = math.comb(int(copies), extra)
-                for total, count in sums.items():
-                    grown[taken + extra][round(total + extra * value, _DECIMALS)] += count * ways
-        by_taken = grown
-    return dict(by_taken.get(size, {}))
+        extra = np.arange(int(copies) + 1)
+        ways = np.array([math.comb(int(copies), int(x)) for x in extra], dtype=np.float64)
+        taken = (taken[:, None] + extra).ravel()
+        totals = (totals[:, None] + extra * value).ravel()
+        weights = (weights[:, None] * ways).ravel()
+        keep = taken <= size
+        taken, totals, weights = taken[keep], totals[keep], weights[keep]
+        keys = np.stack([taken, np.round(totals * 10 ** _DECIMALS).astype(np.int64)])
+        _, first, inverse = np.unique(keys, axis=1, return_index=True, return_inverse=True)
+        weights = np.bincount(inverse.ravel(), weights=weights)
+        taken, totals = taken[first], totals[first]
+    chosen = taken == size
+    return totals[chosen], weights[chosen]
 
 
 def exact_permutation_pvalue(scores_er, scores_orig) -> float:
     """Two-sided exact permutation p of sum(scores_er) over every split of the pooled scores."""
     pooled = np.concatenate([scores_er, scores_orig])
-    counts = subset_sum_counts(pooled, len(scores_er))
-    sums = np.array(list(counts), dtype=np.float64)
-    weight = np.array(list(counts.values()), dtype=np.float64)
+    sums, weight = subset_sum_distribution(pooled, len(scores_er))
     centre = float((sums * weight).sum() / weight.sum())
     observed = abs(float(np.sum(scores_er)) - centre)
     extreme = np.abs(sums - centre) >= observed - 1e-9

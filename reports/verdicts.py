@@ -140,6 +140,8 @@ def _diff_cell(prefix: str):
 def interval_text(value, lo, hi, digits: int) -> str:
     if value is None:
         return "-"
+    if lo is None or hi is None:  # one pair: a difference without an interval
+        return f"{value:+.{digits}f}"
     return f"{value:+.{digits}f} [{lo:+.{digits}f},{hi:+.{digits}f}]"
 
 
