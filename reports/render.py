@@ -21,8 +21,8 @@ import textwrap
 import pyarrow as pa
 
 from .stats import NO_DIFFERENCE, NOT_REPLICATED
-from .verdicts import (BLOCKS, FAMILIES, FAMILY_BY_NAME, complete_counts, declared_columns,
-                       interval_text, knn_mean_text)
+from . import verdicts
+from .verdicts import complete_counts, declared_columns, interval_text, knn_mean_text
 
 SHORT = {"er_more_stable": "ER", "original_more_stable": "orig", NO_DIFFERENCE: "=",
          "er_better": "ER", "original_better": "orig", "untested": "n/a", NOT_REPLICATED: "n/r"}
@@ -64,7 +64,17 @@ def _cell(row: dict, axes: list[str]) -> str:
 
 
 def _families(table: pa.Table):
-    return [f for f in FAMILIES if f.verdict_column in table.column_names]
+    """The registered families whose columns this table has (older reports lack some)."""
+    return [f for f in verdicts.FAMILIES if f.verdict_column in table.column_names]
+
+
+def _block_families(table: pa.Table):
+    """(block, its families present in ``table``) for every block with at least one."""
+    present = {f.name: f for f in _families(table)}
+    for block in verdicts.BLOCKS:
+        families = [present[name] for name in block.families if name in present]
+        if families:
+            yield block, families
 
 
 def holm_sizes(table: pa.Table) -> dict[str, int]:
@@ -93,12 +103,8 @@ def stability_rows(table: pa.Table, compact: bool = False) -> dict[str, tuple[li
     """Header and string cells of every drawn block, keyed by block title; each row starts with
     the method/cell label."""
     axes, rows, sizes = grid_axes(table), table.to_pylist(), holm_sizes(table)
-    present = {f.name for f in _families(table)}
     out = {}
-    for block in BLOCKS:
-        families = [FAMILY_BY_NAME[name] for name in block.families if name in present]
-        if not families:
-            continue
+    for block, families in _block_families(table):
         header = ["method/cell", block.variant_heading + "orig", block.variant_heading + "ER"]
         for family in families:
             header += [heading for heading, _ in family.cells] + ["p_adj", family.heading]
@@ -116,14 +122,16 @@ def stability_rows(table: pa.Table, compact: bool = False) -> dict[str, tuple[li
 
 
 def _block(title: str, head: list[str], rows: list[list[str]], width: int) -> list[str]:
-    body = [r[1:] for r in rows]
-    widths = [max(len(x[i]) for x in [head[1:]] + body) for i in range(len(head) - 1)]
+    """A title, the header, a rule, then per row its label line and its figures line."""
+    body = [row[1:] for row in rows]
+    widths = [max(len(line[col]) for line in [head[1:]] + body) for col in range(len(head) - 1)]
 
     def line(cells):
-        return ("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths))).rstrip()[:width]
+        return ("  " + "  ".join(text.ljust(size) for text, size in zip(cells, widths))
+                ).rstrip()[:width]
     out = [title[:width], line(head[1:]), "-" * min(width, len(line(head[1:])))]
-    for r in rows:
-        out += [r[0][:width], line(r[1:])]
+    for row in rows:
+        out += [row[0][:width], line(row[1:])]
     return out
 
 
@@ -174,12 +182,8 @@ def terminal(table: pa.Table, width: int = 100) -> str:
 def _markdown_columns(table: pa.Table):
     """(heading, row -> str) for every markdown column, from the registry."""
     axes, sizes = grid_axes(table), holm_sizes(table)
-    present = {f.name for f in _families(table)}
     columns = [("method/cell", lambda row: _cell(row, axes))]
-    for block in BLOCKS:
-        families = [FAMILY_BY_NAME[name] for name in block.families if name in present]
-        if not families:
-            continue
+    for block, families in _block_families(table):
         columns += [(f"{block.title}: orig",
                      lambda row, b=block: b.variant_cell(row, "original", False)),
                     (f"{block.title}: ER", lambda row, b=block: b.variant_cell(row, "er", False))]
@@ -215,13 +219,13 @@ def _rows_v1(table: pa.Table, compact: bool = False) -> tuple[list[str], list[li
     head = ["method/cell", "collapse orig", "collapse ER", "knn orig", "knn ER", "Δknn [95%]",
             "verdict"]
     out = []
-    for r in table.to_pylist():
-        diff = interval_text(r["knn_diff"], r["knn_diff_lo"], r["knn_diff_hi"], 3)
-        verdict = (f"stab:{SHORT[r['verdict']]} knn:{SHORT[r['knn_verdict']]}" if compact
-                   else f"{r['verdict']} / {r['knn_verdict']}")
-        out.append([_cell(r, axes), complete_counts(r, "original", compact),
-                    complete_counts(r, "er", compact), knn_mean_text(r, "original"),
-                    knn_mean_text(r, "er"), diff, verdict])
+    for row in table.to_pylist():
+        diff = interval_text(row["knn_diff"], row["knn_diff_lo"], row["knn_diff_hi"], 3)
+        verdict = (f"stab:{SHORT[row['verdict']]} knn:{SHORT[row['knn_verdict']]}" if compact
+                   else f"{row['verdict']} / {row['knn_verdict']}")
+        out.append([_cell(row, axes), complete_counts(row, "original", compact),
+                    complete_counts(row, "er", compact), knn_mean_text(row, "original"),
+                    knn_mean_text(row, "er"), diff, verdict])
     return head, out
 
 
@@ -233,7 +237,7 @@ def _terminal_v1(table: pa.Table, width: int) -> str:
 
 def summary(name: str, table: pa.Table, limit: int = 20) -> str:
     """Short dump of any table (for ``er-tune show``)."""
-    df = table.slice(0, limit).to_pandas()
+    frame = table.slice(0, limit).to_pandas()
     import pandas as pd
     with pd.option_context("display.width", 100, "display.max_columns", 12):
-        return f"== {name} ({table.num_rows} rows) ==\n{df.to_string(max_colwidth=24)}\n"
+        return f"== {name} ({table.num_rows} rows) ==\n{frame.to_string(max_colwidth=24)}\n"

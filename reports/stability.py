@@ -29,8 +29,9 @@ import pyarrow as pa
 from . import stats
 from .survival import ENDPOINTS, event_times, kaplan_meier
 from .tables import _array, _py
-from .verdicts import (FAMILIES, INT_COLUMNS, SHARED_COLUMNS, VARIANT_COLUMNS, VARIANTS,
-                       CellData, VariantData)
+from . import verdicts
+from .verdicts import (INT_COLUMNS, SHARED_COLUMNS, VARIANT_COLUMNS, VARIANTS, CellData,
+                       VariantData)
 
 FINISHED_STATUSES = ("completed", "collapsed", "diverged")
 SURVIVAL_COLS = ["endpoint", "variant", "epoch", "at_risk", "events", "censored", "survival",
@@ -93,7 +94,7 @@ def _variant(trials: pd.DataFrame, variant: str, prefix: str) -> tuple[dict, Var
         row.update({name: count / n if n else None, name + "_lo": lo if n else None,
                     name + "_hi": hi if n else None})
     knn_by_seed = finished.drop_duplicates("seed").set_index("seed")["final_knn_top1"].dropna()
-    data = VariantData(n, complete, partial, times, knn_by_seed)
+    data = VariantData(n, complete, partial, times, knn_by_seed, trials)
     return {prefix + k: v for k, v in row.items()}, data
 
 
@@ -115,8 +116,8 @@ def stability_table(df: pd.DataFrame, axes: list[str], phase: str,
                                                   variant + "_")
             row.update(columns)
         data = CellData(variants, _budget(cell))
-        outcome = {family.name: family.run(data) for family in FAMILIES}
-        for family in FAMILIES:
+        outcome = {family.name: family.run(data) for family in verdicts.FAMILIES}
+        for family in verdicts.FAMILIES:
             result = outcome[family.name]
             row.update(result.effects)
             row[family.test_column] = result.test
@@ -125,7 +126,7 @@ def stability_table(df: pd.DataFrame, axes: list[str], phase: str,
         rows.append(row)
         outcomes.append(outcome)
     holm_sizes = {}
-    for family in FAMILIES:
+    for family in verdicts.FAMILIES:
         informative = [o[family.name].informative for o in outcomes]
         adjusted = stats.holm([r[family.p_column] for r in rows], informative)
         m = sum(keep and r[family.p_column] is not None for keep, r in zip(informative, rows))
@@ -141,8 +142,10 @@ def stability_table(df: pd.DataFrame, axes: list[str], phase: str,
                 else stats.NOT_REPLICATED)
     keys = ["method"] + axes
     columns = (keys + [v + "_" + c for v in VARIANTS for c in VARIANT_COLUMNS]
-               + list(SHARED_COLUMNS) + [c for family in FAMILIES for c in family.columns])
-    string_columns = {"method"} | {c for f in FAMILIES for c in (f.test_column, f.verdict_column)}
+               + list(SHARED_COLUMNS)
+               + [c for family in verdicts.FAMILIES for c in family.columns])
+    string_columns = {"method"} | {c for family in verdicts.FAMILIES
+                                   for c in (family.test_column, family.verdict_column)}
     int_columns = INT_COLUMNS | {v + "_" + c for v in VARIANTS for c in VARIANT_COLUMNS
                                  if c in INT_COLUMNS}
     arrays = []

@@ -4,32 +4,36 @@ Per variant
   * collapse rate k/n with its Wilson 95% interval (``scipy.stats.binomtest(k, n).proportion_ci(
     method="wilson")``: (p̂ + z²/2n ± z·sqrt(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n)).
 
-ER versus original (three verdict families)
-  * ``collapse``: Boschloo's exact unconditional test on the 2x2 collapse table, two-sided
-    (``scipy.stats.boschloo_exact``, via :func:`er_tune.power.collapse_pvalue`); it is uniformly
-    more powerful than Fisher's (3/3 vs 0/3: p = 0.031 against Fisher's 0.10). Above 30 seeds
-    per variant Fisher's exact test is used instead (Boschloo's nuisance maximisation costs ~1 s
-    per table at 100 seeds; the tests converge), and ``collapse_test`` names the one used. Effect: the risk
-    difference ER − original with Newcombe's hybrid score interval (method 10 of Newcombe 1998;
-    ``statsmodels confint_proportions_2indep(method="newcomb")``).
-  * ``time``: exact permutation log-rank on epochs to first collapse (reports/survival.py).
+ER versus original (the verdict families are declared in reports/verdicts.py; their tests live
+here and in survival.py)
+  * collapse counts (complete, and complete-or-partial): Boschloo's exact unconditional test on
+    the 2x2 collapse table, two-sided (``scipy.stats.boschloo_exact``, via
+    :func:`er_tune.power.collapse_pvalue`); it is uniformly more powerful than Fisher's (3/3 vs
+    0/3: p = 0.031 against Fisher's 0.10). Above 30 seeds per variant Fisher's exact test is used
+    instead (Boschloo's nuisance maximisation costs ~1 s per table at 100 seeds; the tests
+    converge). Effect: the risk difference ER − original with Newcombe's hybrid score interval
+    (method 10 of Newcombe 1998; ``statsmodels confint_proportions_2indep(method="newcomb")``).
+  * time to collapse: log-rank (reports/survival.py).
   * ``knn``: paired t-test of the mean over seeds of final knn_top1 ER − original (seeds present
     in both variants), with its t interval (``scipy.stats.ttest_1samp(...).confidence_interval()``).
     Why t and not the exact sign-flip test: the sign-flip's smallest two-sided p is 2/2^n, so it
     can never reach 0.05 below 6 seeds, which is where our studies live; the t-test is exact for
     normal differences, and under "no difference" the paired differences are symmetric (the two
     variants of a seed are exchangeable), where the t-test is known to be conservative (the
-    calibration tests measure it, heavy tails and collapse mixtures included). The old percentile
-    bootstrap of 3 differences called a winner 26% of the time under the null and is gone.
+    calibration tests measure it, heavy tails and collapse mixtures included). Where every
+    difference is the same number (kNN accuracies are discrete, so this happens) the t statistic
+    is undefined and the exact sign-flip p is used instead. The old percentile bootstrap of 3
+    differences called a winner 26% of the time under the null and is gone.
 
 Multiplicity: Holm's step-down adjustment (:func:`holm_array`, checked against ``statsmodels
-multipletests(method="holm")``) within
-each family across the cells of one report; cells without a p (one variant missing, fewer than 2
+multipletests(method="holm")``) within each family across the cells of one report that can
+inform it (:func:`holm`'s ``informative``); cells without a p (one variant missing, fewer than 2
 pairs) are left out of the family. A verdict fires when the adjusted p <= alpha (default 0.05);
 its direction is the sign of the effect. Raw and adjusted p are both kept.
 
 Degenerate input never gives NaN verdicts: no collapse at all (or all collapsed) -> p = 1;
-identical paired differences of 0 -> p = 1; nothing to compare -> p None, verdict ``untested``.
+identical paired differences of 0 -> p = 1, of d != 0 -> 2/2^n; nothing to compare -> p None,
+verdict ``untested``.
 """
 from __future__ import annotations
 

@@ -39,13 +39,15 @@ VARIANTS = ("original", "er")
 
 @dataclass(frozen=True)
 class VariantData:
-    """One variant of one cell: counts over finished trials, survival data, final kNN by seed."""
+    """One variant of one cell: counts over finished trials, survival data, final kNN by seed, and
+    the trial records themselves (so a new family can read any trials-table column)."""
 
     n: int
     complete: int
     partial: int
     times: dict  # endpoint -> (times, events)
     knn_by_seed: pd.Series
+    trials: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -316,7 +318,7 @@ BLOCKS = (
 )
 
 
-def declared_columns() -> set[str]:
+def declared_columns() -> set[str]:  # reads FAMILIES when called (a test may register more)
     """Every stability column the registry declares (everything else is a key: method, axes)."""
     out = {variant + "_" + column for variant in VARIANTS for column in VARIANT_COLUMNS}
     out.update(SHARED_COLUMNS)
