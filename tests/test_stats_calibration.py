@@ -238,12 +238,11 @@ def unequal_arm(rng, n, p_collapse, epochs, error_rate, error_by):
 
 
 @pytest.mark.parametrize("n_er,n_orig,er_errors,orig_errors,p_collapse,error_by", [
-    (4, 10, 0.0, 0.6, 0.3, 4),  # label permutation: 0.077
-    (10, 5, 0.6, 0.0, 0.3, 10),  # label permutation: 0.066
-    (4, 10, 0.7, 0.0, 0.5, 3)])
+    (4, 10, 0.0, 0.6, 0.3, 4),  # label permutation: 0.077 (1,500 reps)
+    (10, 5, 0.6, 0.0, 0.3, 10)])  # label permutation: 0.066
 def test_logrank_unequal_followup_and_arm_sizes_null_fpr(n_er, n_orig, er_errors, orig_errors,
                                                          p_collapse, error_by):
-    reps, rng, cache, rejections = 400, np.random.default_rng(n_er + 7 * n_orig), {}, 0
+    reps, rng, cache, rejections = 300, np.random.default_rng(n_er + 7 * n_orig), {}, 0
     for _ in range(reps):
         er = unequal_arm(rng, n_er, p_collapse, 10, er_errors, error_by)
         orig = unequal_arm(rng, n_orig, p_collapse, 10, orig_errors, error_by)
@@ -254,11 +253,11 @@ def test_logrank_unequal_followup_and_arm_sizes_null_fpr(n_er, n_orig, er_errors
     assert rejections / reps <= fpr_bound(reps)
 
 
-@pytest.mark.parametrize("n_er,n_orig", [(1, 6), (4, 10), (10, 5)])
+@pytest.mark.parametrize("n_er,n_orig", [(1, 6), (4, 10)])
 def test_logrank_exact_size_equal_followup_unequal_arms(n_er, n_orig):
     """Censoring only by the budget: the enumerated permutation test is exact, so its size is
     <= alpha at any arm sizes (one-trial arms included)."""
-    reps, rng, cache, rejections = 600, np.random.default_rng(n_er * n_orig), {}, 0
+    reps, rng, cache, rejections = 400, np.random.default_rng(n_er * n_orig), {}, 0
     for _ in range(reps):
         er = unequal_arm(rng, n_er, 0.6, 8, 0.0, 8)
         orig = unequal_arm(rng, n_orig, 0.6, 8, 0.0, 8)
