@@ -23,8 +23,9 @@ from er_tune.io import write_json_atomic
 from .parquet_io import SCHEMA_VERSION, write_table_atomic
 from .stability import stability_table, survival_table
 from .stats import ALPHA, check_alpha
+from .tables import (epochs_table, events_table, relative_dir, search_table, trial_records,
+                     trials_table)
 from .verdicts import tests_by_family
-from .tables import epochs_table, events_table, search_table, trial_records, trials_table
 
 TABLES = ("trials", "epochs", "collapse_events", "search", "stability", "survival")
 
@@ -56,10 +57,12 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
     except (NotAnExperiment, OSError) as exc:
         print(f"error: {exc}", file=err)
         return 2
-    unreadable = [{"trial_dir": t.trial_dir, "reason": p} for t in trials for p in t.problems]
-    for u in unreadable:
-        print(f"warning: {u['trial_dir']}: {u['reason']}", file=err)
-    recs, axes, hps = trial_records(trials)
+    for t in trials:
+        for p in t.problems:
+            print(f"warning: {t.trial_dir}: {p}", file=err)
+    unreadable = [{"trial_dir": relative_dir(t.trial_dir, experiment), "reason": p}
+                  for t in trials for p in t.problems]
+    recs, axes, hps = trial_records(trials, root=experiment)
     df = pd.DataFrame(recs)
     phases = sorted(set(df["phase"])) if len(df) else []
     st_phase = "replicate" if "replicate" in phases else ("search" if "search" in phases else

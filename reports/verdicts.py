@@ -98,6 +98,9 @@ class VerdictFamily:
     cells: tuple  # ((heading, row -> str), ...) drawn before p_adj and the mark
     tests: tuple[str, ...]  # the values ``test_column`` can take
     informative_rule: str  # which cells count in Holm's m (legend)
+    # column -> (unit, one-line description) for the Parquet field metadata (reports/columns.py
+    # reads it for any column it does not list itself)
+    descriptions: dict = field(default_factory=dict)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -147,6 +150,28 @@ def interval_text(value, lo, hi, digits: int) -> str:
     return f"{value:+.{digits}f} [{lo:+.{digits}f},{hi:+.{digits}f}]"
 
 
+def _count_descriptions(prefix: str, verdict_column: str, what: str) -> dict:
+    return {prefix + "diff": ("1", f"ER − original {what} rate (risk difference)"),
+            prefix + "diff_lo": ("1", f"{prefix}diff, Newcombe 95% lower bound"),
+            prefix + "diff_hi": ("1", f"{prefix}diff, Newcombe 95% upper bound"),
+            prefix + "test": ("", f"test behind {prefix}p (boschloo_exact or fisher_exact)"),
+            prefix + "p": ("1", f"p-value of the {what} count test"),
+            prefix + "p_adj": ("1", f"{prefix}p, Holm-adjusted over the informative cells"),
+            prefix + "min_detectable": ("1", f"smallest {what} rate difference vs none these "
+                                             "seeds decide (null: none)"),
+            verdict_column: ("", f"{what} counts: er_more_stable, original_more_stable, "
+                                 "no_difference, untested, not_replicated")}
+
+
+def _time_descriptions(prefix: str, verdict_column: str, what: str) -> dict:
+    return {prefix + "test": ("", f"test behind {prefix}p (exact permutation, imputation-"
+                                  "permutation or asymptotic log-rank)"),
+            prefix + "u": ("events", "log-rank score U = observed − expected ER events"),
+            prefix + "p": ("1", f"p-value of the log-rank test on epochs to {what}"),
+            prefix + "p_adj": ("1", f"{prefix}p, Holm-adjusted over the informative cells"),
+            verdict_column: ("", f"time to {what}: same labels as the count verdicts")}
+
+
 def _count_family(name, heading, question, counts, prefix, verdict_column) -> VerdictFamily:
     def run(cell: CellData) -> Outcome:
         raw = _count_outcome(counts(cell.er), cell.er.n, counts(cell.original), cell.original.n)
@@ -163,7 +188,9 @@ def _count_family(name, heading, question, counts, prefix, verdict_column) -> Ve
         note=_count_note(prefix + "min_detectable"),
         cells=((f"Δ{heading} ER-orig [95%]", _diff_cell(prefix)),),
         tests=("boschloo_exact", "fisher_exact"),
-        informative_rule="cells where some but not all trials collapsed")
+        informative_rule="cells where some but not all trials collapsed",
+        descriptions=_count_descriptions(prefix, verdict_column, "complete collapse"
+                                         if name == "collapse" else "any collapse"))
 
 
 # ---- time families --------------------------------------------------------------------------------
@@ -196,7 +223,9 @@ def _time_family(name, heading, question, endpoint, prefix, verdict_column,
         verdict_column=verdict_column, detectable_column=None, run=run,
         detectable=lambda outcome, m, alpha: None, note=note, cells=(("med o/E", medians),),
         tests=("logrank_permutation", "logrank_imputation_permutation", "logrank_asymptotic"),
-        informative_rule="cells with a collapse")
+        informative_rule="cells with a collapse",
+        descriptions=_time_descriptions(prefix, verdict_column, "complete collapse"
+                                        if endpoint == "complete" else "any collapse"))
 
 
 # ---- kNN --------------------------------------------------------------------------------------------

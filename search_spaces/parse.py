@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from er_tune.config import (BACKBONE_NAMES, DATASET_NAMES, METHODS, VARIANTS, did_you_mean, keys_read_by,
+from er_tune.config import (BACKBONE_CHOICES, DATASET_NAMES, METHODS, VARIANTS, did_you_mean, keys_read_by,
                             objective_name)
 from search_spaces.study import (ASHA_KEYS, DATA_KEYS, DISTRIBUTIONS, METRICS,
                                  MODEL_KEYS, NAME_PATTERN, RESERVED, RESOURCE_KEYS, SCHEDULE_KEYS, SEARCH_KEYS,
@@ -108,9 +108,9 @@ def parse_document(document: Any, *, path: str, raw: str) -> Study:
                          ", ".join(DATASET_NAMES))
     check_root(path, dataset, str(base.get("data_root", "") or ""))
     model = _mapping(path, "model", top.get("model"), MODEL_KEYS)
-    if "backbone" in model and model["backbone"] not in BACKBONE_NAMES:
+    if "backbone" in model and model["backbone"] not in BACKBONE_CHOICES:
         raise StudyError(path, "model.backbone", f"unknown backbone {model['backbone']!r}"
-                         f"{did_you_mean(str(model['backbone']), BACKBONE_NAMES)}", ", ".join(BACKBONE_NAMES))
+                         f"{did_you_mean(str(model['backbone']), BACKBONE_CHOICES)}", ", ".join(BACKBONE_CHOICES))
     base.update(model)
     trial = top.get("trial") or {}
     if not isinstance(trial, dict):

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from er_tune.config import TrialConfig
+from er_tune.config import TrialConfig, default_backbone
 from search_spaces.study import Study, StudyError, applies, load_study
 
 
@@ -52,9 +52,16 @@ def trial_config(study: Study, group: ConditionGroup, *, phase: str, seed: int,
                  hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The flat Ray config / params.json of one trial: TrialConfig fields + META_KEYS."""
     hparams = dict(hparams or {})
-    config = TrialConfig.from_dict({**study.base, **group.settings, **hparams, "seed": seed})
+    config = TrialConfig.from_dict({**study.base, **group.settings, **hparams, "seed": seed}).resolved()
     return {**config.to_dict(), "study": study.name, "phase": phase, "group": group.name,
             "grid_axes": sorted(group.cell), "searched": sorted(d.name for d in searched_params(study, group))}
+
+
+def _backbone_line(study: Study) -> str:
+    named = study.base.get("backbone", "auto")
+    if named != "auto":
+        return named
+    return f"{default_backbone(study.base.get('dataset', 'shapes'))} (backbone: auto)"
 
 
 def search_trial_count(study: Study) -> int:
@@ -84,7 +91,7 @@ def describe(study: Study) -> str:
     n_replicate = len(groups) * len(study.seeds)
     epochs = study.schedule.max_epochs
     lines = [f"study {study.name} ({study.source_path})",
-             f"  data: {study.base.get('dataset', 'shapes')}, model: {study.base.get('backbone', 'convnet')}, "
+             f"  data: {study.base.get('dataset', 'shapes')}, model: {_backbone_line(study)}, "
              f"methods: {', '.join(study.methods)} x variants: {', '.join(study.variants)}",
              f"  grid: " + (", ".join(f"{a}={list(v)}" for a, v in study.grid) or "none")
              + f"; seeds: {list(study.seeds)}",
