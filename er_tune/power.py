@@ -10,10 +10,13 @@ The three verdict families of the report (reports/stats.py) and what each can de
   table n/n vs 0/n has p = 2·(1/2)^(2n) (1/32 at n = 3), so the smallest decidable difference is the
   smallest k with p(k/n vs 0/n) <= alpha / m: :func:`min_detectable_collapse`.
 * **time to collapse** — exact permutation log-rank (reports/survival.py). Its smallest attainable
-  two-sided p is 2 / C(n_er + n_orig, n_er) (0.1 at 3 + 3 seeds): :func:`logrank_min_pvalue`.
+  two-sided p is 2 / C(n_er + n_orig, n_er) (0.1 at 3 + 3 seeds): :func:`logrank_min_pvalue`;
+  1 / (R + 1) for the imputation-permutation version used under unequal follow-up.
 * **kNN accuracy** — paired t-test on ER − original over seeds. The smallest mean difference found
   with probability ``power`` is δ·sd, δ solving P(|T| > t_{1-a/2, n-1}) = power with T noncentral
   t (df n − 1, noncentrality δ·sqrt(n)) (``scipy.stats.nct``): :func:`knn_min_detectable_effect`.
+  Where every paired difference is the same number (sd 0) the t-test is undefined and the exact
+  sign-flip test is used; its smallest two-sided p is 2 / 2^n: :func:`sign_flip_min_pvalue`.
 
 ``m`` is the number of cells Holm adjusts over (Holm's first step compares the smallest p with
 alpha / m, so a difference present in a single cell must reach alpha / m: the figures are for that
@@ -28,7 +31,9 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as sps
 
-PERMUTATION_RESAMPLES = 9_999  # the log-rank permutation test is exact up to this many splits
+# Draws of the imputation-permutation log-rank (unequal follow-up, reports/survival.py); the
+# permutation log-rank under equal follow-up enumerates every split exactly.
+IMPUTATION_RESAMPLES = 1_999
 # Boschloo maximises over the nuisance collapse probability: 0.4-1.2 s per table at 100 seeds per
 # variant. Above this many seeds in a variant Fisher's exact test (also exact, slightly
 # conservative; the two converge as n grows) is used, and named in the report's collapse_test.
@@ -47,8 +52,8 @@ def _boschloo(a: int, n1: int, b: int, n2: int) -> float:
     table = [[a, b], [n1 - a, n2 - b]]
     if collapse_test_name(n1, n2) == "fisher_exact":
         return float(sps.fisher_exact(table, alternative="two-sided").pvalue)
-    res = sps.boschloo_exact(table, alternative="two-sided")
-    return float(min(1.0, res.pvalue))
+    result = sps.boschloo_exact(table, alternative="two-sided")
+    return float(min(1.0, result.pvalue))
 
 
 def collapse_pvalue(k_er: int, n_er: int, k_orig: int, n_orig: int) -> float:
@@ -58,10 +63,10 @@ def collapse_pvalue(k_er: int, n_er: int, k_orig: int, n_orig: int) -> float:
     Cached per distinct table, canonicalised by the test's symmetries (swapping the samples,
     swapping collapsed/not), so enumerating every table of a study costs each p once.
     """
-    cands = [(k_er, n_er, k_orig, n_orig), (k_orig, n_orig, k_er, n_er),
+    candidates = [(k_er, n_er, k_orig, n_orig), (k_orig, n_orig, k_er, n_er),
              (n_er - k_er, n_er, n_orig - k_orig, n_orig),
              (n_orig - k_orig, n_orig, n_er - k_er, n_er)]
-    return _boschloo(*min(cands))
+    return _boschloo(*min(candidates))
 
 
 def min_detectable_collapse(n_er: int, n_orig: int, alpha: float = 0.05,
@@ -89,19 +94,27 @@ def collapse_power(p_er: float, p_orig: float, n: int, alpha: float = 0.05, m: i
     """Exact probability that the collapse test rejects at alpha/m with n seeds per variant when
     the true collapse probabilities are p_er and p_orig: the sum of Binomial(n, p_er) x
     Binomial(n, p_orig) over the (n + 1)^2 tables whose p-value is <= alpha/m."""
-    k = np.arange(n + 1)
-    w = np.outer(sps.binom.pmf(k, n, p_er), sps.binom.pmf(k, n, p_orig))
-    rej = np.array([[collapse_pvalue(a, n, b, n) <= alpha / max(m, 1) for b in k] for a in k])
-    return float((w * rej).sum())
+    counts = np.arange(n + 1)
+    table_prob = np.outer(sps.binom.pmf(counts, n, p_er), sps.binom.pmf(counts, n, p_orig))
+    rejects = np.array([[collapse_pvalue(k_er, n, k_orig, n) <= alpha / max(m, 1)
+                         for k_orig in counts] for k_er in counts])
+    return float((table_prob * rejects).sum())
 
 
-def logrank_min_pvalue(n_er: int, n_orig: int, n_resamples: int = PERMUTATION_RESAMPLES) -> float:
-    """Smallest two-sided p the permutation log-rank can give: 2/C(n_er+n_orig, n_er) when the
-    splits are enumerated, 2/(n_resamples+1) when they are sampled."""
+def logrank_min_pvalue(n_er: int, n_orig: int, imputed: bool = False,
+                       n_resamples: int = IMPUTATION_RESAMPLES) -> float:
+    """Smallest two-sided p the permutation log-rank can give: 2/C(n_er+n_orig, n_er) (every
+    split enumerated); ``imputed`` (unequal follow-up): 1/(n_resamples+1)."""
     if n_er == 0 or n_orig == 0:
         return 1.0
-    splits = math.comb(n_er + n_orig, n_er)
-    return min(1.0, 2.0 / splits if splits <= n_resamples else 2.0 / (n_resamples + 1))
+    if imputed:
+        return 1.0 / (n_resamples + 1)
+    return min(1.0, 2.0 / math.comb(n_er + n_orig, n_er))
+
+
+def sign_flip_min_pvalue(n: int) -> float:
+    """Smallest two-sided p of the exact sign-flip test on n paired differences: 2/2^n."""
+    return 1.0 if n < 1 else min(1.0, 2.0 / 2.0 ** n)
 
 
 def min_seeds_logrank(alpha: float = 0.05, m: int = 1, n_max: int = 64) -> int | None:
@@ -117,11 +130,12 @@ def knn_power(effect: float, n: int, alpha: float = 0.05, m: int = 1) -> float:
     sds with n pairs: P(|T| > t_crit), T ~ noncentral t(n − 1, effect·sqrt(n))."""
     if n < 2:
         return 0.0
-    df, a = n - 1, alpha / max(m, 1)
-    crit = sps.t.ppf(1 - a / 2, df)
-    nc = effect * math.sqrt(n)
+    dof, level = n - 1, alpha / max(m, 1)
+    critical = sps.t.ppf(1 - level / 2, dof)
+    noncentrality = effect * math.sqrt(n)
     # scipy's nct returns nan for some far tails (e.g. cdf(-5, 4, 30)); those tails are ~0
-    upper, lower = np.nan_to_num([sps.nct.sf(crit, df, nc), sps.nct.cdf(-crit, df, nc)])
+    upper, lower = np.nan_to_num([sps.nct.sf(critical, dof, noncentrality),
+                                  sps.nct.cdf(-critical, dof, noncentrality)])
     return float(min(1.0, upper + lower))
 
 
@@ -131,52 +145,52 @@ def knn_min_detectable_effect(n: int, alpha: float = 0.05, m: int = 1,
     (alpha/m, two-sided) detects with probability ``power``; None when n < 2."""
     if n < 2:
         return None
-    hi = 1.0
-    while knn_power(hi, n, alpha, m) < power:
-        hi *= 2.0
-    return float(optimize.brentq(lambda d: knn_power(d, n, alpha, m) - power, 0.0, hi,
-                                 xtol=1e-10))
+    upper = 1.0
+    while knn_power(upper, n, alpha, m) < power:
+        upper *= 2.0
+    return float(optimize.brentq(lambda effect: knn_power(effect, n, alpha, m) - power, 0.0,
+                                 upper, xtol=1e-10))
 
 
 def power_lines(n_er: int, n_orig: int, m: int, alpha: float = 0.05) -> tuple[list[str], list[str]]:
     """Printable statements (and warnings) of what n_er / n_orig seeds can decide over m cells."""
     lines, warns = [], []
-    a = alpha / max(m, 1)
+    level = alpha / max(m, 1)
     seeds = (f"{n_er} seeds per variant" if n_er == n_orig
              else f"{n_er} ER / {n_orig} original seeds")
-    head = f"alpha {alpha:g}, Holm over {m} cell(s): a single difference needs p <= {a:.3g}"
+    head = f"alpha {alpha:g}, Holm over {m} cell(s): a single difference needs p <= {level:.3g}"
     lines.append(head)
-    coll = min_detectable_collapse(n_er, n_orig, alpha, m)
+    detectable = min_detectable_collapse(n_er, n_orig, alpha, m)
     need = min_seeds_collapse(alpha, m)
-    best = collapse_pvalue(0, n_er, n_orig, n_orig)
+    best_p = collapse_pvalue(0, n_er, n_orig, n_orig)
     test = {"boschloo_exact": "Boschloo exact", "fisher_exact": "Fisher exact"}[
         collapse_test_name(n_er, n_orig)]
-    if coll is None:
+    if detectable is None:
         lines.append(f"collapse counts ({test}): cannot decide: even {n_orig}/{n_orig} vs "
-                     f"0/{n_er} gives p = {best:.3g}; needs >= {need} seeds per variant")
+                     f"0/{n_er} gives p = {best_p:.3g}; needs >= {need} seeds per variant")
         warns.append(f"{seeds} cannot give any collapse-count verdict "
                      f"(needs >= {need} per variant)")
     else:
-        k, p = coll
+        k, p = detectable
         lines.append(f"collapse counts ({test}): detects {k}/{n_orig} vs 0/{n_er} "
                      f"(rate difference >= {k / n_orig:.2f}, p = {p:.3g}); "
                      f"{need} seeds per variant decide only n/n vs 0/n")
-    lp = logrank_min_pvalue(n_er, n_orig)
-    need_lr = min_seeds_logrank(alpha, m)
-    if lp > a:
+    smallest_p = logrank_min_pvalue(n_er, n_orig)
+    need_logrank = min_seeds_logrank(alpha, m)
+    if smallest_p > level:
         lines.append(f"time to collapse (permutation log-rank): cannot decide: smallest p "
-                     f"{lp:.3g}; needs >= {need_lr} seeds per variant")
+                     f"{smallest_p:.3g}; needs >= {need_logrank} seeds per variant")
         warns.append(f"{seeds} cannot give any time-to-collapse verdict "
-                     f"(needs >= {need_lr} per variant)")
+                     f"(needs >= {need_logrank} per variant)")
     else:
-        lines.append(f"time to collapse (permutation log-rank): smallest p {lp:.3g} (can decide; "
-                     f"needs >= {need_lr} seeds per variant)")
+        lines.append(f"time to collapse (permutation log-rank): smallest p {smallest_p:.3g} (can decide; "
+                     f"needs >= {need_logrank} seeds per variant)")
     n = min(n_er, n_orig)
-    eff = knn_min_detectable_effect(n, alpha, m)
-    if eff is None:
+    effect = knn_min_detectable_effect(n, alpha, m)
+    if effect is None:
         lines.append("kNN (paired t): cannot decide with fewer than 2 seeds")
         warns.append("fewer than 2 paired seeds: no kNN verdict possible")
     else:
-        lines.append(f"kNN (paired t, 80% power): |mean ER - original| >= {eff:.2f} sd of the "
+        lines.append(f"kNN (paired t, 80% power): |mean ER - original| >= {effect:.2f} sd of the "
                      f"paired differences")
     return lines, warns

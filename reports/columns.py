@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
+from . import verdicts  # a verdict family describes its own stability columns
+
 
 class Column(NamedTuple):
     unit: str
@@ -75,8 +77,12 @@ TRIALS = {
     # columns of the verdicts work (issue 18 coordination); described here so they carry units
     "collapse_grade": Column("", "graded collapse outcome of the trial (none, partial, complete)"),
     "partial_kinds": Column("", "kinds of partial collapse the trial showed"),
-    "first_warning_epoch": Column("epochs", "epoch of the first warning-severity event "
+    "first_warning_epoch": Column("epochs", "epoch of the first early_warning event "
                                             "(null: none)"),
+    "first_partial_epoch": Column("epochs", "epoch of the first partial-collapse event "
+                                            "(null: none)"),
+    "any_collapse_epoch": Column("epochs", "epoch of the first collapse or partial event "
+                                           "(time to any collapse; null: none)"),
 }
 
 EPOCHS = {
@@ -114,7 +120,7 @@ EVENTS = {
     "step": Column("steps", "optimiser step at which the detector fired"),
     "detector": Column("", "detector that fired (er_tune.collapse)"),
     "kind": Column("", "complete, dimensional, cluster, uniform, diverged or knn_chance"),
-    "severity": Column("", "warning or collapse"),
+    "severity": Column("", "warning, partial or collapse"),
     "value": Column("1", "observed value of the detector's metric"),
     "threshold": Column("1", "threshold it crossed (same unit as value)"),
     "message": Column("", "human-readable description of the event"),
@@ -132,8 +138,19 @@ SEARCH = {
 }
 
 PER_VARIANT = {
-    "n_seeds": Column("trials", "{v}: finished trials (errored left out)"),
-    "n_collapsed": Column("trials", "{v}: trials that collapsed or diverged"),
+    "n_seeds": Column("trials", "{v}: trials that ran to their own end (errored and "
+                                "early-stopped left out)"),
+    "n_collapsed": Column("trials", "{v}: trials graded complete collapse (collapsed, diverged)"),
+    "n_partial": Column("trials", "{v}: trials graded partial collapse"),
+    "n_any_collapsed": Column("trials", "{v}: n_collapsed + n_partial"),
+    "partial_rate": Column("1", "{v}: n_partial / n_seeds"),
+    "partial_rate_lo": Column("1", "{v}: partial rate, Wilson 95% lower bound"),
+    "partial_rate_hi": Column("1", "{v}: partial rate, Wilson 95% upper bound"),
+    "any_collapse_rate": Column("1", "{v}: n_any_collapsed / n_seeds"),
+    "any_collapse_rate_lo": Column("1", "{v}: any-collapse rate, Wilson 95% lower bound"),
+    "any_collapse_rate_hi": Column("1", "{v}: any-collapse rate, Wilson 95% upper bound"),
+    "median_time_to_any_collapse": Column("epochs", "{v}: Kaplan–Meier median epochs to any "
+                                                    "collapse (null: not reached)"),
     "collapse_rate": Column("1", "{v}: n_collapsed / n_seeds"),
     "collapse_rate_lo": Column("1", "{v}: collapse rate, Wilson 95% lower bound"),
     "collapse_rate_hi": Column("1", "{v}: collapse rate, Wilson 95% upper bound"),
@@ -152,7 +169,8 @@ STABILITY = {
     "knn_diff": Column("1", "mean paired ER − original final kNN top-1"),
     "knn_diff_lo": Column("1", "knn_diff, t 95% lower bound"),
     "knn_diff_hi": Column("1", "knn_diff, t 95% upper bound"),
-    "knn_test": Column("", "test behind knn_p (paired_t)"),
+    "knn_test": Column("", "test behind knn_p (paired_t; sign_flip_exact where every paired "
+                           "difference is equal)"),
     "knn_p": Column("1", "p-value of the kNN test"),
     "knn_p_adj": Column("1", "knn_p, Holm-adjusted across the cells of this table"),
     "knn_min_detectable": Column("1", "kNN difference found with 80% power at the observed sd"),
@@ -172,7 +190,8 @@ STABILITY = {
     "verdict": Column("", "collapse counts: er_more_stable, original_more_stable, no_difference, "
                           "untested"),
     "time_verdict": Column("", "time to collapse: same labels as verdict"),
-    "knn_verdict": Column("", "kNN: er_better, original_better, no_difference, untested"),
+    "knn_verdict": Column("", "kNN: er_better, original_better, no_difference, untested, "
+                              "not_replicated"),
 }
 
 SURVIVAL = {
@@ -206,6 +225,9 @@ def describe(table: str, name: str) -> Column | None:
     if name in fixed:
         return fixed[name]
     if table == "stability":
+        for family in verdicts.FAMILIES:
+            if name in family.descriptions:
+                return Column(*family.descriptions[name])
         for prefix, word in _VARIANT_WORDS.items():
             base = name[len(prefix):]
             if name.startswith(prefix) and base in PER_VARIANT:

@@ -22,9 +22,10 @@ from er_tune.io import write_json_atomic
 
 from .parquet_io import SCHEMA_VERSION, write_table_atomic
 from .stability import stability_table, survival_table
-from .stats import ALPHA, TEST_NAMES, check_alpha
+from .stats import ALPHA, check_alpha
 from .tables import (epochs_table, events_table, relative_dir, search_table, trial_records,
                      trials_table)
+from .verdicts import tests_by_family
 
 TABLES = ("trials", "epochs", "collapse_events", "search", "stability", "survival")
 
@@ -67,8 +68,10 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
     st_phase = "replicate" if "replicate" in phases else ("search" if "search" in phases else
                                                           (phases[0] if phases else "replicate"))
     notes = []
-    if st_phase != "replicate":
-        notes.append(f"no replicate phase: stability computed from the {st_phase!r} phase")
+    replicated = st_phase == "replicate"
+    if not replicated:
+        notes.append(f"no replicate phase: stability computed from the {st_phase!r} phase, which is "
+                     "not a replicated comparison (no verdicts; counts are descriptive)")
     tables = {"trials": trials_table(recs, axes, hps), "epochs": epochs_table(trials, rows),
               "collapse_events": events_table(trials), "search": search_table(df, hps)
               if len(df) else search_table(pd.DataFrame(columns=["phase"]), hps),
@@ -77,7 +80,7 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
         df = pd.DataFrame(columns=["phase", "method", "variant", "status", "seed",
                                    "collapse_epoch", "epochs_completed", "final_knn_top1",
                                    "final_er_entropy", "first_er_entropy"])
-    tables["stability"] = stability_table(df, axes, st_phase, alpha=alpha)
+    tables["stability"] = stability_table(df, axes, st_phase, alpha=alpha, replicated=replicated)
     tables["survival"] = survival_table(df, axes, st_phase)
     out_dir = out or os.path.join(experiment, "report")
     os.makedirs(out_dir, exist_ok=True)
@@ -88,8 +91,11 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
     manifest = {"schema_version": SCHEMA_VERSION, "study": study,
                 "experiment": os.path.abspath(experiment), "versions": _versions(),
                 "row_counts": {k: v.num_rows for k, v in tables.items()},
-                "stability_phase": st_phase, "alpha": alpha, "tests": TEST_NAMES,
-                "multiplicity": "holm within each test family across the stability cells",
+                "stability_phase": st_phase, "replicated": replicated, "alpha": alpha,
+                "tests": tests_by_family(),
+                "multiplicity": "holm within each verdict family across the stability cells "
+                                "that can inform it (a collapse count that varies, a collapse "
+                                "for the time families)",
                 "notes": notes, "unreadable": unreadable,
                 "status_counts": df["status"].value_counts().to_dict() if len(df) else {}}
     write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)

@@ -20,8 +20,10 @@ from .columns import TABLES, annotate
 # 3: field metadata (unit, description), dictionary-encoded labels, hp_* null where the group did
 #    not search the key, no Ray bookkeeping columns in epochs (time_total_s -> wall_time_s),
 #    trial_dir relative to the experiment, trials.dataset.
+# 4: collapse grades in trials, any-collapse verdict families, survival ``endpoint``,
+#    stability ``grid_axes``/``holm_m``/``comparison`` metadata.
 # 2: calibrated tests, Holm, survival table. 1: Wilson/bootstrap.
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 
 def with_metadata(table: pa.Table) -> pa.Table:

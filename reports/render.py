@@ -1,152 +1,168 @@
 """Terminal (≤ 100 columns) and markdown renderings of the stability table.
 
-The terminal view has two blocks, each with a line per method/cell and its figures on the next:
-``collapse`` (counts with Wilson 95%, ER − original risk difference [Newcombe 95%], Holm-adjusted
-Boschloo p and verdict ``stab``; median epochs to collapse orig/ER, adjusted permutation log-rank
-p and verdict ``time``) and ``knn_top1`` (mean ± sd, paired difference [t 95%], adjusted paired-t p,
-verdict ``knn``), then a legend naming the tests. An undecided ``=`` carries what the seeds could
-have detected: ``=≥0.75`` (smallest decidable collapse-rate difference against none),
-``=|Δ|≥0.052`` (kNN difference found with 80% power at the observed sd), ``=never`` (these seeds
-can never reach alpha). Reports written before schema 2 (no p columns) render in the old layout.
+Everything is drawn from the verdict registry (reports/verdicts.py): one block per ``BLOCKS``
+entry (complete collapse, any collapse, knn_top1), each with a line per method/cell and its
+figures on the next: one cell per variant (``2+1/6 0.10-0.70`` is complete+partial of n with the
+Wilson 95% interval of the any-collapse rate), then per family its declared cells, the
+Holm-adjusted p and the verdict mark. A family whose columns a table lacks (older reports) is not
+drawn. The grid axes come from the table's ``grid_axes`` metadata, else they are the columns the
+registry does not declare. An undecided ``=`` carries what the seeds could have detected:
+``=≥0.75`` (smallest decidable collapse-rate difference against none), ``=|Δ|≥0.052`` (kNN
+difference found with 80% power at the observed sd), ``=never`` (these seeds can never reach
+alpha). A search-phase report (no replicate phase) says it is not a replicated comparison and has
+no verdicts (``n/r``). Reports written before schema 2 (no p columns) render in the old layout.
 """
 from __future__ import annotations
 
+import json
 import math
 import textwrap
 
 import pyarrow as pa
 
-from er_tune.power import logrank_min_pvalue
+from .stats import NO_DIFFERENCE, NOT_REPLICATED
+from . import verdicts
+from .verdicts import complete_counts, declared_columns, interval_text, knn_mean_text
 
-SHORT = {"er_more_stable": "ER", "original_more_stable": "orig", "no_difference": "=",
-         "er_better": "ER", "original_better": "orig", "untested": "n/a"}
-PER_VARIANT = ("original_", "er_")
+SHORT = {"er_more_stable": "ER", "original_more_stable": "orig", NO_DIFFERENCE: "=",
+         "er_better": "ER", "original_better": "orig", "untested": "n/a", NOT_REPLICATED: "n/r"}
 TEST_WORDS = {"boschloo_exact": "Boschloo exact test", "fisher_exact": "Fisher exact test",
               "logrank_permutation": "exact permutation log-rank",
-              "logrank_asymptotic": "chi-square log-rank"}
+              "logrank_imputation_permutation": "imputation-permutation log-rank "
+                                                "(unequal follow-up)",
+              "logrank_asymptotic": "chi-square log-rank", "paired_t": "paired t",
+              "sign_flip_exact": "exact sign-flip"}
+NOT_REPLICATED_NOTE = ("NOT a replicated comparison: no replicate phase, so these are search-phase "
+                       "trials (TPE-chosen, ASHA-pruned, one seed per configuration; early-stopped "
+                       "trials left out of the counts). Counts are descriptive; no verdicts (n/r).")
 
 
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    return str(v)
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
 
 
-def _p(v) -> str:
-    return "-" if v is None else ("<.001" if v < 0.001 else f"{v:.3f}")
+def _p(value) -> str:
+    return "-" if value is None else ("<.001" if value < 0.001 else f"{value:.3f}")
 
 
-def _epochs(v) -> str:
-    return "-" if v is None else f"{v:g}"
+def grid_axes(table: pa.Table) -> list[str]:
+    """The grid axes of a stability table: its ``grid_axes`` metadata, else the columns other than
+    ``method`` that the verdict registry does not declare."""
+    meta = table.schema.metadata or {}
+    if b"grid_axes" in meta:
+        return list(json.loads(meta[b"grid_axes"]))
+    declared = declared_columns()
+    return [c for c in table.column_names if c != "method" and c not in declared]
 
 
-def _interval(r, pre: str, compact: bool = False) -> str:
-    if r.get(pre + "collapse_rate") is None:
-        return "-"
-    lo, hi = r[pre + "collapse_rate_lo"], r[pre + "collapse_rate_hi"]
-    frac = f"{r[pre + 'n_collapsed']}/{r[pre + 'n_seeds']}"
-    if compact:
-        return f"{frac} {lo:.2f}-{hi:.2f}"
-    return f"{frac} [{lo:.2f},{hi:.2f}]"
+def _cell(row: dict, axes: list[str]) -> str:
+    return (f"{row['method']} " + ",".join(f"{a}={_fmt(row[a])}" for a in axes)).strip()
 
 
-def _axes(table: pa.Table) -> list[str]:
-    meta = {"method", "verdict", "knn_verdict", "time_verdict", "n_paired", "alpha"}
-    return [c for c in table.column_names if c not in meta and not c.startswith(
-        ("original_", "er_", "knn_", "collapse_", "logrank_"))]
+def _families(table: pa.Table):
+    """The registered families whose columns this table has (older reports lack some)."""
+    return [f for f in verdicts.FAMILIES if f.verdict_column in table.column_names]
 
 
-def _cell(r, axes) -> str:
-    return f"{r['method']} " + ",".join(f"{a}={_fmt(r[a])}" for a in axes)
+def _block_families(table: pa.Table):
+    """(block, its families present in ``table``) for every block with at least one."""
+    present = {f.name: f for f in _families(table)}
+    for block in verdicts.BLOCKS:
+        families = [present[name] for name in block.families if name in present]
+        if families:
+            yield block, families
 
 
-def _knn(r, pre: str) -> str:
-    m = r.get(pre + "knn_mean")
-    return "-" if m is None else f"{m:.3f}±{_fmt(r.get(pre + 'knn_std'))}"
-
-
-def _diff(v, lo, hi, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    return f"{v:+.{digits}f} [{lo:+.{digits}f},{hi:+.{digits}f}]"
+def holm_sizes(table: pa.Table) -> dict[str, int]:
+    """Holm's m per family: the ``holm_m`` metadata, else (older reports) the cells with a p."""
+    meta = table.schema.metadata or {}
+    if b"holm_m" in meta:
+        return {k: int(v) for k, v in json.loads(meta[b"holm_m"]).items()}
+    rows = table.to_pylist()
+    return {f.name: sum(r.get(f.p_column) is not None for r in rows) for f in _families(table)}
 
 
 def _mark(verdict: str, note: str, compact: bool) -> str:
     """``ER`` / ``=≥0.75`` (compact) or ``er_better`` / ``no_difference (≥0.75)``."""
-    if SHORT[verdict] != "=":
-        return SHORT[verdict] if compact else verdict
+    if SHORT.get(verdict, verdict) != "=":
+        return SHORT.get(verdict, verdict) if compact else verdict
     return ("=" + note) if compact else (verdict + (f" ({note})" if note else ""))
 
 
-def _stab_mark(r, compact: bool = True) -> str:
-    d = r.get("collapse_min_detectable")
-    return _mark(r["verdict"], "never" if d is None else f"≥{d:.2f}", compact)
-
-
-def _time_mark(r, m: int, compact: bool = True) -> str:
-    reach = logrank_min_pvalue(r["er_n_seeds"] or 0, r["original_n_seeds"] or 0)
-    return _mark(r["time_verdict"], "never" if reach > r["alpha"] / max(m, 1) else "", compact)
-
-
-def _knn_mark(r, compact: bool = True) -> str:
-    d = r.get("knn_min_detectable")
-    return _mark(r["knn_verdict"], "" if d is None else f"|Δ|≥{d:.3f}", compact)
+def _verdict_mark(family, row: dict, m: int, compact: bool) -> str:
+    verdict = row[family.verdict_column]
+    note = family.note(row, m) if verdict == NO_DIFFERENCE else ""
+    return _mark(verdict, note, compact)
 
 
 def stability_rows(table: pa.Table, compact: bool = False) -> dict[str, tuple[list, list]]:
-    """Header and string cells of the two blocks, keyed ``collapse`` and ``knn``; each row
-    starts with the method/cell label."""
-    axes, rows = _axes(table), table.to_pylist()
-    m_time = sum(r["logrank_p"] is not None for r in rows)
-    ch = ["method/cell", "orig", "ER", "ΔER-orig [95%]", "p_adj", "stab", "med o/E", "p_adj",
-          "time"]
-    kh = ["method/cell", "knn orig", "knn ER", "Δknn [95%]", "p_adj", "knn"]
-    crow, krow = [], []
-    for r in rows:
-        cell = _cell(r, axes).strip()
-        crow.append([cell, _interval(r, "original_", compact), _interval(r, "er_", compact),
-                     _diff(r["collapse_diff"], r["collapse_diff_lo"], r["collapse_diff_hi"], 2),
-                     _p(r["collapse_p_adj"]), _stab_mark(r, compact),
-                     f"{_epochs(r['original_median_time_to_collapse'])}/"
-                     f"{_epochs(r['er_median_time_to_collapse'])}",
-                     _p(r["logrank_p_adj"]), _time_mark(r, m_time, compact)])
-        krow.append([cell, _knn(r, "original_"), _knn(r, "er_"),
-                     _diff(r["knn_diff"], r["knn_diff_lo"], r["knn_diff_hi"]),
-                     _p(r["knn_p_adj"]), _knn_mark(r, compact)])
-    return {"collapse": (ch, crow), "knn": (kh, krow)}
-
-
-def _block(title: str, head: list[str], rows: list[list[str]], width: int) -> list[str]:
-    body = [r[1:] for r in rows]
-    widths = [max(len(x[i]) for x in [head[1:]] + body) for i in range(len(head) - 1)]
-
-    def line(cells):
-        return ("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths))).rstrip()[:width]
-    out = [title[:width], line(head[1:]), "-" * min(width, len(line(head[1:])))]
-    for r in rows:
-        out += [r[0][:width], line(r[1:])]
+    """Header and string cells of every drawn block, keyed by block title; each row starts with
+    the method/cell label."""
+    axes, rows, sizes = grid_axes(table), table.to_pylist(), holm_sizes(table)
+    out = {}
+    for block, families in _block_families(table):
+        header = ["method/cell", block.variant_heading + "orig", block.variant_heading + "ER"]
+        for family in families:
+            header += [heading for heading, _ in family.cells] + ["p_adj", family.heading]
+        cells = []
+        for row in rows:
+            line = [_cell(row, axes), block.variant_cell(row, "original", compact),
+                    block.variant_cell(row, "er", compact)]
+            for family in families:
+                line += [draw(row) for _, draw in family.cells]
+                line += [_p(row.get(family.p_adj_column)),
+                         _verdict_mark(family, row, sizes.get(family.name, 0), compact)]
+            cells.append(line)
+        out[block.title] = (header, cells)
     return out
 
 
+def _block(title: str, head: list[str], rows: list[list[str]], width: int) -> list[str]:
+    """A title, the header, a rule, then per row its label line and its figures line."""
+    body = [row[1:] for row in rows]
+    widths = [max(len(line[col]) for line in [head[1:]] + body) for col in range(len(head) - 1)]
+
+    def line(cells):
+        return ("  " + "  ".join(text.ljust(size) for text, size in zip(cells, widths))
+                ).rstrip()[:width]
+    out = [title[:width], line(head[1:]), "-" * min(width, len(line(head[1:])))]
+    for row in rows:
+        out += [row[0][:width], line(row[1:])]
+    return out
+
+
+def _not_replicated(table: pa.Table) -> bool:
+    meta = table.schema.metadata or {}
+    if meta.get(b"comparison") == NOT_REPLICATED.encode():
+        return True
+    return any(r.get(f.verdict_column) == NOT_REPLICATED for r in table.to_pylist()
+               for f in _families(table))
+
+
 def legend(table: pa.Table, width: int = 100) -> str:
-    """The tests behind the verdicts and how to read an undecided ``=``."""
+    """The tests behind the verdicts, Holm's m per family and how to read an undecided ``=``."""
     rows = table.to_pylist()
     alpha = rows[0]["alpha"] if rows else 0.05
-    m = {c: sum(r[c] is not None for r in rows) for c in ("collapse_p", "logrank_p", "knn_p")}
-    cells = {k: f"{v} cell" + ("" if v == 1 else "s") for k, v in m.items()}
-    used = {c: " / ".join(TEST_WORDS.get(x, x) for x in sorted({r[c] for r in rows if r[c]}))
-            for c in ("collapse_test", "logrank_test")}
-    text = (f"p_adj: Holm within each family; verdict when p_adj <= {alpha:g}. "
-            f"stab: {used['collapse_test']} on collapse counts ({cells['collapse_p']}), Δ = "
-            f"ER−orig rate, Newcombe 95%. time: {used['logrank_test']} on epochs to first collapse"
-            f" ({cells['logrank_p']}); med o/E: Kaplan–Meier median epochs, - not reached. knn: "
-            f"paired t on final knn_top1 over seeds ({cells['knn_p']}), t 95%. Undecided: "
-            f"'=≥r': r is the smallest collapse-rate gap (vs none) these seeds can decide; "
-            f"'=|Δ|≥d': d is the "
-            f"knn gap found with 80% power at the observed sd; '=never' cannot reach alpha.")
-    return "\n".join(textwrap.wrap(text, width)) + "\n"
+    sizes = holm_sizes(table)
+    parts = [f"p_adj: Holm within each family over its informative cells (the others keep p = 1, "
+             f"which they have by construction); verdict when p_adj <= {alpha:g}."]
+    for family in _families(table):
+        used = sorted({r[family.test_column] for r in rows if r.get(family.test_column)})
+        tests = " / ".join(TEST_WORDS.get(t, t) for t in used) or "no test"
+        m = sizes.get(family.name, 0)
+        cells = f"m = {m}: {family.informative_rule}"
+        parts.append(f"{family.heading}: " + family.question.format(tests=tests, cells=cells)
+                     + ".")
+    parts.append("Undecided: '=≥r': r is the smallest collapse-rate gap (vs none) these seeds can "
+                 "decide; '=|Δ|≥d': d is the knn gap found with 80% power at the observed sd; "
+                 "'=never' cannot reach alpha.")
+    if _not_replicated(table):
+        parts.insert(0, NOT_REPLICATED_NOTE)
+    return "\n".join(textwrap.wrap(" ".join(parts), width)) + "\n"
 
 
 def terminal(table: pa.Table, width: int = 100) -> str:
@@ -155,26 +171,40 @@ def terminal(table: pa.Table, width: int = 100) -> str:
         return "(stability table is empty)\n"
     if "collapse_p_adj" not in table.column_names:
         return _terminal_v1(table, width)
-    blocks = stability_rows(table, compact=True)
-    lines = _block("collapse", *blocks["collapse"], width)
-    lines += _block("knn_top1", *blocks["knn"], width)
+    lines = []
+    if _not_replicated(table):
+        lines += textwrap.wrap(NOT_REPLICATED_NOTE, width)
+    for title, (head, rows) in stability_rows(table, compact=True).items():
+        lines += _block(title, head, rows, width)
     return "\n".join(lines) + "\n" + legend(table, width)
 
 
+def _markdown_columns(table: pa.Table):
+    """(heading, row -> str) for every markdown column, from the registry."""
+    axes, sizes = grid_axes(table), holm_sizes(table)
+    columns = [("method/cell", lambda row: _cell(row, axes))]
+    for block, families in _block_families(table):
+        columns += [(f"{block.title}: orig",
+                     lambda row, b=block: b.variant_cell(row, "original", False)),
+                    (f"{block.title}: ER", lambda row, b=block: b.variant_cell(row, "er", False))]
+        for family in families:
+            columns += [(f"{heading} ({family.heading})", draw) for heading, draw in family.cells]
+            columns += [(f"p ({family.heading})", lambda row, f=family: _p(row.get(f.p_column))),
+                        (f"p_adj ({family.heading})",
+                         lambda row, f=family: _p(row.get(f.p_adj_column))),
+                        (family.heading, lambda row, f=family: _verdict_mark(
+                            f, row, sizes.get(f.name, 0), False))]
+    return columns
+
+
 def markdown(table: pa.Table) -> str:
-    """GitHub markdown table of the stability rows (one row per method/cell)."""
+    """GitHub markdown table of the stability rows (one row per method/cell), then the legend."""
     if "collapse_p_adj" not in table.column_names:
         head, rows = _rows_v1(table)
     else:
-        blocks = stability_rows(table)
-        ch, cr = blocks["collapse"]
-        kh, kr = blocks["knn"]
-        head = ch[:4] + ["p", "p_adj (stab)", "stab", "median epochs orig/ER", "log-rank p",
-                         "p_adj (time)", "time"] + kh[1:4] + ["p", "p_adj (knn)", "knn"]
-        rows = []
-        for r, c, k in zip(table.to_pylist(), cr, kr):
-            rows.append(c[:4] + [_p(r["collapse_p"]), c[4], c[5], c[6], _p(r["logrank_p"]),
-                                 c[7], c[8]] + k[1:4] + [_p(r["knn_p"]), k[4], k[5]])
+        columns = _markdown_columns(table)
+        head = [heading for heading, _ in columns]
+        rows = [[draw(row) for _, draw in columns] for row in table.to_pylist()]
     md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     out = "\n".join(md) + "\n"
@@ -185,18 +215,17 @@ def markdown(table: pa.Table) -> str:
 
 def _rows_v1(table: pa.Table, compact: bool = False) -> tuple[list[str], list[list[str]]]:
     """Schema-1 rows: cell, collapse (orig/ER), knn mean±std, Δknn [CI], verdicts."""
-    axes = [c for c in table.column_names if c not in {"method", "verdict", "knn_verdict",
-            "n_paired"} and not c.startswith(("original_", "er_", "knn_diff", "collapse_diff"))]
+    axes = grid_axes(table)
     head = ["method/cell", "collapse orig", "collapse ER", "knn orig", "knn ER", "Δknn [95%]",
             "verdict"]
     out = []
-    for r in table.to_pylist():
-        diff = _diff(r["knn_diff"], r["knn_diff_lo"], r["knn_diff_hi"])
-        verdict = (f"stab:{SHORT[r['verdict']]} knn:{SHORT[r['knn_verdict']]}" if compact
-                   else f"{r['verdict']} / {r['knn_verdict']}")
-        out.append([_cell(r, axes).strip(), _interval(r, "original_", compact),
-                    _interval(r, "er_", compact), _knn(r, "original_"), _knn(r, "er_"), diff,
-                    verdict])
+    for row in table.to_pylist():
+        diff = interval_text(row["knn_diff"], row["knn_diff_lo"], row["knn_diff_hi"], 3)
+        verdict = (f"stab:{SHORT[row['verdict']]} knn:{SHORT[row['knn_verdict']]}" if compact
+                   else f"{row['verdict']} / {row['knn_verdict']}")
+        out.append([_cell(row, axes), complete_counts(row, "original", compact),
+                    complete_counts(row, "er", compact), knn_mean_text(row, "original"),
+                    knn_mean_text(row, "er"), diff, verdict])
     return head, out
 
 
@@ -208,7 +237,7 @@ def _terminal_v1(table: pa.Table, width: int) -> str:
 
 def summary(name: str, table: pa.Table, limit: int = 20) -> str:
     """Short dump of any table (for ``er-tune show``)."""
-    df = table.slice(0, limit).to_pandas()
+    frame = table.slice(0, limit).to_pandas()
     import pandas as pd
     with pd.option_context("display.width", 100, "display.max_columns", 12):
-        return f"== {name} ({table.num_rows} rows) ==\n{df.to_string(max_colwidth=24)}\n"
+        return f"== {name} ({table.num_rows} rows) ==\n{frame.to_string(max_colwidth=24)}\n"

@@ -1,46 +1,44 @@
 """The ``stability`` and ``survival`` tables: one row per method × grid cell (ER vs original), and
-the Kaplan–Meier curve of every cell × variant.
+the Kaplan–Meier curves of every cell × variant × endpoint.
 
-Input: the trial records of one phase (replicate; search when there is none). Per variant:
-``n_seeds`` / ``n_collapsed`` count trials that finished (errored trials are left out of counts
-and kNN, but enter the survival analysis as censored at their last epoch, see survival.py);
-collapse rate with Wilson 95% interval; ``median_time_to_collapse`` (epochs, Kaplan–Meier; null
+Input: the trial records of one phase (replicate; search when there is none, then
+``replicated=False``). Per variant: ``n_seeds`` counts the trials that ran to their own end
+(completed, collapsed, diverged): errored and early-stopped (ASHA) trials are left out of counts
+and kNN, since whether they would have collapsed is unknown, but enter the survival analysis as
+censored at their last epoch (survival.py). ``n_collapsed`` (grade complete), ``n_partial``
+(grade partial), ``n_any_collapsed`` (either; reports/grades.py), each rate with its Wilson 95%
+interval; ``median_time_to_collapse`` / ``median_time_to_any_collapse`` (epochs, Kaplan–Meier; null
 when not reached); final knn_top1 mean/std over seeds; ``entropy_drift`` = mean over seeds of
-final − first-epoch er_entropy.
+final − first-epoch er_entropy; linear probe mean/std.
 
-ER − original: ``collapse_diff`` [Newcombe 95%] with Boschloo ``collapse_p``; log-rank U and
-``logrank_p``; ``knn_diff`` [t 95%] with paired-t ``knn_p`` over the ``n_paired`` seeds present
-in both. ``*_p_adj``: Holm within the family over the cells of this table; verdicts from
-adjusted p at ``alpha`` (stats.py). ``collapse_min_detectable``: smallest collapse-rate difference
-(k/n vs 0/n) these seeds can decide at alpha after Holm over this table's collapse family (null:
-none can); ``knn_min_detectable``: mean knn difference detected with 80% power, in knn units
-using the observed sd of the paired differences (er_tune/power.py).
+ER − original: one group of columns per verdict family of reports/verdicts.py (``FAMILIES``):
+test name, effect, raw p, Holm-adjusted p (within the family over this table's informative cells),
+what the seeds could detect, verdict at ``alpha``. Without a replicate phase every verdict is
+``not_replicated`` and no p is given: search-phase trials (TPE-chosen, ASHA-pruned, one seed per
+configuration) are not replicates of one configuration. The table's schema metadata records
+``grid_axes`` (JSON list), ``holm_m`` (JSON: Holm's m per family) and ``comparison`` (``replicated`` / ``not_replicated``).
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from er_tune.power import collapse_test_name, knn_min_detectable_effect, min_detectable_collapse
-
 from . import stats
-from .survival import event_times, kaplan_meier, logrank_test
+from .survival import ENDPOINTS, event_times, kaplan_meier
 from .tables import _array, _py
+from . import verdicts
+from .verdicts import (INT_COLUMNS, SHARED_COLUMNS, VARIANT_COLUMNS, VARIANTS, CellData,
+                       VariantData)
 
-VARIANTS = (("original", "original_"), ("er", "er_"))
-VAR_COLS = ["n_seeds", "n_collapsed", "collapse_rate", "collapse_rate_lo", "collapse_rate_hi",
-            "median_time_to_collapse", "knn_mean", "knn_std", "entropy_drift", "linear_mean",
-            "linear_std"]
-PAIR_COLS = ["n_paired", "knn_diff", "knn_diff_lo", "knn_diff_hi", "knn_test", "knn_p",
-             "knn_p_adj", "knn_min_detectable", "collapse_diff", "collapse_diff_lo",
-             "collapse_diff_hi", "collapse_test", "collapse_p", "collapse_p_adj",
-             "collapse_min_detectable", "logrank_test", "logrank_u", "logrank_p", "logrank_p_adj",
-             "alpha", "verdict", "time_verdict", "knn_verdict"]
-STRING_COLS = {"method", "knn_test", "collapse_test", "logrank_test", "verdict", "time_verdict",
-               "knn_verdict"}
-SURVIVAL_COLS = ["variant", "epoch", "at_risk", "events", "censored", "survival", "ci_low",
-                 "ci_high"]
+FINISHED_STATUSES = ("completed", "collapsed", "diverged")
+SURVIVAL_COLS = ["endpoint", "variant", "epoch", "at_risk", "events", "censored", "survival",
+                 "ci_low", "ci_high"]
+# trials-table column holding each endpoint's event epoch
+ENDPOINT_EPOCH = {"complete": "collapse_epoch", "any": "any_collapse_epoch"}
+ENDPOINT_GRADES = {"complete": ("complete",), "any": ("partial", "complete")}
 
 
 def _cells(df: pd.DataFrame, axes: list[str], phase: str):
@@ -52,121 +50,143 @@ def _cells(df: pd.DataFrame, axes: list[str], phase: str):
         yield {k: _py(v) for k, v in zip(keys, key)}, cell
 
 
-def _times(v: pd.DataFrame):
-    return event_times(v["status"], v["collapse_epoch"].astype(object).where(
-        v["collapse_epoch"].notna(), None), v["epochs_completed"])
+def _grades(trials: pd.DataFrame) -> pd.Series:
+    if "collapse_grade" in trials:
+        return trials["collapse_grade"].fillna("none")
+    return trials["status"].map(lambda s: "complete" if s in ("collapsed", "diverged") else "none")
 
 
-def _opt(x) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
+def endpoint_times(trials: pd.DataFrame, endpoint: str) -> tuple[np.ndarray, np.ndarray]:
+    """(times, events) of ``trials`` for ``endpoint``: the endpoint's event epoch (the last epoch
+    when none was recorded) for trials of a matching grade, else censored at the last epoch."""
+    column = ENDPOINT_EPOCH[endpoint]
+    hit = _grades(trials).isin(ENDPOINT_GRADES[endpoint]).to_numpy()
+    epochs = (trials[column] if column in trials else pd.Series(np.nan, index=trials.index))
+    epochs = epochs.astype(float).where(~epochs.isna(), trials["epochs_completed"].astype(float))
+    event_epochs = [e if h else None for e, h in zip(epochs, hit)]
+    return event_times(event_epochs, trials["epochs_completed"])
 
 
-def _cell_row(row: dict, cell: pd.DataFrame) -> tuple[dict, dict]:
-    """Fill the per-variant and raw-test columns; returns the row and the seed-indexed knn."""
-    finals, counts, times = {}, {}, {}
-    for var, pre in VARIANTS:
-        v = cell[cell["variant"] == var]
-        done = v[v["status"] != "errored"]
-        n = len(done)
-        k = int(done["status"].isin(["collapsed", "diverged"]).sum())
-        lo, hi = stats.wilson(k, n)
-        knn = done["final_knn_top1"].dropna().to_numpy(float)
-        linear = (done["final_linear_top1"].dropna().to_numpy(float) if "final_linear_top1" in done
-                  else np.empty(0))
-        drift = (done["final_er_entropy"] - done["first_er_entropy"]).dropna().to_numpy(float)
-        times[var] = _times(v)
-        km = kaplan_meier(*times[var]) if times[var][0].size else None
-        row.update({pre + "n_seeds": n, pre + "n_collapsed": k,
-                    pre + "collapse_rate": k / n if n else None,
-                    pre + "collapse_rate_lo": lo if n else None,
-                    pre + "collapse_rate_hi": hi if n else None,
-                    pre + "median_time_to_collapse": km.median if km else None,
-                    pre + "knn_mean": float(knn.mean()) if knn.size else None,
-                    pre + "knn_std": float(knn.std(ddof=1)) if knn.size > 1 else None,
-                    pre + "entropy_drift": float(drift.mean()) if drift.size else None,
-                    pre + "linear_mean": float(linear.mean()) if linear.size else None,
-                    pre + "linear_std": float(linear.std(ddof=1)) if linear.size > 1 else None})
-        counts[var] = (k, n)
-        finals[var] = done.drop_duplicates("seed").set_index("seed")["final_knn_top1"].dropna()
-    ct = stats.collapse_test(*counts["er"], *counts["original"])
-    lr = logrank_test(*times["er"], *times["original"])
-    a, b = finals["er"], finals["original"]
-    common = a.index.intersection(b.index)
-    kt = stats.knn_test((a[common] - b[common]).to_numpy(float))
-    row.update({"n_paired": len(common), "knn_diff": _opt(kt.mean), "knn_diff_lo": _opt(kt.lo),
-                "knn_diff_hi": _opt(kt.hi), "knn_test": stats.TEST_NAMES["knn"],
-                "knn_p": _opt(kt.p), "collapse_diff": ct.diff, "collapse_diff_lo": ct.lo,
-                "collapse_diff_hi": ct.hi,
-                "collapse_test": collapse_test_name(counts["er"][1], counts["original"][1]),
-                "collapse_p": ct.p,
-                "logrank_test": stats.TEST_NAMES["time"] if lr is None else lr.method,
-                "logrank_u": None if lr is None else lr.u,
-                "logrank_p": None if lr is None else lr.p})
-    return row, {"knn_sd": _opt(kt.sd)}
+def _variant(trials: pd.DataFrame, variant: str, prefix: str) -> tuple[dict, VariantData]:
+    finished = trials[trials["status"].isin(FINISHED_STATUSES)]
+    grades = _grades(finished)
+    n = len(finished)
+    complete, partial = int((grades == "complete").sum()), int((grades == "partial").sum())
+    knn = finished["final_knn_top1"].dropna().to_numpy(float)
+    linear = (finished["final_linear_top1"].dropna().to_numpy(float)
+              if "final_linear_top1" in finished else np.empty(0))
+    drift = (finished["final_er_entropy"] - finished["first_er_entropy"]).dropna().to_numpy(float)
+    times = {endpoint: endpoint_times(trials, endpoint) for endpoint in ENDPOINTS}
+    medians = {endpoint: kaplan_meier(*times[endpoint]).median if times[endpoint][0].size
+               else None for endpoint in ENDPOINTS}
+    row = {"n_seeds": n, "n_collapsed": complete, "n_partial": partial,
+           "n_any_collapsed": complete + partial,
+           "median_time_to_collapse": medians["complete"],
+           "median_time_to_any_collapse": medians["any"],
+           "knn_mean": float(knn.mean()) if knn.size else None,
+           "knn_std": float(knn.std(ddof=1)) if knn.size > 1 else None,
+           "entropy_drift": float(drift.mean()) if drift.size else None,
+           "linear_mean": float(linear.mean()) if linear.size else None,
+           "linear_std": float(linear.std(ddof=1)) if linear.size > 1 else None}
+    for name, count in (("collapse_rate", complete), ("partial_rate", partial),
+                        ("any_collapse_rate", complete + partial)):
+        lo, hi = stats.wilson(count, n)
+        row.update({name: count / n if n else None, name + "_lo": lo if n else None,
+                    name + "_hi": hi if n else None})
+    knn_by_seed = finished.drop_duplicates("seed").set_index("seed")["final_knn_top1"].dropna()
+    data = VariantData(n, complete, partial, times, knn_by_seed, trials)
+    return {prefix + k: v for k, v in row.items()}, data
+
+
+def _budget(cell: pd.DataFrame) -> float | None:
+    if "max_epochs" not in cell or cell["max_epochs"].isna().all():
+        return None
+    return float(cell["max_epochs"].max())
 
 
 def stability_table(df: pd.DataFrame, axes: list[str], phase: str,
-                    alpha: float = stats.ALPHA) -> pa.Table:
+                    alpha: float = stats.ALPHA, replicated: bool = True) -> pa.Table:
     """One row per method × grid cell of ``phase``, original and ER side by side."""
     alpha = stats.check_alpha(alpha)
-    rows, extra = [], []
+    rows, outcomes = [], []
     for key, cell in _cells(df, axes, phase):
-        row, ex = _cell_row(dict(key), cell)
+        row, variants = dict(key), {}
+        for variant in VARIANTS:
+            columns, variants[variant] = _variant(cell[cell["variant"] == variant], variant,
+                                                  variant + "_")
+            row.update(columns)
+        data = CellData(variants, _budget(cell))
+        outcome = {family.name: family.run(data) for family in verdicts.FAMILIES}
+        for family in verdicts.FAMILIES:
+            result = outcome[family.name]
+            row.update(result.effects)
+            row[family.test_column] = result.test
+            row[family.p_column] = result.p if replicated else None
+        row["alpha"] = alpha
         rows.append(row)
-        extra.append(ex)
-    fam = {"collapse": "collapse_p", "time": "logrank_p", "knn": "knn_p"}
-    adj = {f: stats.holm([r[c] for r in rows]) for f, c in fam.items()}
-    m = {f: sum(p is not None for p in adj[f]) for f in fam}
-    for i, (r, ex) in enumerate(zip(rows, extra)):
-        r["collapse_p_adj"], r["logrank_p_adj"], r["knn_p_adj"] = (
-            adj["collapse"][i], adj["time"][i], adj["knn"][i])
-        r["alpha"] = alpha
-        r["verdict"] = stats.verdict("collapse", r["collapse_p_adj"], None if r[
-            "collapse_diff"] is None else r["collapse_diff"] < 0, alpha)
-        r["time_verdict"] = stats.verdict("time", r["logrank_p_adj"], None if r[
-            "logrank_u"] is None else r["logrank_u"] < 0, alpha)
-        r["knn_verdict"] = stats.verdict("knn", r["knn_p_adj"], None if r[
-            "knn_diff"] is None else r["knn_diff"] > 0, alpha)
-        det = (min_detectable_collapse(r["er_n_seeds"], r["original_n_seeds"], alpha,
-                                       max(m["collapse"], 1))
-               if r["er_n_seeds"] and r["original_n_seeds"] else None)
-        r["collapse_min_detectable"] = None if det is None else det[0] / r["original_n_seeds"]
-        eff = knn_min_detectable_effect(r["n_paired"], alpha, max(m["knn"], 1))
-        r["knn_min_detectable"] = (None if eff is None or ex["knn_sd"] is None
-                                   else eff * ex["knn_sd"])
+        outcomes.append(outcome)
+    holm_sizes = {}
+    for family in verdicts.FAMILIES:
+        informative = [o[family.name].informative for o in outcomes]
+        adjusted = stats.holm([r[family.p_column] for r in rows], informative)
+        m = sum(keep and r[family.p_column] is not None for keep, r in zip(informative, rows))
+        holm_sizes[family.name] = m
+        for row, outcome, p_adj in zip(rows, outcomes, adjusted):
+            result = outcome[family.name]
+            row[family.p_adj_column] = p_adj
+            if family.detectable_column:
+                row[family.detectable_column] = (family.detectable(result, m, alpha)
+                                                 if replicated else None)
+            row[family.verdict_column] = (
+                stats.verdict(family.labels, p_adj, result.er_favoured, alpha) if replicated
+                else stats.NOT_REPLICATED)
     keys = ["method"] + axes
-    cols = keys + [p + c for _, p in VARIANTS for c in VAR_COLS] + PAIR_COLS
+    columns = (keys + [v + "_" + c for v in VARIANTS for c in VARIANT_COLUMNS]
+               + list(SHARED_COLUMNS)
+               + [c for family in verdicts.FAMILIES for c in family.columns])
+    string_columns = {"method"} | {c for family in verdicts.FAMILIES
+                                   for c in (family.test_column, family.verdict_column)}
+    int_columns = INT_COLUMNS | {v + "_" + c for v in VARIANTS for c in VARIANT_COLUMNS
+                                 if c in INT_COLUMNS}
     arrays = []
-    for c in cols:
-        if c in axes:
-            typ = None
-        elif c in STRING_COLS:
-            typ = pa.string()
-        elif c.endswith(("n_seeds", "n_collapsed")) or c == "n_paired":
-            typ = pa.int64()
+    for column in columns:
+        if column in axes:
+            kind = None
+        elif column in string_columns:
+            kind = pa.string()
+        elif column in int_columns:
+            kind = pa.int64()
         else:
-            typ = pa.float64()
-        arrays.append(_array([r.get(c) for r in rows], typ))
-    return pa.table(arrays, names=cols)
+            kind = pa.float64()
+        arrays.append(_array([r.get(column) for r in rows], kind))
+    table = pa.table(arrays, names=columns)
+    return table.replace_schema_metadata({
+        b"grid_axes": json.dumps(axes).encode(), b"holm_m": json.dumps(holm_sizes).encode(),
+        b"comparison": b"replicated" if replicated else b"not_replicated"})
 
 
 def survival_table(df: pd.DataFrame, axes: list[str], phase: str) -> pa.Table:
-    """Kaplan–Meier rows: method, grid cell, variant, epoch, at_risk, events, censored, survival,
-    ci_low, ci_high (one row per distinct observed epoch of each cell × variant)."""
+    """Kaplan–Meier rows: method, grid cell, endpoint (``complete``/``any``), variant, epoch,
+    at_risk, events, censored, survival, ci_low, ci_high (one row per distinct observed epoch of
+    each cell × variant × endpoint)."""
     rows = []
     for key, cell in _cells(df, axes, phase):
-        for var, _ in VARIANTS:
-            t, e = _times(cell[cell["variant"] == var])
-            if not t.size:
-                continue
-            km = kaplan_meier(t, e)
-            for j in range(km.epoch.size):
-                rows.append({**key, "variant": var, "epoch": int(km.epoch[j]),
-                             "at_risk": int(km.at_risk[j]), "events": int(km.events[j]),
-                             "censored": int(km.censored[j]), "survival": float(km.survival[j]),
-                             "ci_low": float(km.ci_low[j]), "ci_high": float(km.ci_high[j])})
-    cols = ["method"] + axes + SURVIVAL_COLS
-    types = {"method": pa.string(), "variant": pa.string(), "epoch": pa.int64(),
-             "at_risk": pa.int64(), "events": pa.int64(), "censored": pa.int64(),
-             "survival": pa.float64(), "ci_low": pa.float64(), "ci_high": pa.float64()}
-    return pa.table([_array([r.get(c) for r in rows], types.get(c)) for c in cols], names=cols)
+        for endpoint in ENDPOINTS:
+            for variant in VARIANTS:
+                times, events = endpoint_times(cell[cell["variant"] == variant], endpoint)
+                if not times.size:
+                    continue
+                km = kaplan_meier(times, events)
+                for j in range(km.epoch.size):
+                    rows.append({**key, "endpoint": endpoint, "variant": variant,
+                                 "epoch": int(km.epoch[j]), "at_risk": int(km.at_risk[j]),
+                                 "events": int(km.events[j]), "censored": int(km.censored[j]),
+                                 "survival": float(km.survival[j]),
+                                 "ci_low": float(km.ci_low[j]), "ci_high": float(km.ci_high[j])})
+    columns = ["method"] + axes + SURVIVAL_COLS
+    types = {"method": pa.string(), "endpoint": pa.string(), "variant": pa.string(),
+             "epoch": pa.int64(), "at_risk": pa.int64(), "events": pa.int64(),
+             "censored": pa.int64(), "survival": pa.float64(), "ci_low": pa.float64(),
+             "ci_high": pa.float64()}
+    return pa.table([_array([r.get(c) for r in rows], types.get(c)) for c in columns],
+                    names=columns)

@@ -8,7 +8,8 @@ TrialConfig default, which was never a choice of that group). ``trial_dir`` is r
 experiment directory. ``epochs`` keeps the reported metrics, not Ray's bookkeeping (``RAY_KEYS``);
 Ray's ``time_total_s`` becomes ``wall_time_s``. Units and descriptions: reports/columns.py.
 ``collapse_epoch``/``collapse_kind`` are from the first collapse-severity event (else from the
-last line's ``collapsed`` flag). ``stability`` and ``survival``: see stability.py
+last line's ``collapsed`` flag); ``collapse_grade`` (none/partial/complete), ``partial_kinds``,
+``first_partial_epoch``, ``any_collapse_epoch`` and ``first_warning_epoch`` from grades.py. ``stability`` and ``survival``: see stability.py
 (per variant also ``*_linear_mean``/``*_linear_std`` of ``final_linear_top1``, the linear probe run at
 every trial's end).
 ``search`` groups by ``group``: best hp by best_knn_top1, counts, and ``collapse_fraction`` =
@@ -23,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .discover import TrialData, trial_status
+from .grades import collapse_grade
 
 META_COLS = ["phase", "trial_id", "group", "method", "variant", "objective", "dataset"]
 # What Ray Tune adds to every result (ray.tune.result.AUTO_RESULT_KEYS and friends): not metrics.
@@ -96,6 +98,11 @@ def trial_records(trials: list[TrialData], root: str | None = None
         if first_c is None and last.get("collapsed"):
             rec["collapse_kind"] = "diverged" if rec["stop_reason"] == "diverged" else "unknown"
             rec["collapse_epoch"] = last.get("epoch")
+        grade = collapse_grade(rec["status"], t.events, rec["collapse_epoch"])
+        rec.update({"collapse_grade": grade.grade, "partial_kinds": grade.partial_kinds,
+                    "first_partial_epoch": grade.first_partial_epoch,
+                    "any_collapse_epoch": grade.any_collapse_epoch,
+                    "first_warning_epoch": grade.first_warning_epoch})
         cell = set(p.get("grid_axes") or [])
         for a in axes:  # an axis the pair does not read is not in its cell (nor its default)
             rec[a] = p.get(a) if a in cell else None
@@ -106,7 +113,8 @@ def trial_records(trials: list[TrialData], root: str | None = None
     return recs, axes, hps
 
 
-INT_COLS = {"seed", "epochs_completed", "max_epochs", "collapse_epoch"}
+INT_COLS = {"seed", "epochs_completed", "max_epochs", "collapse_epoch", "first_partial_epoch",
+            "any_collapse_epoch", "first_warning_epoch"}
 FLOAT_COLS = {"best_knn_top1", "final_knn_top1", "final_rankme", "final_er_entropy",
               "wall_time_s", "final_linear_top1"}
 
@@ -115,7 +123,8 @@ def trials_table(recs: list[dict], axes: list[str], hps: list[str]) -> pa.Table:
     cols = (META_COLS + axes + ["seed"] + [f"hp_{h}" for h in hps] +
             ["status", "stop_reason", "epochs_completed", "max_epochs", "best_knn_top1",
              "final_knn_top1", "final_linear_top1", "final_rankme", "final_er_entropy", "collapse_kind",
-             "collapse_epoch", "wall_time_s", "error", "trial_dir"])
+             "collapse_epoch", "collapse_grade", "partial_kinds", "first_partial_epoch",
+             "any_collapse_epoch", "first_warning_epoch", "wall_time_s", "error", "trial_dir"])
     arrays = []
     for c in cols:
         vals = [r.get(c) for r in recs]

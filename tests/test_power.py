@@ -43,7 +43,9 @@ def test_collapse_detectable_and_min_seeds():
 def test_logrank_min_pvalue_and_seeds():
     assert power.logrank_min_pvalue(3, 3) == pytest.approx(0.1)  # 2 / C(6, 3)
     assert power.logrank_min_pvalue(4, 4) == pytest.approx(2 / 70)
-    assert power.logrank_min_pvalue(10, 10) == pytest.approx(2 / 10_000)  # sampled splits
+    assert power.logrank_min_pvalue(10, 10) == pytest.approx(2 / 184_756)  # all splits enumerated
+    assert power.logrank_min_pvalue(10, 10, imputed=True) == pytest.approx(1 / 2_000)
+    assert power.sign_flip_min_pvalue(3) == pytest.approx(0.25)
     assert power.min_seeds_logrank(m=1) == 4 and power.min_seeds_logrank(m=4) == 5
 
 

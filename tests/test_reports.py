@@ -14,6 +14,7 @@ import pytest
 from scipy import stats as sps
 
 from reports import parquet_io, stats
+from reports.verdicts import FAMILY_BY_NAME
 from reports.commands import report_command, show_command
 from tests.synthetic_experiment import event, small_replicate, write_trial
 
@@ -37,13 +38,13 @@ def test_wilson_matches_closed_form(k, n):
 
 
 def test_verdict_rules():
-    assert stats.verdict("collapse", 0.01, True) == "er_more_stable"
-    assert stats.verdict("collapse", 0.01, False) == "original_more_stable"
-    assert stats.verdict("time", 0.05, False) == "original_more_stable"  # p_adj <= alpha fires
-    assert stats.verdict("collapse", 0.0501, True) == "no_difference"
-    assert stats.verdict("knn", 0.001, True) == "er_better"
-    assert stats.verdict("knn", 0.001, False, alpha=0.0005) == "no_difference"
-    assert stats.verdict("knn", None, None) == "untested"
+    assert stats.verdict(FAMILY_BY_NAME["collapse"].labels, 0.01, True) == "er_more_stable"
+    assert stats.verdict(FAMILY_BY_NAME["collapse"].labels, 0.01, False) == "original_more_stable"
+    assert stats.verdict(FAMILY_BY_NAME["time"].labels, 0.05, False) == "original_more_stable"  # p_adj <= alpha fires
+    assert stats.verdict(FAMILY_BY_NAME["collapse"].labels, 0.0501, True) == "no_difference"
+    assert stats.verdict(FAMILY_BY_NAME["knn"].labels, 0.001, True) == "er_better"
+    assert stats.verdict(FAMILY_BY_NAME["knn"].labels, 0.001, False, alpha=0.0005) == "no_difference"
+    assert stats.verdict(FAMILY_BY_NAME["knn"].labels, None, None) == "untested"
     with pytest.raises(ValueError, match="alpha"):
         stats.check_alpha(1.5)
 
@@ -91,8 +92,10 @@ def test_stability_hand_computed(tmp_path):
     assert r["er_median_time_to_collapse"] is None
     assert r["time_verdict"] == "no_difference" and r["alpha"] == 0.05
     sv = pq.read_table(tmp_path / "report" / "survival.parquet").to_pylist()
-    assert [(x["variant"], x["epoch"], x["at_risk"], x["events"], x["censored"]) for x in sv] \
-        == [("original", 3, 4, 3, 1), ("er", 3, 4, 0, 4)]
+    # no partial collapse here: the 'any' endpoint repeats the 'complete' one
+    assert [(x["endpoint"], x["variant"], x["epoch"], x["at_risk"], x["events"], x["censored"])
+            for x in sv] == [("complete", "original", 3, 4, 3, 1), ("complete", "er", 3, 4, 0, 4),
+                             ("any", "original", 3, 4, 3, 1), ("any", "er", 3, 4, 0, 4)]
     assert sv[0]["survival"] == pytest.approx(0.25) and sv[1]["survival"] == 1.0
     assert sv[0]["ci_low"] < 0.25 < sv[0]["ci_high"] and sv[0]["batch_size"] == 64
     table_lines = out.splitlines()[:-1]  # the last line names the output dir
@@ -211,7 +214,7 @@ def test_views_markdown_plots_show(tmp_path):
     s = io.StringIO()
     assert show_command(str(out_dir), stream=s) == 0
     assert "simclr" in s.getvalue() and "trials (8 rows)" in s.getvalue()
-    assert "survival (2 rows)" in s.getvalue() and "=≥1.00" in s.getvalue()
+    assert "survival (4 rows)" in s.getvalue() and "=≥1.00" in s.getvalue()
     assert show_command(str(tmp_path / "nothing")) == 2
 
 
@@ -309,7 +312,7 @@ def test_planted_difference_decided_and_null_cell_undecided(tmp_path):
     assert b["collapse_min_detectable"] == 0.625
     assert "=≥0.62" in out and all(len(line) <= 100 for line in out.splitlines()[:-1])
     sv = pd.read_parquet(tmp_path / "report" / "survival.parquet")
-    assert set(sv["ema"]) == {0.0, 0.9} and len(sv[(sv["ema"] == 0.0)]) == 2
+    assert set(sv["ema"]) == {0.0, 0.9} and len(sv[(sv["ema"] == 0.0)]) == 2 * 2  # 2 endpoints
     # a stricter alpha turns the collapse verdict off (8/8 vs 0/8: p_adj = 2 x 3.05e-5)
     code, out, _ = run(tmp_path, plots=False, alpha=1e-5)
     st = pq.read_table(tmp_path / "report" / "stability.parquet").to_pylist()

@@ -1,8 +1,12 @@
-"""Calibration of every stability verdict (issue 10): under no true difference the false-positive
-rate is <= alpha (+ Monte-Carlo error) at n = 3, 5, 10 seeds per variant, and a planted large
-difference fires. Exact where cheap (collapse counts: all (n+1)^2 tables), Monte Carlo otherwise.
-The old verdicts (percentile bootstrap, Wilson-interval overlap) are kept here, verbatim in
-substance, to show that these checks fail them.
+"""Calibration of every stability verdict (issues 10, 16): under no true difference the
+false-positive rate is <= alpha (+ Monte-Carlo error) at n = 3, 5, 10 seeds per variant, and a
+planted large difference fires. Exact where cheap (collapse counts: all (n+1)^2 tables), Monte
+Carlo otherwise. The any-collapse families run the same tests as the complete-collapse ones on
+other counts and times, so the checks below cover them; what is new is checked here too: Holm over
+informative cells only (exact family-wise error), the sign-flip p on tied kNN differences (a
+discrete null), and the log-rank under unequal follow-up and unequal arm sizes. The old verdicts
+(percentile bootstrap, Wilson-interval overlap) are kept here, verbatim in substance, to show that
+these checks fail them.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from scipy import stats as sps
 
 from er_tune import power
 from reports import stats
+from reports.verdicts import FAMILY_BY_NAME
 from reports.survival import logrank_test
 
 ALPHA = 0.05
@@ -48,6 +53,41 @@ def test_collapse_exact_size_at_most_alpha(n):
     assert size > 0.25 * ALPHA  # not a test that never rejects
 
 
+def informative_holm_fwer(n: int, m: int, p: float, alpha: float = ALPHA) -> float:
+    """Exact family-wise error of Holm over the informative cells only (a cell counts when its
+    collapse count varies: 0 < k_er + k_orig < 2n) among m null cells with collapse probability
+    p: with k informative cells Holm fires iff the smallest of their p <= alpha/k, so
+    FWER = sum_k C(m,k) q^k (1-q)^(m-k) [1 - (1 - r_k/q)^k], q = P(informative),
+    r_k = P(p <= alpha/k) (an uninformative table has p = 1)."""
+    weights = np.outer(*(2 * [sps.binom.pmf(np.arange(n + 1), n, p)]))
+    total = np.add.outer(np.arange(n + 1), np.arange(n + 1))
+    informative = (total > 0) & (total < 2 * n)
+    q = weights[informative].sum()
+    if q == 0:
+        return 0.0
+    fwer = 0.0
+    for k in range(1, m + 1):
+        r = weights[informative & (table_pvalues(n) <= alpha / k)].sum()
+        fwer += math.comb(m, k) * q ** k * (1 - q) ** (m - k) * (1 - (1 - r / q) ** k)
+    return fwer
+
+
+@pytest.mark.parametrize("n,m", [(3, 4), (5, 2), (5, 8), (10, 2), (10, 4), (10, 8)])
+def test_collapse_holm_over_informative_cells_familywise_error_exact(n, m):
+    """Leaving cells where nothing varies out of m keeps the family-wise error <= alpha (max
+    over the null collapse probability; 0.046 at n = 10, m = 4)."""
+    assert max(informative_holm_fwer(n, m, p) for p in P_GRID) <= ALPHA + 1e-12
+
+
+def test_informative_holm_gains_power_on_one_real_cell():
+    """Issue 16: one 0 vs 0.8 cell among 8 at n = 5, the other 7 with no collapse at all:
+    Holm over all 8 decides it 33% of the time, over the informative cells 74%."""
+    n, pv = 5, table_pvalues(5)
+    w = np.outer(sps.binom.pmf(np.arange(n + 1), n, 0.0), sps.binom.pmf(np.arange(n + 1), n, 0.8))
+    assert float(w[pv <= ALPHA / 8].sum()) == pytest.approx(0.33, abs=0.01)
+    assert float(w[pv <= ALPHA].sum()) == pytest.approx(0.74, abs=0.01)
+
+
 @pytest.mark.parametrize("n,m", [(5, 4), (10, 4), (10, 8)])
 def test_collapse_holm_familywise_error_exact(n, m):
     """Holm rejects something iff min p <= alpha/m: FWER = 1 - (1 - P(p <= alpha/m))^m."""
@@ -66,7 +106,7 @@ def test_collapse_planted_difference_fires_and_matches_scipy():
     assert power.collapse_pvalue(0, 5, 0, 5) == 1.0 and power.collapse_pvalue(5, 5, 5, 5) == 1.0
     ct = stats.collapse_test(0, 8, 8, 8)
     assert ct.diff == -1.0 and ct.lo == pytest.approx(-1.0) and ct.hi == pytest.approx(-0.5412, abs=1e-4)
-    assert stats.verdict("collapse", ct.p, ct.diff < 0) == "er_more_stable"
+    assert stats.verdict(FAMILY_BY_NAME["collapse"].labels, ct.p, ct.diff < 0) == "er_more_stable"
 
 
 def old_wilson_verdict(k_er, k_orig, n):
@@ -78,7 +118,7 @@ def old_wilson_verdict(k_er, k_orig, n):
 def test_old_wilson_overlap_never_fires_at_three_seeds():
     """3/3 vs 0/3 is the strongest evidence 3 seeds can give; the old rule could not see it."""
     assert old_wilson_verdict(0, 3, 3) == "no_difference"
-    assert stats.verdict("collapse", power.collapse_pvalue(0, 3, 3, 3), True) == "er_more_stable"
+    assert stats.verdict(FAMILY_BY_NAME["collapse"].labels, power.collapse_pvalue(0, 3, 3, 3), True) == "er_more_stable"
 
 
 # ---- paired kNN difference (t) ------------------------------------------------------------------
@@ -125,6 +165,17 @@ def old_bootstrap_verdicts(d: np.ndarray, n_resamples: int = 10_000) -> np.ndarr
     return np.concatenate(fired)
 
 
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_knn_discrete_null_fpr(n):
+    """kNN accuracies are multiples of 1/n_eval, so paired differences tie: at 2 seeds 15% of
+    null draws have equal differences, where the t-test gave p ~ 0 (the sign-flip p is 2/2^n)."""
+    reps = 4000
+    rng = np.random.default_rng(30 + n)
+    arm = lambda: np.round(rng.normal(0.5, 0.02, (reps, n)) * 64) / 64  # noqa: E731
+    d = arm() - arm()
+    assert float((stats.knn_test(d).p <= ALPHA).mean()) <= fpr_bound(reps)
+
+
 def test_old_bootstrap_verdict_fails_calibration():
     reps = 600
     for n in (3, 5):
@@ -168,11 +219,63 @@ def logrank_fpr(n, reps, p_collapse, epochs, seed, **kw):
     return rej / reps
 
 
-@pytest.mark.parametrize("n,reps,kw", [(3, 1000, {}), (5, 400, {}),
-                                       (10, 300, {"n_resamples": 999})])
+@pytest.mark.parametrize("n,reps,kw", [(3, 600, {"n_resamples": 199}),
+                                       (5, 300, {"n_resamples": 199}),
+                                       (10, 200, {"n_resamples": 199})])
 @pytest.mark.parametrize("p_collapse", [0.5, 0.8])
 def test_logrank_permutation_null_fpr(n, reps, kw, p_collapse):
     assert logrank_fpr(n, reps, p_collapse, 30, seed=n, **kw) <= fpr_bound(reps)
+
+
+def unequal_arm(rng, n, p_collapse, epochs, error_rate, error_by):
+    """Collapse with probability p at a uniform epoch; a share ``error_rate`` of the trials
+    errors out at a uniform epoch up to ``error_by`` (censored there unless it collapsed first)."""
+    collapse = rng.integers(1, epochs + 1, n).astype(float)
+    collapses = rng.random(n) < p_collapse
+    stop = np.where(rng.random(n) < error_rate, rng.integers(1, error_by + 1, n), epochs)
+    stop = stop.astype(float)
+    return np.where(collapses, np.minimum(collapse, stop), stop), collapses & (collapse <= stop)
+
+
+@pytest.mark.parametrize("n_er,n_orig,er_errors,orig_errors,p_collapse,error_by", [
+    (4, 10, 0.0, 0.6, 0.3, 4),  # label permutation: 0.077 (1,500 reps)
+    (10, 5, 0.6, 0.0, 0.3, 10)])  # label permutation: 0.066
+def test_logrank_unequal_followup_and_arm_sizes_null_fpr(n_er, n_orig, er_errors, orig_errors,
+                                                         p_collapse, error_by):
+    reps, rng, cache, rejections = 300, np.random.default_rng(n_er + 7 * n_orig), {}, 0
+    for _ in range(reps):
+        er = unequal_arm(rng, n_er, p_collapse, 10, er_errors, error_by)
+        orig = unequal_arm(rng, n_orig, p_collapse, 10, orig_errors, error_by)
+        key = (tuple(zip(*er)), tuple(zip(*orig)))
+        if key not in cache:
+            cache[key] = logrank_test(*er, *orig, budget=10, n_resamples=199).p
+        rejections += cache[key] <= ALPHA
+    assert rejections / reps <= fpr_bound(reps)
+
+
+@pytest.mark.parametrize("n_er,n_orig", [(1, 6), (4, 10)])
+def test_logrank_exact_size_equal_followup_unequal_arms(n_er, n_orig):
+    """Censoring only by the budget: the enumerated permutation test is exact, so its size is
+    <= alpha at any arm sizes (one-trial arms included)."""
+    reps, rng, cache, rejections = 400, np.random.default_rng(n_er * n_orig), {}, 0
+    for _ in range(reps):
+        er = unequal_arm(rng, n_er, 0.6, 8, 0.0, 8)
+        orig = unequal_arm(rng, n_orig, 0.6, 8, 0.0, 8)
+        key = (tuple(zip(*er)), tuple(zip(*orig)))
+        if key not in cache:
+            result = logrank_test(*er, *orig)
+            assert result.method == "logrank_permutation"
+            cache[key] = result.p
+        rejections += cache[key] <= ALPHA
+    assert rejections / reps <= fpr_bound(reps)
+
+
+def test_imputation_logrank_planted_difference_fires():
+    """Under unequal follow-up a large difference is still decided."""
+    orig = (np.array([1, 2, 2, 3, 1, 2, 3, 2], float), np.ones(8, bool))
+    er = (np.array([10, 10, 10, 10, 10, 10, 4, 3], float), np.zeros(8, bool))  # 2 errored early
+    res = logrank_test(*er, *orig, budget=10)
+    assert res.method == "logrank_imputation_permutation" and res.p <= ALPHA and res.u < 0
 
 
 def test_asymptotic_logrank_fails_calibration_at_three_seeds():
@@ -197,7 +300,7 @@ def test_logrank_planted_difference_fires():
     er = (np.full(8, 30.0), np.zeros(8, bool))
     res = logrank_test(*er, *orig)
     assert res.p <= ALPHA and res.u < 0
-    assert stats.verdict("time", res.p, res.u < 0) == "er_more_stable"
+    assert stats.verdict(FAMILY_BY_NAME["time"].labels, res.p, res.u < 0) == "er_more_stable"
     assert logrank_test([30.0] * 3, [False] * 3, [30.0] * 3, [False] * 3).p == 1.0
 
 
