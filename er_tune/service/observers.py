@@ -73,11 +73,9 @@ class TrialSessions(Callback):
     Columns: the trial's condition (method, variant, group, grid axes, seed, phase), the values it
     searched, ``status`` (completed, collapsed, diverged, early_stopped, errored) and
     ``collapse_grade`` (none, warning, partial, collapse); metrics: ``final/<metric>`` from its
-    last result. Rewritten, never appended, when a resumed trial ends again.
+    last result. Rewritten, never appended, when a resumed trial ends again (an errored trial
+    resumed by ``Tuner.restore(resume_errored=True)``).
     """
-
-    def __init__(self) -> None:
-        self._written: set[str] = set()
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._write(trial, error=False)
@@ -86,9 +84,6 @@ class TrialSessions(Callback):
         self._write(trial, error=True)
 
     def _write(self, trial, *, error: bool) -> None:
-        if trial.trial_id in self._written:
-            return
-        self._written.add(trial.trial_id)
         try:
             write_trial_session(trial, error=error)
         except Exception as exc:  # noqa: BLE001 - a TensorBoard file must never fail the study
