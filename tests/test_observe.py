@@ -55,7 +55,14 @@ def tracked_run(tmp_path_factory):
     tracking = f"sqlite:///{root / 'mlflow.db'}"
     loggers = {"mlflow": {"tracking_uri": tracking}, "wandb": {"project": "er-tune-test"}}
     callbacks = [*logger_callbacks(loggers, experiment="tracked", exp_dir=str(root / "exp")), TrialSessions()]
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    for attempt in range(3):  # Ray gives a starting node 30 s: a loaded CI machine may need a retry
+        try:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+            break
+        except Exception:  # noqa: BLE001 - "The current node timed out during startup"
+            ray.shutdown()
+            if attempt == 2:
+                raise
     try:
         space = {"method": "simclr", "variant": tune.grid_search(["original", "er"]), "group": "g",
                  "grid_axes": ["batch_size"], "batch_size": 32, "phase": "search"}

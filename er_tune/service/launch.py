@@ -33,6 +33,7 @@ from er_tune.io import write_json_atomic
 EXIT_USAGE = 2
 PHASES = ("search", "replicate")
 MAX_FAILURES = 2  # retries per trial (exceptions, lost nodes), each from the last checkpoint
+EMBEDDED_START_TRIES = 3  # an embedded Ray that does not register in 30 s is started again
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://", "file://", "memory://")
 
 
@@ -134,8 +135,15 @@ def init_ray(ray, address: str | None) -> bool:
     if address is None:
         # a private, local-only Ray: no token file in the user's home directory
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
-                 logging_level="WARNING")
+        for attempt in range(EMBEDDED_START_TRIES):
+            try:
+                ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                         logging_level="WARNING")
+                return True
+            except Exception:  # noqa: BLE001 - Ray gives a new node 30 s to register (hard-coded)
+                ray.shutdown()  # "timed out during startup" on a loaded machine: start afresh
+                if attempt == EMBEDDED_START_TRIES - 1:
+                    raise
         return True
     ray.init(address=address, logging_level="WARNING")
     return False
