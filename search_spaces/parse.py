@@ -12,6 +12,7 @@ from search_spaces.study import (ASHA_KEYS, DATA_KEYS, DISTRIBUTIONS, METRICS,
                                  SearchSettings, Study, StudyError, _mapping, _nonempty_list, _number,
                                  _trial_config, applies, check_root, collapse_config)
 from search_spaces.study import CHECKPOINT_KEYS
+from search_spaces.observe_keys import parse_loggers, parse_optuna_storage
 
 
 def _names(path: str, key: str, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -158,7 +159,8 @@ def parse_document(document: Any, *, path: str, raw: str) -> Study:
         raise StudyError(path, "search.mode", f"unknown mode {mode!r}", "max, min")
     search = SearchSettings(
         num_samples=_number(path, "search.num_samples", search_raw.get("num_samples", 8), integer=True, minimum=1),
-        metric=metric, mode=mode, seed=_number(path, "search.seed", search_raw.get("seed", 0), integer=True, minimum=0))
+        metric=metric, mode=mode, seed=_number(path, "search.seed", search_raw.get("seed", 0), integer=True, minimum=0),
+        storage=parse_optuna_storage(path, search_raw.get("storage")))
 
     tune = None
     if top.get("tune") is not None:
@@ -195,7 +197,7 @@ def parse_document(document: Any, *, path: str, raw: str) -> Study:
 
     study = Study(name=name, source_path=path, raw=raw, methods=methods, variants=variants, grid=tuple(grid),
                   seeds=seeds, tune=tune, search=search, schedule=schedule, resources=resources, base=base,
-                  keep_final_checkpoint=keep_final)
+                  keep_final_checkpoint=keep_final, loggers=parse_loggers(path, top.get("loggers")))
     _check_every_trial(study)
     return study
 

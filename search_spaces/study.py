@@ -24,11 +24,11 @@ DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 TOP_KEYS = ("name", "data", "model", "methods", "variants", "grid", "seeds", "tune", "search", "schedule",
-            "collapse", "resources", "trial", "checkpoints")
+            "collapse", "resources", "trial", "checkpoints", "loggers")
 DATA_KEYS = {"dataset": "dataset", "root": "data_root", "image_size": "image_size",
              "train_size": "train_size", "eval_size": "eval_size", "seed": "data_seed"}
 MODEL_KEYS = ("backbone", "projector_dim", "projector_hidden_dim", "num_prototypes")
-SEARCH_KEYS = ("num_samples", "metric", "mode", "seed")
+SEARCH_KEYS = ("num_samples", "metric", "mode", "seed", "storage")
 SCHEDULE_KEYS = ("max_epochs", "asha")
 ASHA_KEYS = ("grace_period", "reduction_factor")
 RESOURCE_KEYS = ("cpu", "gpu", "max_concurrent_trials")
@@ -79,6 +79,7 @@ class SearchSettings:
     metric: str = "knn_top1"
     mode: str = "max"
     seed: int = 0
+    storage: str = ""  # Optuna storage URL or journal:PATH; "" = SQLite in the experiment folder
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class Study:
     resources: Resources
     base: Mapping[str, Any] = field(default_factory=dict)
     keep_final_checkpoint: bool = False  # checkpoints: {keep_final: true} keeps an ended trial's last one
+    loggers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # loggers: [mlflow, wandb]
 
     @property
     def grid_axes(self) -> tuple[str, ...]:

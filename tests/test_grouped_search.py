@@ -100,8 +100,8 @@ def test_searcher_interleaves_groups_and_finishes(searcher):
 def test_searcher_tells_optuna_values_and_failures(searcher):
     ids = [f"t{i}" for i in range(4)]
     configs = [searcher.suggest(i) for i in ids]
-    searcher.on_trial_complete("t0", result(2, 0.42))
-    searcher.on_trial_complete("t1", result(2, math.nan))
+    searcher.on_trial_complete("t0", result(2, 0.42, stop_reason="completed"))
+    searcher.on_trial_complete("t1", result(2, math.nan, stop_reason="completed"))
     searcher.on_trial_complete("t2", None, error=True)
     searcher.on_trial_complete("t3", result(2, 0.1, collapsed=True, stop_reason="collapsed"))
     original = searcher.optuna_study(configs[0]["group"])
@@ -122,12 +122,12 @@ def test_searcher_state_round_trips(searcher, tmp_path):
     restored = GroupedOptunaSearcher(searcher.study, storage_dir=searcher.storage_dir)
     restored.restore(path)
     assert restored.suggested == searcher.suggested
-    restored.on_trial_complete("t0", result(2, 0.3))  # a trial suggested before the restore
+    restored.on_trial_complete("t0", result(2, 0.3, stop_reason="completed"))  # suggested before the restore
     assert restored.optuna_study("simclr/original/batch_size=32").trials[0].value == 0.3
     # a snapshot older than the Optuna storage: the same trial completes again after a second restore
     again = GroupedOptunaSearcher(searcher.study, storage_dir=searcher.storage_dir)
     again.restore(path)
-    again.on_trial_complete("t0", result(2, 0.9))  # already told: neither raises nor changes the value
+    again.on_trial_complete("t0", result(2, 0.9, stop_reason="completed"))  # already told: neither raises nor changes the value
     assert again.optuna_study("simclr/original/batch_size=32").trials[0].value == 0.3
     assert restored.suggest("t2")["group"] == "simclr/original/batch_size=32"
     assert restored.suggest("t3")["group"] == "simclr/er/batch_size=32"

@@ -130,3 +130,61 @@ def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path):
         for trial in dirs:
             epochs = [line["epoch"] for line in results(trial)]
             assert epochs and epochs[-1] == max(epochs)
+
+
+# --- TensorBoard and Optuna read back with their own readers (issue 18 items 1-2) ---------------
+
+def test_one_hparams_session_per_trial_and_no_ray_tags(smoke_experiment):
+    from tensorboard_read import all_tags, hparams_sessions
+
+    exp, run = smoke_experiment
+    trials = trial_dirs(exp / "search") + trial_dirs(exp / "replicate")
+    sessions = hparams_sessions(str(exp))
+    expected = {f"{t.parent.name}/{t.name}/hparams" for t in trials}
+    assert set(sessions) == expected  # one per trial, ASHA-stopped ones included
+    for name, session in sessions.items():
+        trial = exp / name.rsplit("/", 1)[0]
+        params = json.loads((trial / "params.json").read_text())
+        last = results(trial)[-1]
+        assert session["metrics"]["final/knn_top1"] == pytest.approx(last["knn_top1"])
+        assert session["hparams"]["method"] == params["method"] and session["hparams"]["seed"] == params["seed"]
+        assert session["hparams"]["status"] == (last["stop_reason"] or "early_stopped")
+        assert session["hparams"]["collapse_grade"] in ("none", "warning", "partial", "collapse")
+        # the run name tells a person method, variant, cell and seed
+        assert trial.name.startswith(f"{params['method']}_{params['variant']}_batch_size=32_seed{params['seed']}_")
+    tags = all_tags(str(exp))
+    assert not [t for names in tags.values() for t in names if t.startswith("ray/")]
+    assert any("epoch/knn_top1" in names for names in tags.values())
+    assert "To visualize your results with TensorBoard" not in run.stdout + run.stderr
+    for trial in trials:  # Ray's JSON/CSV loggers are kept (the reports read them)
+        assert (trial / "progress.csv").exists() and (trial / "result.json").exists()
+
+
+def test_optuna_trials_have_curves_pruned_state_and_ray_links(smoke_experiment):
+    import optuna
+    import optuna_dashboard
+
+    exp, _ = smoke_experiment
+    url = f"sqlite:///{exp / 'optuna' / 'optuna.db'}"
+    summaries = optuna.get_all_study_summaries(url)
+    assert {s.study_name for s in summaries} == {g.name for g in condition_groups(load_study(str(SMOKE)))}
+    by_dir = {t.name: t for t in trial_dirs(exp / "search")}
+    seen = set()
+    for summary in summaries:
+        for trial in optuna.load_study(study_name=summary.study_name, storage=url).trials:
+            attrs = trial.user_attrs
+            ray_dir = by_dir[attrs["ray_trial_name"]]
+            seen.add(ray_dir.name)
+            assert attrs["ray_trial_id"] == ray_dir.name.rsplit("_", 1)[1]
+            assert attrs["ray_trial_dir"] == str(ray_dir)
+            epochs = {line["epoch"]: line["knn_top1"] for line in results(ray_dir)}
+            assert trial.intermediate_values == pytest.approx(epochs)  # every epoch, the last included
+            stopped = not results(ray_dir)[-1]["stop_reason"]
+            assert attrs["status"] == ("early_stopped" if stopped else results(ray_dir)[-1]["stop_reason"])
+            assert (trial.state == optuna.trial.TrialState.PRUNED) == stopped
+            assert attrs["collapse_grade"] in ("none", "warning", "partial", "collapse")
+    assert seen == set(by_dir)
+    app = optuna_dashboard.wsgi(url)  # optuna-dashboard's own app on the same storage
+    from test_observe import dashboard_curves
+
+    assert dashboard_curves(app) == [True] * len(summaries)

@@ -34,7 +34,10 @@ class LocalReporter:
     (``training_iteration``, ``trial_id``, ``time_total_s``, ``timestamp``, ``done``); each line is
     flushed and fsynced so a killed process never loses a finished epoch. Checkpoints are copied to
     ``checkpoint_<iteration>`` via a temporary directory and a rename; the newest ``keep`` are kept.
+    The trial writes its own HParams session (there is no driver).
     """
+
+    writes_hparams = True
 
     def __init__(self, trial_dir: str, params: Mapping[str, Any], *, keep: int = 2,
                  trial_id: str | None = None) -> None:
@@ -175,7 +178,14 @@ def restore_trial_files(local_dir: str) -> None:
 
 
 class TuneReporter:
-    """Forwards to Ray Tune from inside a function trainable (Ray 2.60 ``ray.tune`` API)."""
+    """Forwards to Ray Tune from inside a function trainable (Ray 2.60 ``ray.tune`` API).
+
+    The trial's HParams session is written by the driver when the trial ends
+    (:class:`er_tune.service.observers.TrialSessions`), so that a trial stopped by ASHA or one that
+    errored gets one too; the trial itself only writes its scalars.
+    """
+
+    writes_hparams = False
 
     def __init__(self) -> None:
         from ray import tune

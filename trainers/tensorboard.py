@@ -1,15 +1,19 @@
 """TensorBoard output of one trial (tensorboardX).
 
 Tags: ``epoch/<metric>`` for every per-epoch metric (x axis = epoch), ``train/loss`` and
-``train/lr`` every ``log_every_n_steps`` optimiser steps (x axis = global step), collapse events as
-text under ``collapse/events``, and the trial's hyperparameters with its final metrics in the
-HParams dashboard. A resumed trial opens the writer with ``purge_step`` so that TensorBoard drops
+``train/lr`` every ``log_every_n_steps`` optimiser steps (x axis = global step), collapse events on
+the epoch axis (a ``collapse/severity`` scalar: 1 warning, 2 partial, 3 collapse, and the message
+as text under ``collapse/<severity>``), and one HParams session (:func:`write_session`) with the
+trial's hyperparameters, status and final metrics: written by the trial itself under
+``er-tune train``, and by the driver (:mod:`er_tune.service.observers`) under Ray Tune, so that
+trials ASHA stopped or that errored get one too. A resumed trial opens the writer with ``purge_step`` so that TensorBoard drops
 the steps logged after the checkpoint it resumed from instead of drawing them twice.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Mapping
 
 from tensorboardX import SummaryWriter
@@ -18,6 +22,58 @@ HPARAM_KEYS = ("method", "variant", "dataset", "backbone", "batch_size", "ema", 
                "weight_decay", "temperature", "kappa", "entropy_weight", "seed", "epochs",
                "image_size", "projector_dim", "num_prototypes")
 FINAL_METRIC_KEYS = ("knn_top1", "linear_top1", "er_entropy", "er_reconstruction", "er_bound", "rankme", "std_ratio")
+
+
+SEVERITY_LEVELS = {"warning": 1, "partial": 2, "collapse": 3}
+SESSION_RUN = "hparams"  # the HParams session of a trial is the run ``<trial dir>/hparams``
+
+
+def session_hparams(config: Mapping[str, Any], status: str, **extra: Any) -> dict[str, Any]:
+    """A trial's HParams columns: its condition (method, variant, group, grid axes, seed), the
+    values it searched, the known trial settings, its status and any ``extra`` (collapse grade)."""
+    keys = list(HPARAM_KEYS) + ["group", "phase"] + list(config.get("grid_axes") or ())
+    keys += list(config.get("searched") or ())
+    hparams: dict[str, Any] = {}
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, (str, bool, int, float)) and key not in hparams:
+            hparams[key] = value
+    hparams["status"] = status
+    hparams.update(extra)
+    return hparams
+
+
+def write_session(trial_logdir: str, hparams: Mapping[str, Any], final_metrics: Mapping[str, Any],
+                  *, failed: bool) -> str:
+    """Write one HParams session into ``<trial_logdir>/hparams``: start info, end info and a
+    ``final/<metric>`` scalar per finite final metric. No ``_hparams_/experiment`` summary is
+    written, so TensorBoard builds the columns from the union of all sessions (trials of different
+    methods search different keys). Returns the session's directory."""
+    from tensorboardX.proto.api_pb2 import Status
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
+    from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboardX.summary import hparams as hparams_summaries
+
+    metrics = {}
+    for key in FINAL_METRIC_KEYS + ("epoch",):
+        try:
+            value = float(final_metrics[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(value):
+            metrics[f"final/{key}"] = value
+    _, start, _ = hparams_summaries(dict(hparams), metrics)
+    end = HParamsPluginData(version=0, session_end_info=SessionEndInfo(
+        status=Status.Value("STATUS_FAILURE" if failed else "STATUS_SUCCESS")))
+    end_summary = Summary(value=[Summary.Value(tag="_hparams_/session_end_info", metadata=SummaryMetadata(
+        plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=end.SerializeToString())))])
+    logdir = os.path.join(trial_logdir, SESSION_RUN)
+    with SummaryWriter(logdir=logdir, filename_suffix=".hparams") as writer:
+        writer.file_writer.add_summary(start)
+        for key, value in metrics.items():
+            writer.add_scalar(key, value, int(final_metrics.get("epoch", 0) or 0))
+        writer.file_writer.add_summary(end_summary)
+    return logdir
 
 
 class TrialWriter:
@@ -41,15 +97,13 @@ class TrialWriter:
             if math.isfinite(number):
                 self._writer.add_scalar(f"epoch/{key}", number, epoch)
 
-    def collapse_event(self, step: int, text: str) -> None:
-        self._writer.add_text("collapse/events", text, step)
+    def collapse_event(self, epoch: int, severity: str, text: str) -> None:
+        """One collapse event on the epoch axis, with its severity (warning, partial, collapse)."""
+        self._writer.add_scalar("collapse/severity", float(SEVERITY_LEVELS.get(severity, 1)), epoch)
+        self._writer.add_text(f"collapse/{severity}", text, epoch)
 
     def hparams(self, config: Mapping[str, Any], final_metrics: Mapping[str, Any], status: str) -> None:
-        hparams = {k: config[k] for k in HPARAM_KEYS if k in config}
-        hparams["status"] = status
-        metrics = {f"final/{k}": float(final_metrics[k]) for k in FINAL_METRIC_KEYS
-                   if k in final_metrics and math.isfinite(float(final_metrics[k]))}
-        self._writer.add_hparams(hparams, metrics, name="hparams")
+        write_session(self._writer.logdir, session_hparams(config, status), final_metrics, failed=False)
 
     def flush(self) -> None:
         self._writer.flush()

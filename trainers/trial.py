@@ -126,7 +126,8 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
             if metrics["stop_reason"]:
                 break
         summary = _summary(state)
-        writer.hparams(config.to_dict(), summary.final_metrics, summary.status)
+        if getattr(reporter, "writes_hparams", True):  # under Ray Tune the driver writes it
+            writer.hparams(config.to_dict(), summary.final_metrics, summary.status)
         return summary
     finally:
         writer.close()
@@ -168,7 +169,7 @@ def _run_epoch(state: TrialState, step_fn: "TrainingStep", diagnostics: Diagnost
     events.append(found)
     writer.epoch_metrics(epoch, metrics)
     for event in found:
-        writer.collapse_event(state.step, event.message)
+        writer.collapse_event(epoch, event.severity, f"{event.kind} ({event.detector}): {event.message}")
         if log is not None:
             log(f"  [{event.severity}] {event.kind} ({event.detector}) epoch {event.epoch}: {event.message}")
     writer.flush()

@@ -144,16 +144,19 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from er_tune.service.storage import local_mirror
     from reports.commands import report_command
 
-    return report_command(args.experiment, out=args.out, markdown=args.markdown,
+    # a URI experiment (s3://...) is read from a local copy of its files (checkpoints excluded)
+    return report_command(local_mirror(args.experiment), out=args.out, markdown=args.markdown,
                           plots=not args.no_plots, alpha=args.alpha)
 
 
 def _status(args: argparse.Namespace) -> int:
+    from er_tune.service.storage import local_mirror
     from reports.status import status_command
 
-    return status_command(args.experiment)
+    return status_command(local_mirror(args.experiment))
 
 
 def _show(args: argparse.Namespace) -> int:

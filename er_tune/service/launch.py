@@ -10,10 +10,13 @@ Everything the user can get wrong is checked before Ray starts (exit 2, nothing 
 On a cluster (``pip install er-tune[cluster]`` on every node) the driver may run anywhere that
 reaches the head, or as a Ray job on the head::
 
-    ray job submit --address http://HEAD:8265 -- er-tune tune STUDY.yaml --address auto \
+    ray job submit --address http://HEAD:8265 -- er-tune tune STUDY.yaml \
         --storage /mnt/shared/er_runs/NAME
 
-``--storage`` must be visible to every node. A trial whose node is lost is retried from its last
+Like Ray's own tools, ``tune`` connects to the cluster named by ``--address`` or, without it, by
+the ``RAY_ADDRESS`` environment variable (which ``ray job submit`` sets for its entrypoint), and
+then never passes local resources (``num_cpus``) to ``ray.init``. ``--storage`` must be visible to
+every node: a mounted path or a pyarrow filesystem URI (``s3://``, ``gs://``...). A trial whose node is lost is retried from its last
 checkpoint on a surviving node (``FailureConfig(max_failures=MAX_FAILURES)``); a lost head or
 driver is survived by submitting the same command again (``Tuner.restore``).
 """
@@ -30,6 +33,7 @@ from er_tune.io import write_json_atomic
 EXIT_USAGE = 2
 PHASES = ("search", "replicate")
 MAX_FAILURES = 2  # retries per trial (exceptions, lost nodes), each from the last checkpoint
+EMBEDDED_START_TRIES = 3  # an embedded Ray that does not register in 30 s is started again
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://", "file://", "memory://")
 
 
@@ -56,14 +60,22 @@ def check_arguments(address: str | None, storage: str | None, phase: str) -> Non
 
 def check_experiment(exp_dir: str, study_text: str) -> None:
     """An existing experiment must come from the same study file, else results would mix."""
-    recorded = os.path.join(exp_dir, "study.yaml")
-    if "://" in exp_dir or not os.path.exists(recorded):
-        return
-    with open(recorded, encoding="utf-8") as handle:
-        if handle.read() != study_text:
-            raise LaunchError(
-                f"{exp_dir} holds an experiment of a different study file ({recorded}); "
-                "resume it with its own study, or choose another --name/--storage")
+    from er_tune.service.storage import read_text
+
+    recorded = read_text(exp_dir, "study.yaml")
+    if recorded is not None and recorded != study_text:
+        raise LaunchError(
+            f"{exp_dir} holds an experiment of a different study file ({exp_dir.rstrip('/')}/study.yaml); "
+            "resume it with its own study, or choose another --name/--storage")
+
+
+def check_loggers(study) -> None:
+    """A tracker named in ``loggers:`` needs its package (an extra), checked before Ray starts."""
+    from er_tune.service.observers import missing_logger_packages
+
+    missing = missing_logger_packages(getattr(study, "loggers", None))
+    if missing:
+        raise LaunchError("; ".join(missing))
 
 
 def run_study(study_path: str, *, address: str | None = None, storage: str | None = None,
@@ -76,6 +88,7 @@ def run_study(study_path: str, *, address: str | None = None, storage: str | Non
         study = load_study(study_path)
         exp_dir = experiment_dir(study.name, storage, name)
         check_experiment(exp_dir, study.raw)
+        check_loggers(study)
         if phase == "replicate" and study.tune is not None and not _search_finished(exp_dir):
             raise LaunchError(f"--phase replicate needs a finished search phase in {exp_dir}/search; "
                               "run --phase search (or all) first")
@@ -100,11 +113,47 @@ def study_plan(study) -> dict[str, Any]:
 
 
 def _search_finished(exp_dir: str) -> bool:
-    return os.path.exists(os.path.join(exp_dir, "best_configs.json"))
+    from er_tune.service.storage import read_text
+
+    return read_text(exp_dir, "best_configs.json") is not None
+
+
+def cluster_address(address: str | None) -> str | None:
+    """The Ray cluster to connect to, as Ray's own tools choose it: ``--address``, else the
+    ``RAY_ADDRESS`` environment variable (set by ``ray job submit`` for its entrypoint); ``None``
+    (or ``local``) starts a private embedded Ray."""
+    chosen = address or os.environ.get("RAY_ADDRESS") or None
+    return None if chosen == "local" else chosen
+
+
+def init_ray(ray, address: str | None) -> bool:
+    """Start an embedded Ray (all local CPUs) or connect to ``address``; True when embedded.
+
+    An existing cluster is never given ``num_cpus``/``num_gpus`` (Ray refuses them); ``address``
+    is passed explicitly so ``RAY_ADDRESS`` cannot turn the embedded call into a connection.
+    """
+    if address is None:
+        # a private, local-only Ray: no token file in the user's home directory
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        for attempt in range(EMBEDDED_START_TRIES):
+            try:
+                ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                         logging_level="WARNING")
+                return True
+            except Exception:  # noqa: BLE001 - Ray gives a new node 30 s to register (hard-coded)
+                ray.shutdown()  # "timed out during startup" on a loaded machine: start afresh
+                if attempt == EMBEDDED_START_TRIES - 1:
+                    raise
+        return True
+    ray.init(address=address, logging_level="WARNING")
+    return False
 
 
 def _ray_environment() -> None:
     """Defaults for a machine without network; the user's own settings win."""
+    from er_tune.service.observers import disable_ray_tensorboard
+
+    disable_ray_tensorboard()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # One checkpoint per epoch with num_to_keep=2 forces frequent experiment snapshots, which Ray
     # warns about at every epoch; the snapshots are what makes resume exact, so silence the warning.
@@ -112,8 +161,10 @@ def _ray_environment() -> None:
 
 
 def trial_dirname(trial) -> str:
-    config = trial.config or {}
-    return f"{config.get('method', 'trial')}_{config.get('variant', '')}_{trial.trial_id}"
+    """``<method>_<variant>_<axis>=<value>_seed<seed>_<id>`` (:func:`er_tune.outcome.trial_dirname`)."""
+    from er_tune.outcome import trial_dirname as name
+
+    return name(trial.config or {}, trial.trial_id)
 
 
 def best_by_group(results, metric: str, mode: str) -> dict[str, dict[str, Any]]:
@@ -145,7 +196,7 @@ class StudyRunner:
     def __init__(self, study, exp_dir: str, *, address: str | None, stream) -> None:
         self.study = study
         self.exp_dir = exp_dir
-        self.address = address
+        self.address = cluster_address(address)
         self.stream = stream
 
     def say(self, line: str) -> None:
@@ -155,20 +206,10 @@ class StudyRunner:
         _ray_environment()
         import ray
 
-        os.makedirs(self.exp_dir, exist_ok=True)
-        recorded = os.path.join(self.exp_dir, "study.yaml")
-        if not os.path.exists(recorded):
-            with open(recorded, "w", encoding="utf-8") as handle:
-                handle.write(self.study.raw)
-        write_json_atomic(os.path.join(self.exp_dir, "plan.json"), study_plan(self.study))
-        embedded = self.address is None
-        if embedded:
-            # a private, local-only Ray: no token file in the user's home directory
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
-        else:
-            ray.init(address=self.address, logging_level="WARNING")
+        # Ray first: a cluster that cannot be reached leaves no half-created experiment behind
+        embedded = init_ray(ray, self.address)
         try:
+            self._record_study()
             self.max_concurrent = self.study.resources.max_concurrent_trials or self._slots(ray)
             trainable = self._trainable()
             errors = 0
@@ -188,6 +229,13 @@ class StudyRunner:
             self.say(f"{errors} trial(s) errored after retries; run the same command again to resume them")
             return 1
         return 0
+
+    def _record_study(self) -> None:
+        """``study.yaml`` (kept from the first run) and ``plan.json`` in the experiment folder."""
+        from er_tune.service.storage import write_text
+
+        write_text(self.exp_dir, "study.yaml", self.study.raw, overwrite=False)
+        write_text(self.exp_dir, "plan.json", json.dumps(study_plan(self.study), indent=2, sort_keys=True))
 
     def _slots(self, ray) -> int:
         """How many trials the cluster's CPUs/GPUs fit at once (the default concurrency).
@@ -240,8 +288,31 @@ class StudyRunner:
             # (trainers.reporters.artifact_dir); a path is written directly by every node.
             sync_config=tune.SyncConfig(sync_artifacts=True) if "://" in self.exp_dir else None,
             callbacks=[StudyProgress(phase, total, self.stream),
-                       PruneEndedCheckpoints(keep_final=self.study.keep_final_checkpoint)],
+                       PruneEndedCheckpoints(keep_final=self.study.keep_final_checkpoint),
+                       *self._observers()],
             verbose=0)
+
+    def _observers(self) -> list:
+        """Ray's JSON/CSV loggers, the study's trackers (``loggers:``) and the HParams sessions."""
+        from er_tune.service.observers import TrialSessions, logger_callbacks
+
+        return [*logger_callbacks(getattr(self.study, "loggers", None), experiment=self.study.name,
+                                  exp_dir=self.exp_dir), TrialSessions()]
+
+    def _searcher(self):
+        from search_spaces import GroupedOptunaSearcher
+
+        return GroupedOptunaSearcher(self.study, storage_dir=self._optuna_dir(),
+                                     storage=getattr(self.study.search, "storage", None) or None,
+                                     trials_dir=f"{self.exp_dir.rstrip('/')}/search")
+
+    def _optuna_dir(self) -> str:
+        """Local folder of the default SQLite storage (a downloaded copy for URI experiments)."""
+        from er_tune.service.storage import optuna_dir
+
+        if getattr(self, "_optuna_local", None) is None:
+            self._optuna_local = optuna_dir(self.exp_dir)
+        return self._optuna_local
 
     def _fit(self, phase: str, trainable, make_tuner) -> Any:
         from ray import tune
@@ -257,14 +328,14 @@ class StudyRunner:
     def _search(self, trainable) -> tuple[dict[str, dict[str, Any]], int]:
         from ray import tune
 
-        from search_spaces import GroupedASHA, GroupedOptunaSearcher, condition_groups, search_trial_count
+        from search_spaces import GroupedASHA, condition_groups, search_trial_count
 
         study = self.study
         total = search_trial_count(study)
         self.say(f"[search] {total} trials over {len(condition_groups(study))} condition groups")
 
         def make_tuner():
-            searcher = GroupedOptunaSearcher(study, storage_dir=os.path.join(self.exp_dir, "optuna"))
+            searcher = self._searcher()
             scheduler = GroupedASHA.from_study(study)
             return tune.Tuner(trainable, tune_config=tune.TuneConfig(
                 search_alg=searcher, scheduler=scheduler, num_samples=total,
@@ -275,12 +346,22 @@ class StudyRunner:
 
         results = self._fit("search", trainable, make_tuner)
         best = best_by_group(results, study.search.metric, study.search.mode)
-        write_json_atomic(os.path.join(self.exp_dir, "best_configs.json"), best)
+        self._save_best(best)
         return best, len(results.errors)
 
+    def _save_best(self, best: dict[str, dict[str, Any]]) -> None:
+        from er_tune.service.storage import is_uri, upload_optuna, write_text
+
+        if is_uri(self.exp_dir):
+            write_text(self.exp_dir, "best_configs.json", json.dumps(best, indent=2, sort_keys=True))
+            upload_optuna(self.exp_dir, self._optuna_dir())
+        else:
+            write_json_atomic(os.path.join(self.exp_dir, "best_configs.json"), best)
+
     def _load_best(self) -> dict[str, dict[str, Any]]:
-        with open(os.path.join(self.exp_dir, "best_configs.json"), encoding="utf-8") as handle:
-            return json.load(handle)
+        from er_tune.service.storage import read_text
+
+        return json.loads(read_text(self.exp_dir, "best_configs.json") or "{}")
 
     def _replicate(self, trainable, best: dict[str, dict[str, Any]]) -> int:
         from ray import tune
