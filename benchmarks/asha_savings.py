@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--study", default=STUDY)
     parser.add_argument("--methods", default="byol", help="comma-separated; empty keeps the study's")
     parser.add_argument("--grid", default='{"ema": [0.9]}', help="JSON grid replacing the study's")
-    parser.add_argument("--num-samples", type=int, default=6, help="Optuna trials per group")
+    parser.add_argument("--num-samples", type=int, default=4, help="Optuna trials per group")
     parser.add_argument("--optuna-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--replicate-seeds", type=int, default=3)
     parser.add_argument("--slots", type=int, default=2, help="concurrent trials in the replay")
