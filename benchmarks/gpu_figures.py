@@ -9,7 +9,8 @@ Three parts, each in its own subprocess so one failing does not hide the others:
    with SIGINT after ``--minutes`` (Tune saves the experiment, so it can be resumed): trials
    started, epochs done, median images/s of a trial, slot efficiency and start-up to first step
    (the same measures as ``benchmarks/trial_overhead.py --study``), collapses. The study is
-   ``--study``, else the first ``search_spaces/studies/gpu_*.yaml``, else ``ema_stability.yaml``.
+   ``--study``, else the first ``search_spaces/studies/*gpu*.yaml`` (the GPU reference study,
+   ``cifar10_reference_gpu.yaml``), else ``ema_stability.yaml``.
    When the study's dataset root is missing (CIFAR-10 is never downloaded) the run uses the same
    study on the procedural ``shapes`` dataset at the study's resolution, and the table says so.
 
@@ -72,7 +73,7 @@ def gpu_packing(out: Path, seconds: float, rows: list) -> None:
 def pick_study(requested: str | None) -> Path:
     if requested:
         return Path(requested).resolve()
-    candidates = sorted(glob.glob(str(ROOT / "search_spaces" / "studies" / "gpu_*.yaml")))
+    candidates = sorted(glob.glob(str(ROOT / "search_spaces" / "studies" / "*gpu*.yaml")))
     return Path(candidates[0]) if candidates else ROOT / "search_spaces" / "studies" / "ema_stability.yaml"
 
 
