@@ -25,6 +25,7 @@ from typing import Any, Callable
 from er_tune.collapse import CollapseEvent
 from er_tune.config import TrialConfig
 from er_tune.data import DatasetBundle
+from er_tune.io import write_json_atomic
 from trainers.diagnostics import Diagnostics
 from trainers.state import TrialState, build_state
 from trainers.steps import TrainingStep
@@ -35,6 +36,7 @@ EPOCH_METRICS = ("epoch", "step", "loss", "er_entropy", "er_reconstruction", "er
 DISCRETE_METRICS = ("assign_entropy", "assign_sample_entropy")
 PROBE_METRICS = ("linear_top1",)  # in the final epoch's metrics, and every linear_probe_every epochs
 EVENTS_FILE = "collapse_events.jsonl"
+STARTUP_FILE = "startup.json"
 
 
 @dataclass
@@ -85,7 +87,8 @@ class EventLog:
 
 
 def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
-              log: Callable[[str], None] | None = None) -> TrialSummary:
+              log: Callable[[str], None] | None = None,
+              startup: dict[str, Any] | None = None) -> TrialSummary:
     """Train ``config`` on ``data``, reporting each epoch to ``reporter``; resume if it has a checkpoint.
 
     Args:
@@ -93,6 +96,9 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
         data: the dataset bundle (uint8 tensors on the CPU), shared by every trial of a study.
         reporter: :class:`~trainers.reporters.LocalReporter` or :class:`~trainers.reporters.TuneReporter`.
         log: optional callable receiving one human-readable line per epoch and per event.
+        startup: optional start-up timings of the caller (wall-clock seconds); when given, the
+            time the first training step begins is added as ``first_step`` and the dict is written
+            to ``startup.json`` in the trial directory (see :mod:`trainers.trainable`).
     """
     state = build_state(config, data)
     with reporter.latest_checkpoint() as directory:
@@ -114,6 +120,9 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
         state.monitor.calibrate(diagnostics(state.net))
         if log is not None:
             log("  untrained network: " + ", ".join(f"{k} {v:.4g}" for k, v in state.monitor.initial.items()))
+    if startup is not None:
+        write_json_atomic(os.path.join(reporter.trial_dir, STARTUP_FILE),
+                          {**startup, "first_step": time.time(), "first_epoch": state.epoch + 1})
     try:
         while state.epoch < config.epochs:
             metrics = _run_epoch(state, step_fn, diagnostics, writer, events, log)

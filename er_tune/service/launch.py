@@ -34,6 +34,10 @@ EXIT_USAGE = 2
 PHASES = ("search", "replicate")
 MAX_FAILURES = 2  # retries per trial (exceptions, lost nodes), each from the last checkpoint
 EMBEDDED_START_TRIES = 3  # an embedded Ray that does not register in 30 s is started again
+# A trial's actor process is handed the next trial (FunctionTrainable.reset_config) instead of a
+# new process being started per trial: no re-import of torch/Ray (several seconds a trial on 2
+# cores). run_trial builds and seeds everything per trial, so results do not depend on reuse.
+REUSE_ACTORS = True
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://", "file://", "memory://")
 
 
@@ -341,7 +345,7 @@ class StudyRunner:
                 search_alg=searcher, scheduler=scheduler, num_samples=total,
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
-                reuse_actors=False),
+                reuse_actors=REUSE_ACTORS),
                 run_config=self._run_config("search", total))
 
         results = self._fit("search", trainable, make_tuner)
@@ -379,7 +383,7 @@ class StudyRunner:
                 num_samples=len(configs),
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
-                reuse_actors=False),
+                reuse_actors=REUSE_ACTORS),
                 run_config=self._run_config("replicate", len(configs)))
 
         results = self._fit("replicate", trainable, make_tuner)

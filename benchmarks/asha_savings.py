@@ -1,0 +1,203 @@
+"""What grouped ASHA saves: epochs spent and kNN lost against training every configuration fully.
+
+For each Optuna seed, two search arms over the same study (same search space, same seed):
+
+- ``asha``: er-tune's :class:`~search_spaces.grouped.GroupedOptunaSearcher` with
+  :class:`~search_spaces.grouped.GroupedASHA`, as ``er-tune tune`` runs the search phase;
+- ``full``: the same searcher without early stopping (every configuration to ``max_epochs``).
+
+Each arm's best configuration per condition group (``best_by_group``, the rule of the search
+phase) is then replicated over the study's seeds at the full budget, as the replicate phase does.
+Printed per Optuna seed: epochs of each arm and their ratio (goal <= 1/3), whether the arms chose
+the same configuration, and the replicated kNN lost by ASHA's choice (full - asha, averaged over
+groups; goal <= 0.01).
+
+How it is measured: trials are deterministic in their configuration (resume is exact, see
+``tests/test_trial.py``), and ASHA only decides *when* a trial stops, so every configuration is
+trained once, fully, with :func:`~trainers.trial.run_trial` (cached by configuration) and both
+arms replay the real searcher and scheduler on those per-epoch results. The replay runs
+``--slots`` trials at a time with equal epoch durations (the interleaving of a study whose trials
+share one shape); Optuna is told each trial's last result, as in a Tune run. No Ray is started.
+
+Run (CPU-bound; minutes): ``nice -n 10 .venv/bin/python benchmarks/asha_savings.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import yaml
+
+from er_tune.config import TrialConfig
+from er_tune.service.launch import best_by_group
+from search_spaces import condition_groups, load_study, replicate_configs
+from search_spaces.grouped import GroupedASHA, GroupedOptunaSearcher
+from search_spaces.plan import searched_params
+from trainers.reporters import LocalReporter
+from trainers.trainable import dataset_key, load_trial_data
+from trainers.trial import run_trial
+
+STUDY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "search_spaces", "studies",
+                     "demo.yaml")
+
+
+class Curves:
+    """Per-epoch results of fully trained configurations, trained on first use and cached."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.cache: dict[str, list[dict[str, Any]]] = {}
+        self.data: dict[str, Any] = {}
+        self.trained = 0
+
+    def __call__(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        trial_config = TrialConfig.from_dict(config)
+        key = json.dumps(trial_config.to_dict(), sort_keys=True, default=str)
+        if key not in self.cache:
+            data_key = dataset_key(trial_config)
+            if data_key not in self.data:
+                self.data[data_key] = load_trial_data(trial_config)
+            trial_dir = os.path.join(self.directory, f"trial_{len(self.cache):04d}")
+            run_trial(trial_config, self.data[data_key], LocalReporter(trial_dir, config))
+            with open(os.path.join(trial_dir, "result.json"), encoding="utf-8") as handle:
+                self.cache[key] = [json.loads(line) for line in handle if line.strip()]
+            self.trained += 1
+        return self.cache[key]
+
+
+def search_arm(study, curves: Curves, storage: str, *, early_stopping: bool, slots: int):
+    """Replay one search phase; returns (epochs spent, best configuration per group, trials)."""
+    searcher = GroupedOptunaSearcher(study, storage_dir=storage)
+    scheduler = GroupedASHA.from_study(study) if early_stopping else None
+    running: list[dict[str, Any]] = []
+    finished, epochs, counter = [], 0, 0
+
+    def launch() -> bool:
+        nonlocal counter
+        trial_id = f"t{counter:05d}"
+        config = searcher.suggest(trial_id)
+        if not isinstance(config, dict):
+            return False
+        counter += 1
+        running.append({"id": trial_id, "config": config, "curve": curves(config), "epoch": 0})
+        return True
+
+    while len(running) < slots and launch():
+        pass
+    while running:
+        for trial in list(running):  # every running trial finishes one epoch per tick
+            result = trial["curve"][trial["epoch"]]
+            trial["epoch"] += 1
+            epochs += 1
+            stop = bool(result.get("stop_reason")) or trial["epoch"] >= len(trial["curve"])
+            if scheduler is not None and not stop:
+                handle = SimpleNamespace(trial_id=trial["id"], config=trial["config"])
+                stop = scheduler.on_trial_result(None, handle, result) == GroupedASHA.STOP
+            if stop:
+                running.remove(trial)
+                searcher.on_trial_complete(trial["id"], result)
+                finished.append(SimpleNamespace(config=trial["config"], metrics=result, error=None))
+                if len(running) < slots:
+                    launch()
+    best = best_by_group(finished, study.search.metric, study.search.mode)
+    return epochs, best, finished
+
+
+def replicated_knn(study, best: dict[str, dict[str, Any]], curves: Curves) -> dict[str, float]:
+    """Mean final ``knn_top1`` over the study's seeds of each group's chosen configuration."""
+    values: dict[str, list[float]] = {}
+    for config in replicate_configs(study, best):
+        values.setdefault(config["group"], []).append(float(curves(config)[-1]["knn_top1"]))
+    return {group: statistics.fmean(v) for group, v in values.items()}
+
+
+def same_choice(study, first: dict[str, Any], second: dict[str, Any], group) -> bool:
+    names = [d.name for d in searched_params(study, group)]
+    return all(first.get(name) == second.get(name) for name in names)
+
+
+def derived_study(args, seed: int, directory: str):
+    with open(args.study, encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle)
+    if args.methods:
+        raw["methods"] = args.methods.split(",")
+        objectives = {f"{m}{s}" for m in raw["methods"] for s in ("", "_er")}
+        raw["tune"] = {k: v for k, v in (raw.get("tune") or {}).items()
+                       if set(v.get("objectives", objectives)) & objectives
+                       and set(v.get("methods", raw["methods"])) & set(raw["methods"])}
+    if args.grid is not None:
+        raw["grid"] = json.loads(args.grid)
+    raw["search"]["num_samples"] = args.num_samples
+    raw["search"]["seed"] = seed
+    raw["seeds"] = list(range(args.replicate_seeds))
+    for key in ("train_size", "eval_size", "image_size"):
+        if getattr(args, key) is not None:
+            raw["data"][key] = getattr(args, key)
+    path = os.path.join(directory, f"study_{seed}.yaml")
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(raw, handle, sort_keys=False)
+    return load_study(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", default=STUDY)
+    parser.add_argument("--methods", default="byol", help="comma-separated; empty keeps the study's")
+    parser.add_argument("--grid", default='{"ema": [0.9]}', help="JSON grid replacing the study's")
+    parser.add_argument("--num-samples", type=int, default=4, help="Optuna trials per group")
+    parser.add_argument("--optuna-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--replicate-seeds", type=int, default=3)
+    parser.add_argument("--slots", type=int, default=2, help="concurrent trials in the replay")
+    parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument("--eval-size", type=int, default=None)
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        curves = Curves(os.path.join(directory, "trials"))
+        for seed in args.optuna_seeds:
+            study = derived_study(args, seed, directory)
+            arms = {}
+            for arm, early in (("asha", True), ("full", False)):
+                storage = os.path.join(directory, f"optuna_{seed}_{arm}")
+                arms[arm] = search_arm(study, curves, storage, early_stopping=early, slots=args.slots)
+            knn = {arm: replicated_knn(study, arms[arm][1], curves) for arm in arms}
+            groups = sorted(knn["full"])
+            same = sum(same_choice(study, arms["asha"][1][g.name], arms["full"][1][g.name], g)
+                       for g in condition_groups(study))
+            lost = statistics.fmean(knn["full"][g] - knn["asha"][g] for g in groups)
+            rows.append({"seed": seed, "asha": arms["asha"][0], "full": arms["full"][0], "same": same,
+                         "groups": len(groups), "lost": lost,
+                         "knn_asha": statistics.fmean(knn["asha"].values()),
+                         "knn_full": statistics.fmean(knn["full"].values())})
+            print(f"optuna seed {seed}: epochs asha {arms['asha'][0]} / full {arms['full'][0]} "
+                  f"= {arms['asha'][0] / arms['full'][0]:.3f}; same choice in {same}/{len(groups)} groups; "
+                  f"replicated kNN full {rows[-1]['knn_full']:.4f} asha {rows[-1]['knn_asha']:.4f} "
+                  f"(lost {lost:+.4f})", flush=True)
+        print(f"\n{study.name}: {len(condition_groups(study))} groups x {args.num_samples} Optuna trials, "
+              f"max_epochs {study.schedule.max_epochs}, ASHA grace {study.schedule.grace_period} "
+              f"rf {study.schedule.reduction_factor}, {args.replicate_seeds} replicate seeds; "
+              f"{curves.trained} distinct trials trained")
+        print(f"{'optuna seed':>11} {'epochs ASHA':>11} {'epochs full':>11} {'ratio':>6} {'same':>5} "
+              f"{'kNN full':>9} {'kNN ASHA':>9} {'kNN lost':>9}")
+        for row in rows:
+            print(f"{row['seed']:>11} {row['asha']:>11} {row['full']:>11} {row['asha'] / row['full']:>6.3f} "
+                  f"{row['same']:>2}/{row['groups']:<2} {row['knn_full']:>9.4f} {row['knn_asha']:>9.4f} "
+                  f"{row['lost']:>+9.4f}")
+        ratio = sum(r["asha"] for r in rows) / sum(r["full"] for r in rows)
+        print(f"{'all':>11} {sum(r['asha'] for r in rows):>11} {sum(r['full'] for r in rows):>11} {ratio:>6.3f} "
+              f"{'':>5} {'':>9} {'':>9} {statistics.fmean(r['lost'] for r in rows):>+9.4f}"
+              f"   (goals: ratio <= 0.333, kNN lost <= 0.01)")
+
+
+if __name__ == "__main__":
+    main()
