@@ -23,8 +23,7 @@ import uuid
 from typing import Any, Iterator, Mapping
 
 from er_tune.io import write_json_atomic
-
-CHECKPOINT_PREFIX = "checkpoint_"
+from er_tune.rules import CHECKPOINT_PREFIX
 
 
 class LocalReporter:
