@@ -117,7 +117,7 @@ def best_by_group(candidates: Iterable[tuple[Hashable, str, Mapping[str, Any] | 
         key = rank_key(status, value, mode)
         if group not in best or key > best[group][0]:
             best[group] = (key, item)
-    return {group: item for group, (_, item) in sorted(best.items(), key=lambda kv: str(kv[0]))}
+    return {group: item for group, (_, item) in sorted(best.items(), key=lambda entry: str(entry[0]))}
 
 
 def check_alpha(alpha: Any) -> float:

@@ -20,57 +20,58 @@ from .survival import logrank_test
 ALPHA = 0.05
 
 
-def rejection_prob(reject: np.ndarray, n: int, p: float) -> float:
-    """Exact P(reject) when both arms are Binomial(n, p): sum over the (n+1)^2 tables.
+def rejection_prob(reject: np.ndarray, n_seeds: int, p_collapse: float) -> float:
+    """Exact P(reject) when both arms are Binomial(n_seeds, p_collapse): a sum over the tables.
 
-    ``reject``: boolean ``[n+1, n+1]``, whether the table (k_er, k_orig) rejects."""
-    weights = sps.binom.pmf(np.arange(n + 1), n, p)
+    ``reject``: boolean ``[n_seeds+1, n_seeds+1]``, whether the table (k_er, k_orig) rejects."""
+    weights = sps.binom.pmf(np.arange(n_seeds + 1), n_seeds, p_collapse)
     return float(np.outer(weights, weights)[reject].sum())
 
 
 @lru_cache(maxsize=None)
-def table_pvalues(n: int) -> np.ndarray:
-    """Collapse-count p-values of every table (k_er, k_orig) with n seeds per variant: ``[n+1, n+1]``."""
-    counts = range(n + 1)
-    return np.array([[power.collapse_pvalue(k_er, n, k_orig, n) for k_orig in counts] for k_er in counts])
+def table_pvalues(n_seeds: int) -> np.ndarray:
+    """Collapse-count p-values of every table (k_er, k_orig) with ``n_seeds`` per variant."""
+    counts = range(n_seeds + 1)
+    return np.array([[power.collapse_pvalue(k_er, n_seeds, k_orig, n_seeds) for k_orig in counts]
+                     for k_er in counts])
 
 
-def null_diffs(kind: str, reps: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``[reps, n]`` paired kNN differences (ER - original) with no true difference.
+def null_diffs(kind: str, reps: int, n_seeds: int, rng: np.random.Generator) -> np.ndarray:
+    """``[reps, n_seeds]`` paired kNN differences (ER - original) with no true difference.
 
     ``kind``: ``normal`` (sd 0.01), ``laplace`` (scale 0.01) or ``collapse_mixture`` (each
     variant collapses to chance on 30% of the seeds, else learns)."""
     if kind == "normal":
-        return rng.normal(0.0, 0.01, (reps, n))
+        return rng.normal(0.0, 0.01, (reps, n_seeds))
     if kind == "laplace":
-        return rng.laplace(0.0, 0.01, (reps, n))
+        return rng.laplace(0.0, 0.01, (reps, n_seeds))
 
     def arm():
-        collapsed = rng.random((reps, n)) < 0.3
-        return np.where(collapsed, 0.1 + 0.005 * rng.normal(size=(reps, n)),
-                        0.6 + 0.02 * rng.normal(size=(reps, n)))
+        collapsed = rng.random((reps, n_seeds)) < 0.3
+        return np.where(collapsed, 0.1 + 0.005 * rng.normal(size=(reps, n_seeds)),
+                        0.6 + 0.02 * rng.normal(size=(reps, n_seeds)))
     return arm() - arm()
 
 
-def simulate_arm(rng: np.random.Generator, n: int, p_collapse: float,
+def simulate_arm(rng: np.random.Generator, n_seeds: int, p_collapse: float,
                  epochs: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(times, events)`` of n seeds: collapse with probability p at a uniform epoch, else run to
+    """``(times, events)`` of ``n_seeds`` seeds: collapse with probability p at a uniform epoch, else run to
     the budget; 10% of the others error out early (censored)."""
-    times = rng.integers(1, epochs + 1, n).astype(float)
-    events = rng.random(n) < p_collapse
-    errored = ~events & (rng.random(n) < 0.1)
+    times = rng.integers(1, epochs + 1, n_seeds).astype(float)
+    events = rng.random(n_seeds) < p_collapse
+    errored = ~events & (rng.random(n_seeds) < 0.1)
     times = np.where(events | errored, times, float(epochs))
     return times, events
 
 
-def logrank_fpr(n: int, reps: int, p_collapse: float, epochs: int, seed: int, *, alpha: float = ALPHA,
+def logrank_fpr(n_seeds: int, reps: int, p_collapse: float, epochs: int, seed: int, *, alpha: float = ALPHA,
                 **logrank_options) -> float:
     """Monte-Carlo rejection rate of the permutation log-rank when both arms share ``p_collapse``."""
     rng = np.random.default_rng(seed)
     cache, rejections = {}, 0
     for _ in range(reps):
-        arm_a = simulate_arm(rng, n, p_collapse, epochs)
-        arm_b = simulate_arm(rng, n, p_collapse, epochs)
+        arm_a = simulate_arm(rng, n_seeds, p_collapse, epochs)
+        arm_b = simulate_arm(rng, n_seeds, p_collapse, epochs)
         key = (tuple(zip(*arm_a)), tuple(zip(*arm_b)))
         if key not in cache:
             cache[key] = logrank_test(*arm_a, *arm_b, **logrank_options).p
@@ -81,8 +82,8 @@ def logrank_fpr(n: int, reps: int, p_collapse: float, epochs: int, seed: int, *,
 def old_bootstrap_verdicts(diffs: np.ndarray, n_resamples: int = 10_000) -> np.ndarray:
     """Schema-1 kNN verdict for every row of ``diffs`` ``[reps, n]``: the percentile bootstrap
     (seed 0) interval of the mean excludes 0."""
-    n = diffs.shape[1]
-    resample = np.random.default_rng(0).integers(0, n, size=(n_resamples, n))
+    n_seeds = diffs.shape[1]
+    resample = np.random.default_rng(0).integers(0, n_seeds, size=(n_resamples, n_seeds))
     fired = []
     for chunk in np.array_split(diffs, max(1, len(diffs) // 50)):
         means = chunk[:, resample].mean(axis=2)

@@ -38,12 +38,14 @@ def _versions() -> dict:
 
 
 def report_command(experiment: str, out: str | None = None, markdown: str | None = None,
-                   plots: bool = True, stream=sys.stdout, err=sys.stderr,
+                   plots: bool = True, stream=None, err=None,
                    alpha: float = ALPHA) -> int:
     """Build every table of the report for ``experiment``; return the exit code.
 
-    ``alpha``: the level of the Holm-adjusted verdicts (0 < alpha < 1, else exit 2).
+    ``alpha``: the level of the Holm-adjusted verdicts (0 < alpha < 1, else exit 2). ``stream``,
+    ``err``: where the tables and the warnings go (default: the current stdout, stderr).
     """
+    stream, err = stream or sys.stdout, err or sys.stderr
     try:
         alpha = check_alpha(alpha)
     except ValueError as exc:
@@ -134,10 +136,11 @@ def report_json(report_dir: str, files: dict[str, str]) -> dict:
     return out
 
 
-def show_command(report_dir: str, stream=sys.stdout, *, as_json: bool = False) -> int:
+def show_command(report_dir: str, stream=None, *, as_json: bool = False) -> int:
     """Print the tables of a report dir again from Parquet (exit 2 if none).
 
     ``as_json``: one JSON object (:func:`report_json`) instead of the terminal tables."""
+    stream = stream or sys.stdout
     files = {os.path.basename(path)[:-len(".parquet")]: path
              for path in glob.glob(os.path.join(report_dir, "*.parquet"))}
     if "stability" not in files:

@@ -53,7 +53,7 @@ class TrialData:
 
 
 def _is_trial_dir(path: str) -> bool:
-    return any(os.path.isfile(os.path.join(path, f)) for f in TRIAL_FILES)
+    return any(os.path.isfile(os.path.join(path, name)) for name in TRIAL_FILES)
 
 
 def find_phases(path: str) -> list[tuple[str, str, list[str]]]:
@@ -117,7 +117,7 @@ def unique_events(events: list[dict]) -> list[dict]:
     """One event per (detector, kind, severity, epoch, step): a re-run epoch re-emits its events."""
     seen, out = set(), []
     for event in events:
-        key = tuple(str(event.get(k)) for k in ("detector", "kind", "severity", "epoch", "step"))
+        key = tuple(str(event.get(name)) for name in ("detector", "kind", "severity", "epoch", "step"))
         if key not in seen:
             seen.add(key)
             out.append(event)

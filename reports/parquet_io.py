@@ -17,10 +17,10 @@ SCHEMA_VERSION = "2"  # 2: calibrated tests, Holm, survival table (1: Wilson/boo
 
 
 def with_metadata(table: pa.Table) -> pa.Table:
-    meta = dict(table.schema.metadata or {})
-    meta.update({b"schema_version": SCHEMA_VERSION.encode(),
-                 b"er_tune_version": __version__.encode()})
-    return table.replace_schema_metadata(meta)
+    metadata = dict(table.schema.metadata or {})
+    metadata.update({b"schema_version": SCHEMA_VERSION.encode(),
+                     b"er_tune_version": __version__.encode()})
+    return table.replace_schema_metadata(metadata)
 
 
 def write_table_atomic(table: pa.Table, path: str) -> None:

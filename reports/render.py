@@ -20,7 +20,6 @@ from er_tune.power import logrank_min_pvalue
 
 SHORT = {"er_more_stable": "ER", "original_more_stable": "orig", "no_difference": "=",
          "er_better": "ER", "original_better": "orig", "untested": "n/a"}
-PER_VARIANT = ("original_", "er_")
 TEST_WORDS = {"boschloo_exact": "Boschloo exact test", "fisher_exact": "Fisher exact test",
               "logrank_permutation": "exact permutation log-rank",
               "logrank_asymptotic": "chi-square log-rank"}

@@ -108,10 +108,10 @@ def experiment_status(exp_dir: str, *, now: float | None = None) -> dict:
                              "state": "finished" if total and ended >= total else
                              ("not started" if not in_phase else "running")}
     start = min(starts) if starts else None
-    unfinished = any(p["state"] != "finished" for p in phases.values())
+    unfinished = any(summary["state"] != "finished" for summary in phases.values())
     elapsed = ((now if unfinished else last_timestamp) - start) if start is not None else 0.0
     rate = done_epochs / elapsed if elapsed > 0 and done_epochs else 0.0
-    current = next((name for name, p in phases.items() if p["state"] != "finished"), None)
+    current = next((name for name, summary in phases.items() if summary["state"] != "finished"), None)
     return {
         "experiment": os.path.abspath(exp_dir), "study": (plan or {}).get("study"),
         "phase": current or ("finished" if phases else "starting"), "phases": phases,

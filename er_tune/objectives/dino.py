@@ -2,8 +2,9 @@
 
 Original: ``CE(softmax((t - c)/tau_t), softmax(s/tau_s))`` across views, with the centre ``c``
 an EMA of the teacher's logits (:class:`Center`). ER: centering removed, the same CE as the
-reconstruction, minus lambda H(mean student assignment). Temperature schedules live outside:
-the trainer may set ``teacher_temperature`` before a step.
+reconstruction, minus lambda H(mean student assignment). The temperatures are constructor
+arguments, fixed for a trial (``TrialConfig.student_temperature``/``teacher_temperature``); no
+warm-up schedule changes them during training.
 """
 
 from __future__ import annotations

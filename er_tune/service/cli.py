@@ -142,7 +142,7 @@ def _train(args: argparse.Namespace) -> int:
               f"backbone {config.backbone}, batch {config.batch_size}, {config.epochs} epochs -> {args.out}")
     summary = run_trial(config, data, reporter, log=log)
     final = summary.final_metrics
-    collapse = [e for e in summary.events if e["severity"] == "collapse"]
+    collapse = [event for event in summary.events if event["severity"] == "collapse"]
     print(f"status: {summary.status} after {summary.epochs_completed} epochs | "
           f"knn_top1 {final.get('knn_top1', 0.0):.4f} | linear_top1 {final.get('linear_top1', 0.0):.4f} | "
           f"er_entropy {final.get('er_entropy', 0.0):.3f} | "
