@@ -139,6 +139,12 @@ def test_no_ray_importing_module_beside_the_science_core(graph):
     assert [name for name in core if "ray" in graph[name]] == []
 
 
+def test_nothing_below_the_service_layer_imports_it(graph):
+    importers = sorted(name for name, targets in graph.items() if not name.startswith("er_tune.service")
+                       and any(target.startswith("er_tune.service") for target in targets))
+    assert importers == ["er_tune.__main__"]  # ``python -m er_tune``: the entry point only
+
+
 def test_benchmarks_import_nothing_from_the_tests():
     known = set(project_modules())
     for path in sorted((ROOT / "benchmarks").glob("*.py")):
