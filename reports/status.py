@@ -8,6 +8,11 @@ appear between two reads, nothing is written and no Ray process is contacted. Ra
 ``result.json`` and its state to the storage every ~10 s, so the view may lag by that much; a trial
 directory without params/results is a trial that started since the last copy (running).
 
+Each trial's state is :func:`er_tune.rules.trial_status` and each group's best configuration
+:func:`er_tune.rules.best_by_group` over the search phase: the rules the live progress line of
+``er-tune tune``, the report and the replicate phase use (``tests/test_rules_agree.py``).
+``er-tune status --json`` prints :func:`experiment_status`'s dict as one JSON object.
+
 ETA: ``remaining / rate`` where ``rate = epochs done / seconds since the first trial started``
 (the observed throughput of the whole experiment, trial start-up included) and ``remaining`` counts
 ``max_epochs`` for every running or not yet started trial minus the epochs it has done. Trials that
