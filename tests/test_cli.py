@@ -216,3 +216,33 @@ def test_cli_version_helper_falls_back_to_the_source_version(monkeypatch):
 
     monkeypatch.setattr(metadata, "version", missing)
     assert cli.package_version() == __version__
+
+
+def test_progress_pickles_as_ray_stores_it_and_counts_trials_ended_before_a_resume(capsys):
+    """Ray pickles the run's callbacks into tuner.pkl and resumes with the unpickled copy."""
+    import ray.cloudpickle
+
+    from er_tune.service.progress import StudyProgress
+
+    quiet = StudyProgress("search", 3, cli.Discard(), max_epochs=2)
+    ray.cloudpickle.loads(ray.cloudpickle.dumps(quiet))  # an open os.devnull would not pickle
+    clock = FakeClock()
+    clock.now = 500.0
+    restored = ray.cloudpickle.loads(ray.cloudpickle.dumps(
+        StudyProgress("search", 3, sys.stdout, max_epochs=2, clock=clock)))
+    assert restored._started == 500.0 and restored.stream is sys.stdout
+    ended = [SimpleNamespace(trial_id=name, status=ray_status, config={"group": "g", "epochs": 2, "seed": 0},
+                             last_result={"epoch": epoch, "knn_top1": 0.5, "stop_reason": reason})
+             for name, ray_status, epoch, reason in (("a", "TERMINATED", 2, "completed"),
+                                                     ("b", "ERROR", 1, ""))]
+    running = SimpleNamespace(trial_id="c", status="RUNNING", config={"group": "g", "epochs": 2, "seed": 1},
+                              last_result={})
+    restored.on_trial_start(0, ended + [running], running)
+    assert dict(restored.counts) == {"completed": 1, "errored": 1} and restored.running == {"c"}
+    assert capsys.readouterr().out == ""  # caught up silently
+    running.status = "TERMINATED"
+    restored.on_trial_result(0, ended + [running], running, {"epoch": 2, "knn_top1": 0.6,
+                                                             "stop_reason": "completed"})
+    restored.on_trial_complete(0, ended + [running], running)
+    assert dict(restored.counts) == {"completed": 2, "errored": 1}
+    assert capsys.readouterr().out.startswith("[search] 3/3 ended | running 0 | pending 0")

@@ -15,7 +15,6 @@ the same entry point.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Sequence
 
@@ -179,13 +178,22 @@ def _tune(args: argparse.Namespace) -> int:
                          phase=args.phase, stream=stream, verbosity=max(0, _verbosity(args)))
 
 
+class Discard:
+    """The output stream of ``-q``: drops what is written. Unlike an open ``os.devnull`` it pickles,
+    and ``tune`` hands it to a Ray Tune callback that Ray pickles with the experiment."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 def _output(args: argparse.Namespace):
     """stdout, or a sink with ``-q`` (errors and warnings go to stderr either way)."""
     import contextlib
 
-    if _verbosity(args) < 0:
-        return open(os.devnull, "w", encoding="utf-8")
-    return contextlib.nullcontext(sys.stdout)
+    return contextlib.nullcontext(Discard() if _verbosity(args) < 0 else sys.stdout)
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -13,6 +13,11 @@ arrive (with ``verbosity >= 1``, every result)::
     [search] 7/16 ended | running 2 | pending 7 | completed 4 | collapsed 1 | ... | ETA 3m10s
       best knn_top1 (max) so far: byol/er 0.6120 | byol/original 0.5530 (collapsed)
 
+Ray pickles a run's callbacks with the experiment (``tuner.pkl``) and uses the pickled copy when
+``er-tune tune`` resumes it, so the callback pickles (its stream must be picklable: stdout, or
+``er_tune.service.cli.Discard`` for ``-q``), restarts its clock when unpickled, and counts the
+trials that ended before the resume, silently, at its first call.
+
 ETA: the epochs still to run (``epochs`` of every trial not yet ended, minus those it has done)
 divided by the phase's observed rate (epochs reported / seconds since the phase started); an upper
 bound when ASHA stops trials early.
@@ -29,6 +34,8 @@ from ray.tune import Callback
 
 from er_tune.rules import COLLAPSE_STATUSES, ENDED_STATUSES, best_by_group, trial_status
 from reports.status import duration
+
+_STDOUT = "<stdout>"
 
 
 class StudyProgress(Callback):
@@ -65,13 +72,30 @@ class StudyProgress(Callback):
         self._order: list[str] = []
         self._started = clock()
         self._printed = self._started
+        self._caught_up = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self.stream is sys.stdout or self.stream is sys.__stdout__:
+            state["stream"] = _STDOUT  # whatever sys.stdout is in the process that resumes
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled by Ray for a resumed run: the phase's clock starts again."""
+        if state.get("stream") == _STDOUT:
+            state = {**state, "stream": sys.stdout}
+        self.__dict__.update(state)
+        self._started = self._printed = self.clock()
+        self._caught_up = False
 
     # ------------------------------------------------------------------ Ray Tune callback hooks
     def on_trial_start(self, iteration, trials, trial, **info):
+        self._catch_up(trials, trial)
         self._see(trial)
         self.running.add(trial.trial_id)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._catch_up(trials, trial)
         self._see(trial)
         self.running.add(trial.trial_id)
         self._last[trial.trial_id] = result
@@ -79,28 +103,48 @@ class StudyProgress(Callback):
             self.emit()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self._catch_up(trials, trial)
         self._end(trial, errored=False)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._catch_up(trials, trial)
         self._end(trial, errored=True)
 
     # ------------------------------------------------------------------ bookkeeping
+    def _catch_up(self, trials, current) -> None:
+        """Once: record the trials a resumed run found already ended (Ray restores them TERMINATED
+        or ERROR and sends them no callback), so the counts are the phase's, not this run's."""
+        if self._caught_up:
+            return
+        self._caught_up = True
+        for trial in trials or ():
+            if trial is current or trial.trial_id in self._status or trial.status not in ("TERMINATED", "ERROR"):
+                continue
+            self._see(trial)
+            if trial.last_result:
+                self._last[trial.trial_id] = trial.last_result
+            self._record_end(trial, errored=trial.status == "ERROR")
+
     def _see(self, trial) -> None:
         if trial.trial_id not in self._config:
             self._order.append(trial.trial_id)
             self._config[trial.trial_id] = dict(trial.config or {})
 
-    def _end(self, trial, *, errored: bool) -> None:
-        self._see(trial)
+    def _record_end(self, trial, *, errored: bool) -> str:
         trial_id = trial.trial_id
         last = self._last.get(trial_id) or trial.last_result or None
-        config = self._config[trial_id]
-        status = trial_status(last, epochs=config.get("epochs"), errored=errored,
+        status = trial_status(last, epochs=self._config[trial_id].get("epochs"), errored=errored,
                               ray_status="ERROR" if errored else "TERMINATED")
         self._status[trial_id] = status
         self.running.discard(trial_id)
         self.counts[status] += 1
-        self.emit(f"  <- {config.get('group', trial_id)} seed {config.get('seed', '?')}: {status}")
+        return status
+
+    def _end(self, trial, *, errored: bool) -> None:
+        self._see(trial)
+        status = self._record_end(trial, errored=errored)
+        config = self._config[trial.trial_id]
+        self.emit(f"  <- {config.get('group', trial.trial_id)} seed {config.get('seed', '?')}: {status}")
 
     def status_of(self, trial_id: str) -> str:
         """The trial's status now (``running`` until it ends)."""
