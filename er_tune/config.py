@@ -28,6 +28,16 @@ NEEDS_ROOT = ("cifar10", "cifar100", "stl10", "imagefolder", "svhn", "mnist", "f
 # Augmentation preset: "auto" picks "gray" for grayscale bundles (no saturation/hue/grayscale ops).
 AUGMENTS = ("auto", "color", "gray")
 BACKBONE_NAMES = ("convnet", "resnet18_cifar", "resnet18", "resnet50", "resnet_small")
+# ``backbone: auto`` (the default): the backbone measured to learn on a CPU at each kind of data.
+# Generated/bundled data (shapes, digits) keep ``convnet``, built for their 16 px objects; every
+# dataset read from disk gets ``resnet_small``, which learns at native 28-32 px where ``convnet``
+# (which averages inputs down to 16 px) stays at its untrained kNN (README, "Does it learn on real
+# data?"). GPU studies name their backbone (resnet18_cifar).
+BACKBONE_CHOICES = ("auto",) + BACKBONE_NAMES
+GENERATED_BACKBONE, REAL_DATA_BACKBONE = "convnet", "resnet_small"
+# Datasets whose images are grey whatever the files hold (``augment: auto`` resolves to ``gray``
+# before the data is read); imagefolder is decided from its images (``bundle.grayscale``).
+GRAYSCALE_DATASETS = ("digits", "mnist", "fashion_mnist")
 DEVICES = ("auto", "cpu", "cuda")
 
 # Keys the study service adds to a trial's Ray config next to the TrialConfig fields.
@@ -183,7 +193,7 @@ class TrialConfig:
     data_seed: int = 0
     augment: str = "auto"
     # model
-    backbone: str = "convnet"
+    backbone: str = "auto"
     projector_dim: int = 128
     projector_hidden_dim: int = 512
     num_prototypes: int = 64
@@ -227,7 +237,7 @@ class TrialConfig:
         _check_choice("variant", self.variant, VARIANTS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("dataset", self.dataset, DATASET_NAMES)
-        _check_choice("backbone", self.backbone, BACKBONE_NAMES)
+        _check_choice("backbone", self.backbone, BACKBONE_CHOICES)
         _check_choice("device", self.device, DEVICES)
         _check_choice("augment", self.augment, AUGMENTS)
         _check_choice("ema_schedule", self.ema_schedule, EMA_SCHEDULES)
@@ -273,6 +283,27 @@ class TrialConfig:
     def uses_ema(self) -> bool:
         return self.method in EMA_METHODS
 
+    @property
+    def backbone_name(self) -> str:
+        """The backbone a trial builds: ``backbone``, or for ``auto`` the one for its dataset."""
+        return default_backbone(self.dataset) if self.backbone == "auto" else self.backbone
+
+    def resolved(self, grayscale: bool | None = None) -> "TrialConfig":
+        """A copy with ``backbone: auto`` and ``augment: auto`` made concrete, as recorded in params.json.
+
+        ``augment: auto`` becomes ``gray`` or ``color`` when the images' colour is known: from
+        ``grayscale`` (the loaded bundle's flag) or, before loading, from the dataset
+        (:data:`GRAYSCALE_DATASETS`; imagefolder stays ``auto`` until its images are read).
+        Training is identical before and after: the trial resolves ``auto`` the same way.
+        """
+        augment = self.augment
+        if augment == "auto":
+            if grayscale is None and self.dataset not in ("imagefolder",):
+                grayscale = self.dataset in GRAYSCALE_DATASETS
+            if grayscale is not None:
+                augment = "gray" if grayscale else "color"
+        return self.replace(backbone=self.backbone_name, augment=augment)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable dict (``collapse`` nested) that :meth:`from_dict` inverts."""
         return dataclasses.asdict(self)
@@ -314,6 +345,11 @@ class TrialConfig:
             else:
                 values[key] = raw
         return TrialConfig.from_dict(values)
+
+
+def default_backbone(dataset: str) -> str:
+    """``backbone: auto`` for ``dataset``: convnet on generated/bundled data, resnet_small on files."""
+    return REAL_DATA_BACKBONE if dataset in NEEDS_ROOT else GENERATED_BACKBONE
 
 
 def data_root_problem(dataset: str, root: str) -> str:

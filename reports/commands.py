@@ -24,7 +24,10 @@ from .discover import NotAnExperiment, discover
 from .parquet_io import SCHEMA_VERSION, write_table_atomic
 from .stability import stability_table, survival_table
 from .stats import ALPHA, TEST_NAMES
-from .tables import epochs_table, events_table, search_table, trial_records, trials_table
+from .tables import (epochs_table, events_table, relative_dir, search_table, trial_records,
+                     trials_table)
+
+TABLES = ("trials", "epochs", "collapse_events", "search", "stability", "survival")  # what a report writes
 
 
 def _versions() -> dict:
@@ -56,11 +59,12 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
     except (NotAnExperiment, OSError) as exc:
         print(f"error: {exc}", file=err)
         return 2
-    unreadable = [{"trial_dir": trial.trial_dir, "reason": problem}
+    for trial in trials:
+        for problem in trial.problems:
+            print(f"warning: {trial.trial_dir}: {problem}", file=err)
+    unreadable = [{"trial_dir": relative_dir(trial.trial_dir, experiment), "reason": problem}
                   for trial in trials for problem in trial.problems]
-    for entry in unreadable:
-        print(f"warning: {entry['trial_dir']}: {entry['reason']}", file=err)
-    records, axes, hparams = trial_records(trials)
+    records, axes, hparams = trial_records(trials, root=experiment)
     frame = pd.DataFrame(records)
     phases = sorted(set(frame["phase"])) if len(frame) else []
     stability_phase = "replicate" if "replicate" in phases else (

@@ -2,7 +2,9 @@
 
 A table is written to ``<name>.parquet.tmp-<pid>`` in the target dir and moved into place with
 ``os.replace`` (atomic on POSIX), so readers see the old file or the new one, never a partial one;
-a failed write removes its temp file.
+a failed write removes its temp file. A report table (``reports.columns.TABLES``, named by the
+file's stem or ``table=``) is written with each field's ``unit``/``description`` metadata and its
+label strings dictionary-encoded (``reports.columns.annotate``).
 """
 from __future__ import annotations
 
@@ -13,7 +15,13 @@ import pyarrow.parquet as pq
 
 from er_tune import __version__
 
-SCHEMA_VERSION = "2"  # 2: calibrated tests, Holm, survival table (1: Wilson/bootstrap)
+from .columns import TABLES, annotate
+
+# 3: field metadata (unit, description), dictionary-encoded labels, hp_* null where the group did
+#    not search the key, no Ray bookkeeping columns in epochs (time_total_s -> wall_time_s),
+#    trial_dir relative to the experiment, trials.dataset.
+# 2: calibrated tests, Holm, survival table. 1: Wilson/bootstrap.
+SCHEMA_VERSION = "3"
 
 
 def with_metadata(table: pa.Table) -> pa.Table:
@@ -23,8 +31,14 @@ def with_metadata(table: pa.Table) -> pa.Table:
     return table.replace_schema_metadata(metadata)
 
 
-def write_table_atomic(table: pa.Table, path: str) -> None:
-    """Write ``table`` to ``path`` atomically (temp file in the same dir + os.replace)."""
+def write_table_atomic(table: pa.Table, path: str, table_name: str | None = None) -> None:
+    """Write ``table`` to ``path`` atomically (temp file in the same dir + os.replace).
+
+    ``table_name`` (default: the file's stem) selects the declared columns of a report table.
+    """
+    name = table_name or os.path.basename(path).split(".", 1)[0]
+    if name in TABLES:
+        table = annotate(name, table)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         pq.write_table(with_metadata(table), tmp)
@@ -32,4 +46,3 @@ def write_table_atomic(table: pa.Table, path: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-

@@ -1,7 +1,12 @@
 """Build the report tables (DESIGN.md §7) as pyarrow Tables from discovered trials.
 
 ``trials``: one row per trial (readable or not; unreadable fields are null). Grid cell columns
-come from the union of params.json ``grid_axes``; ``hp_<name>`` columns from ``searched``.
+come from the union of params.json ``grid_axes`` (null in a trial whose cell lacks the axis: its
+method/variant does not read it); ``hp_<name>`` columns from the union of
+``searched``, null in a trial whose group did not search that key (params.json holds every
+TrialConfig default, which was never a choice of that group). ``trial_dir`` is relative to the
+experiment directory. ``epochs`` keeps the reported metrics, not Ray's bookkeeping (``RAY_KEYS``);
+Ray's ``time_total_s`` becomes ``wall_time_s``. Units and descriptions: reports/columns.py.
 ``collapse_epoch``/``collapse_kind`` are from the first collapse-severity event (else from the
 last line's ``collapsed`` flag). ``stability`` and ``survival``: see stability.py
 (per variant also ``*_linear_mean``/``*_linear_std`` of ``final_linear_top1``, the linear probe run at
@@ -21,8 +26,14 @@ from er_tune.config import objective_name
 
 from .discover import TrialData, trial_status
 
-META_COLS = ["phase", "trial_id", "group", "method", "variant", "objective"]
-EPOCH_SKIP = {"config", "hostname", "node_ip", "pid", "date", "experiment_tag"}
+META_COLS = ["phase", "trial_id", "group", "method", "variant", "objective", "dataset"]
+# What Ray Tune adds to every result (ray.tune.result.AUTO_RESULT_KEYS and friends): not metrics.
+RAY_KEYS = {"config", "hostname", "node_ip", "pid", "date", "experiment_tag", "experiment_id",
+            "done", "should_checkpoint", "training_iteration", "timestamp", "time_this_iter_s",
+            "time_since_restore", "timesteps_since_restore", "iterations_since_restore",
+            "timesteps_total", "timesteps_this_iter", "episodes_total", "episodes_this_iter",
+            "checkpoint_dir_name", "trial_info"}
+EPOCH_RENAME = {"time_total_s": "wall_time_s"}
 EVENT_COLS = {"trial_id": pa.string(), "epoch": pa.int64(), "step": pa.int64(),
               "detector": pa.string(), "kind": pa.string(), "severity": pa.string(),
               "value": pa.float64(), "threshold": pa.float64(), "message": pa.string()}
@@ -41,8 +52,18 @@ def _f(x):
         return None
 
 
-def trial_records(trials: list[TrialData]) -> tuple[list[dict], list[str], list[str]]:
-    """One dict per trial plus the grid axis and searched hp names."""
+def relative_dir(trial_dir: str, root: str | None) -> str:
+    """``trial_dir`` relative to the experiment ``root`` (POSIX separators); as given without root."""
+    if root is None:
+        return trial_dir
+    rel = os.path.relpath(os.path.abspath(trial_dir), os.path.abspath(root))
+    return rel.replace(os.sep, "/")
+
+
+def trial_records(trials: list[TrialData], root: str | None = None
+                  ) -> tuple[list[dict], list[str], list[str]]:
+    """One dict per trial plus the grid axis and searched hp names; ``root``: the experiment
+    directory ``trial_dir`` is made relative to."""
     axes, hps = [], []
     for t in trials:
         p = t.params or {}
@@ -60,7 +81,7 @@ def trial_records(trials: list[TrialData]) -> tuple[list[dict], list[str], list[
         first_c = next((e for e in t.events if e.get("severity") == "collapse"), None)
         rec = {"phase": t.phase, "trial_id": _trial_id(t), "group": p.get("group"),
                "method": method, "variant": variant, "objective": objective,
-               "seed": p.get("seed"), "status": trial_status(t),
+               "dataset": p.get("dataset"), "seed": p.get("seed"), "status": trial_status(t),
                "stop_reason": last.get("stop_reason") or None,
                "epochs_completed": last.get("epoch") or 0,
                "max_epochs": p.get("epochs"),
@@ -72,14 +93,16 @@ def trial_records(trials: list[TrialData]) -> tuple[list[dict], list[str], list[
                "collapse_kind": first_c.get("kind") if first_c else None,
                "collapse_epoch": first_c.get("epoch") if first_c else None,
                "wall_time_s": _f(last.get("time_total_s")), "error": t.error,
-               "trial_dir": t.trial_dir}
+               "trial_dir": relative_dir(t.trial_dir, root)}
         if first_c is None and last.get("collapsed"):
             rec["collapse_kind"] = "diverged" if rec["stop_reason"] == "diverged" else "unknown"
             rec["collapse_epoch"] = last.get("epoch")
-        for a in axes:
-            rec[a] = p.get(a)
+        cell = set(p.get("grid_axes") or [])
+        for a in axes:  # an axis the pair does not read is not in its cell (nor its default)
+            rec[a] = p.get(a) if a in cell else None
+        searched = set(p.get("searched") or [])
         for h in hps:
-            rec[f"hp_{h}"] = p.get(h)
+            rec[f"hp_{h}"] = p.get(h) if h in searched else None
         recs.append(rec)
     return recs, axes, hps
 
@@ -114,15 +137,20 @@ def _array(vals, typ):
 
 
 def epochs_table(trials: list[TrialData], rows: pa.Table) -> pa.Table:
-    """trial_id, phase, epoch and every reported scalar metric (typed columns from Arrow)."""
+    """trial_id, phase, epoch and every reported scalar metric (typed columns from Arrow); Ray's
+    bookkeeping keys are left out and ``time_total_s`` is named ``wall_time_s``."""
     counts = np.array([t.n_rows for t in trials], dtype=np.int64)
     ids = pa.array([_trial_id(t) for t in trials], pa.string())
     phases = pa.array([t.phase for t in trials], pa.string())
     idx = pa.array(np.repeat(np.arange(len(trials)), counts))
-    keep = [c for c in rows.column_names if c not in EPOCH_SKIP | {"trial_id", "phase"}]
-    order = (["epoch"] if "epoch" in keep else []) + sorted(c for c in keep if c != "epoch")
+    skip = RAY_KEYS | {"trial_id", "phase"}
+    skip |= {c for c, new in EPOCH_RENAME.items() if new in rows.column_names}  # reported itself
+    keep = [c for c in rows.column_names if c not in skip]
+    names = {c: EPOCH_RENAME.get(c, c) for c in keep}
+    order = (["epoch"] if "epoch" in keep else []) + sorted(
+        (c for c in keep if c != "epoch"), key=lambda c: names[c])
     cols = [ids.take(idx), phases.take(idx)] + [rows[c] for c in order]
-    return pa.table(cols, names=["trial_id", "phase"] + order)
+    return pa.table(cols, names=["trial_id", "phase"] + [names[c] for c in order])
 
 
 def events_table(trials: list[TrialData]) -> pa.Table:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import yaml
 
-from er_tune.config import (BACKBONE_NAMES, DATASET_NAMES, METHODS, VARIANTS, ConfigError, TrialConfig,
+from er_tune.config import (BACKBONE_CHOICES, DATASET_NAMES, METHODS, VARIANTS, ConfigError, TrialConfig,
                             did_you_mean, keys_read_by, objective_name)
 from search_spaces.study import (ASHA_KEYS, CHECKPOINT_KEYS, DATA_KEYS, DISTRIBUTIONS, METRICS, MODEL_KEYS,
                                  NAME_RULE, RESERVED, RESOURCE_KEYS, SCHEDULE_KEYS, SEARCH_KEYS, TOP_KEYS,
@@ -169,9 +169,9 @@ def _parse_data(path: str, value: Any, parsed: Parsed) -> None:
 
 def _parse_model(path: str, value: Any, parsed: Parsed) -> None:
     model = _mapping(path, "model", value, MODEL_KEYS)
-    if "backbone" in model and model["backbone"] not in BACKBONE_NAMES:
+    if "backbone" in model and model["backbone"] not in BACKBONE_CHOICES:
         raise StudyError(path, "model.backbone", f"unknown backbone {model['backbone']!r}"
-                         f"{did_you_mean(str(model['backbone']), BACKBONE_NAMES)}", ", ".join(BACKBONE_NAMES))
+                         f"{did_you_mean(str(model['backbone']), BACKBONE_CHOICES)}", ", ".join(BACKBONE_CHOICES))
     parsed["base"].update(model)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Mapping
 
-from er_tune.config import TrialConfig
+from er_tune.config import TrialConfig, default_backbone
 from er_tune.rules import check_alpha
 from search_spaces.parse import load_study
 from search_spaces.study import ConditionGroup, Study, StudyError, condition_groups
@@ -28,9 +28,16 @@ def trial_config(study: Study, group: ConditionGroup, *, phase: str, seed: int,
                  hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The flat Ray config / params.json of one trial: TrialConfig fields + META_KEYS."""
     hparams = dict(hparams or {})
-    config = TrialConfig.from_dict({**study.base, **group.settings, **hparams, "seed": seed})
+    config = TrialConfig.from_dict({**study.base, **group.settings, **hparams, "seed": seed}).resolved()
     return {**config.to_dict(), "study": study.name, "phase": phase, "group": group.name,
             "grid_axes": sorted(group.cell), "searched": sorted(d.name for d in searched_params(study, group))}
+
+
+def _backbone_line(study: Study) -> str:
+    named = study.base.get("backbone", "auto")
+    if named != "auto":
+        return named
+    return f"{default_backbone(study.base.get('dataset', 'shapes'))} (backbone: auto)"
 
 
 def search_trial_count(study: Study) -> int:
@@ -60,7 +67,7 @@ def describe(study: Study) -> str:
     n_replicate = len(groups) * len(study.seeds)
     epochs = study.schedule.max_epochs
     lines = [f"study {study.name} ({study.source_path})",
-             f"  data: {study.base.get('dataset', 'shapes')}, model: {study.base.get('backbone', 'convnet')}, "
+             f"  data: {study.base.get('dataset', 'shapes')}, model: {_backbone_line(study)}, "
              f"methods: {', '.join(study.methods)} x variants: {', '.join(study.variants)}",
              f"  grid: " + (", ".join(f"{a}={list(v)}" for a, v in study.grid) or "none")
              + f"; seeds: {list(study.seeds)}",

@@ -8,7 +8,7 @@ import os
 def write_trial(phase_dir: str, name: str, *, method="simclr", variant="original", seed=0,
                 epochs=3, n_lines=None, stop_reason="completed", knn=None, entropy=None,
                 grid=None, searched=None, events=(), error=None, params=True, study="syn",
-                group=None) -> str:
+                group=None, dataset="shapes") -> str:
     """Write one trial dir; ``knn``/``entropy`` are per-epoch lists (defaults derived)."""
     d = os.path.join(phase_dir, name)
     os.makedirs(d, exist_ok=True)
@@ -19,6 +19,7 @@ def write_trial(phase_dir: str, name: str, *, method="simclr", variant="original
     entropy = entropy or [2.0 + 0.5 * e for e in range(n)]
     if params:
         p = {"method": method, "variant": variant, "seed": seed, "epochs": epochs, "study": study,
+             "dataset": dataset,
              "phase": os.path.basename(phase_dir),
              "group": group or f"{method}/{variant}/"
              + ",".join(f"{k}={v}" for k, v in grid.items()),

@@ -16,6 +16,7 @@ import yaml
 
 from er_tune.service import cli
 from er_tune.service.cli import main
+from reports.parquet_io import SCHEMA_VERSION
 from reports.status import experiment_status
 from search_spaces import STUDIES_DIR, StudyError, load_study
 from synthetic_experiment import write_trial
@@ -74,7 +75,7 @@ def test_show_json_prints_every_table_but_epochs_and_the_manifest(tmp_path, caps
     shown = json.loads(capsys.readouterr().out)  # strict JSON: NaN would not parse back as a number
     manifest = shown["manifest"]
     assert set(shown["tables"]) == {"trials", "collapse_events", "search", "stability", "survival"}
-    assert "epochs" in shown["files"] and shown["schema_version"] == "2"
+    assert "epochs" in shown["files"] and shown["schema_version"] == SCHEMA_VERSION
     for name, rows in shown["tables"].items():
         assert len(rows) == manifest["row_counts"][name]
     statuses = sorted(row["status"] for row in shown["tables"]["trials"])

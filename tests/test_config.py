@@ -69,7 +69,7 @@ def test_registry_names_match_the_registries():
 def test_unknown_dataset_and_backbone_rejected_before_any_import():
     with pytest.raises(ConfigError, match="did you mean 'imagefolder'"):
         TrialConfig(dataset="imagenet")
-    with pytest.raises(ConfigError, match="allowed: convnet, resnet18_cifar"):
+    with pytest.raises(ConfigError, match="allowed: auto, convnet, resnet18_cifar"):
         TrialConfig(backbone="vit")
 
 

@@ -144,7 +144,7 @@ def test_every_status_and_columns(tmp_path):
     schema = pq.read_schema(tmp_path / "report" / "trials.parquet")
     assert schema.field("ema").type == pa.float64() and schema.field("seed").type == pa.int64()
     assert schema.field("final_knn_top1").type == pa.float64()
-    assert schema.metadata[b"schema_version"] == b"2"
+    assert schema.metadata[b"schema_version"] == parquet_io.SCHEMA_VERSION.encode()
     se = pq.read_table(tmp_path / "report" / "search.parquet").to_pylist()
     assert len(se) == 1
     s = se[0]

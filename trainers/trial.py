@@ -33,6 +33,7 @@ from trainers.tensorboard import TrialWriter
 EPOCH_METRICS = ("epoch", "step", "loss", "er_entropy", "er_reconstruction", "er_bound", "knn_top1",
                  "rankme", "std_ratio", "lr", "ema", "images_per_s", "collapsed", "stop_reason")
 DISCRETE_METRICS = ("assign_entropy", "assign_sample_entropy")
+PROBE_METRICS = ("linear_top1",)  # in the final epoch's metrics, and every linear_probe_every epochs
 EVENTS_FILE = "collapse_events.jsonl"
 
 

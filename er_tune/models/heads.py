@@ -78,7 +78,7 @@ class SSLNetwork(nn.Module):
 def build_network(config: TrialConfig) -> SSLNetwork:
     """The student of ``config.method``: predictor for BYOL, prototypes for the discrete methods
     (frozen for DeepCluster-v2, whose trainer sets them to the k-means centroids each epoch)."""
-    backbone = build_backbone(config.backbone, config.image_size)
+    backbone = build_backbone(config.backbone_name, config.image_size)
     dim, hidden = config.projector_dim, config.projector_hidden_dim
     projector = MLP(backbone.feature_dim, hidden, dim)
     predictor = MLP(dim, hidden, dim) if config.method == "byol" else None

@@ -131,6 +131,8 @@ def _train(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"er-tune train: {error}", file=sys.stderr)
         return EXIT_USAGE
+    chosen = _auto_choices(config, data.grayscale)
+    config = config.resolved(data.grayscale)
     params = config.to_dict() | {"phase": "single", "group": f"{config.method}/{config.variant}",
                                  "grid_axes": [], "searched": [], "study": ""}
     reporter = LocalReporter(args.out, params)
@@ -138,7 +140,7 @@ def _train(args: argparse.Namespace) -> int:
     if log:
         print(f"er-tune train: {config.objective} on {config.dataset} ({data.train_images.shape[0]} "
               f"train / {data.eval_images.shape[0]} eval images, {config.image_size}px), "
-              f"backbone {config.backbone}, batch {config.batch_size}, {config.epochs} epochs -> {args.out}")
+              f"backbone {config.backbone}{chosen['backbone']}, augment {config.augment}{chosen['augment']}, batch {config.batch_size}, {config.epochs} epochs -> {args.out}")
     summary = run_trial(config, data, reporter, log=log)
     final = summary.final_metrics
     collapse = [event for event in summary.events if event["severity"] == "collapse"]
@@ -148,6 +150,17 @@ def _train(args: argparse.Namespace) -> int:
           f"rankme {final.get('rankme', 0.0):.2f} | collapse events: {len(collapse)}"
           + (f" (first: {collapse[0]['kind']} at epoch {collapse[0]['epoch']})" if collapse else ""))
     return 0
+
+
+def _auto_choices(config, grayscale: bool) -> dict[str, str]:
+    """What ``auto`` chose, for the summary line: " (auto: ...)" or "" where the user named it."""
+    from er_tune.config import NEEDS_ROOT
+
+    backbone = ""
+    if config.backbone == "auto":
+        backbone = " (auto: " + ("data read from disk" if config.dataset in NEEDS_ROOT else "generated data") + ")"
+    augment = f" (auto: {'grey' if grayscale else 'colour'} images)" if config.augment == "auto" else ""
+    return {"backbone": backbone, "augment": augment}
 
 
 def _check_data_root(config) -> None:

@@ -1,0 +1,238 @@
+"""The declared columns of every report table: name -> (unit, one-line description).
+
+``reports.parquet_io`` writes each column's entry into its Parquet field metadata (keys ``unit`` and
+``description``), so a reader finds the units in the file (``pq.read_schema(path).field(c).metadata``).
+Units: ``""`` for labels and text, ``"1"`` for dimensionless numbers, otherwise the quantity
+(``epochs``, ``s``, ``nats``, ``trials``, ...). Accuracies are fractions in [0, 1].
+
+Besides the fixed names, three families are described by rule: a grid axis (a ``TrialConfig`` field
+named as the column), ``hp_<field>`` (trials: the searched value) and ``best_hp_<field>`` (search),
+with the field's unit from ``CONFIG_UNITS``; and in ``stability`` the ``original_*``/``er_*`` columns
+from ``PER_VARIANT``. ``tests/test_report_schema.py`` fails when a column of a report (or a
+``TrialConfig`` field) has no entry here: a new column must be described.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pyarrow as pa
+
+
+class Column(NamedTuple):
+    unit: str
+    description: str
+
+
+UNDESCRIBED = "(undescribed column)"
+
+# Units of the TrialConfig fields, used when a field is a grid axis or a searched hyperparameter.
+CONFIG_UNITS = {
+    "method": "", "variant": "", "dataset": "", "data_root": "", "image_size": "px",
+    "train_size": "images", "eval_size": "images", "data_seed": "1", "augment": "",
+    "backbone": "", "projector_dim": "dims", "projector_hidden_dim": "dims",
+    "num_prototypes": "prototypes", "epochs": "epochs", "batch_size": "images", "optimizer": "",
+    "lr": "1", "weight_decay": "1", "momentum": "1", "warmup_epochs": "epochs", "ema": "1",
+    "ema_schedule": "", "temperature": "1", "student_temperature": "1",
+    "teacher_temperature": "1", "center_momentum": "1", "dino_centering": "",
+    "sinkhorn_epsilon": "1", "sinkhorn_iterations": "iterations", "queue_length": "embeddings",
+    "queue_start_epoch": "epochs", "freeze_prototypes_epochs": "epochs", "kappa": "1",
+    "entropy_weight": "1", "kappa_eval": "1", "knn_k": "neighbours", "knn_temperature": "1",
+    "knn_bank_size": "images", "linear_probe_every": "epochs", "seed": "1", "device": "",
+    "log_every_n_steps": "steps", "collapse": "",
+}
+
+_ID = {
+    "phase": Column("", "experiment phase: search, replicate (single: one `er-tune train` dir)"),
+    "trial_id": Column("", "Ray Tune trial id (the trial dir name when Ray wrote none)"),
+    "group": Column("", "condition group id: method/variant/grid cell"),
+    "method": Column("", "SSL method (simclr, byol, dino, swav, deepcluster)"),
+    "variant": Column("", "original objective or its ER variant (er)"),
+}
+
+TRIALS = {
+    **_ID,
+    "objective": Column("", "objective registry name (method, or method_er)"),
+    "dataset": Column("", "dataset the trial trained on (TrialConfig.dataset)"),
+    "seed": Column("1", "trial seed (TrialConfig.seed)"),
+    "status": Column("", "completed, early_stopped, collapsed, diverged, errored, running or "
+                         "pending (reports.discover)"),
+    "stop_reason": Column("", "stop_reason of the last result line (null while it goes on or when "
+                              "stopped by the scheduler)"),
+    "epochs_completed": Column("epochs", "epoch of the last result line (0: none)"),
+    "max_epochs": Column("epochs", "epochs the trial was configured to run (TrialConfig.epochs)"),
+    "best_knn_top1": Column("1", "highest kNN top-1 accuracy over its epochs (fraction)"),
+    "final_knn_top1": Column("1", "kNN top-1 accuracy at the last epoch (fraction)"),
+    "final_linear_top1": Column("1", "linear-probe top-1 accuracy at the last epoch (fraction; "
+                                     "null when no probe ran)"),
+    "final_rankme": Column("1", "RankMe effective rank of the backbone features, last epoch"),
+    "final_er_entropy": Column("nats", "er_entropy (leave-one-out vMF KDE entropy, eval set) at "
+                                       "the last epoch"),
+    "collapse_kind": Column("", "kind of the first collapse-severity event (null: none)"),
+    "collapse_epoch": Column("epochs", "epoch of the first collapse-severity event (null: none)"),
+    "wall_time_s": Column("s", "trial wall time at its last epoch (Ray's time_total_s)"),
+    "error": Column("", "error.txt of an errored trial (null otherwise)"),
+    "trial_dir": Column("", "trial directory relative to the experiment directory (POSIX)"),
+    # columns of the verdicts work (issue 18 coordination); described here so they carry units
+    "collapse_grade": Column("", "graded collapse outcome of the trial (none, partial, complete)"),
+    "partial_kinds": Column("", "kinds of partial collapse the trial showed"),
+    "first_warning_epoch": Column("epochs", "epoch of the first warning-severity event "
+                                            "(null: none)"),
+}
+
+EPOCHS = {
+    "trial_id": _ID["trial_id"],
+    "phase": _ID["phase"],
+    "epoch": Column("epochs", "training epoch just finished (1-based)"),
+    "step": Column("steps", "optimiser steps since the trial started"),
+    "loss": Column("1", "mean training loss over the epoch (objective units)"),
+    "er_entropy": Column("nats", "Ĥ: leave-one-out vMF KDE entropy of two augmented eval views "
+                                 "(mean of the two, kappa_eval)"),
+    "er_reconstruction": Column("nats", "R̂: vMF negative log-likelihood of view 2 given view 1 "
+                                        "(eval set, kappa_eval)"),
+    "er_bound": Column("nats", "er_entropy − er_reconstruction (ER bound of the eval pair)"),
+    "knn_top1": Column("1", "kNN top-1 accuracy of the backbone features (fraction)"),
+    "linear_top1": Column("1", "linear-probe top-1 accuracy (fraction; only on probed epochs)"),
+    "rankme": Column("1", "RankMe effective rank of the backbone features"),
+    "std_ratio": Column("1", "√d × mean per-dimension sd of the L2-normalised projections "
+                             "(≈1 isotropic, 0 collapsed)"),
+    "assign_entropy": Column("1", "entropy of the mean prototype assignment / log K (discrete "
+                                  "methods)"),
+    "assign_sample_entropy": Column("1", "mean per-sample assignment entropy / log K (discrete "
+                                         "methods)"),
+    "lr": Column("1", "learning rate at the end of the epoch"),
+    "ema": Column("1", "teacher EMA coefficient at the end of the epoch (0 without a teacher)"),
+    "images_per_s": Column("images/s", "training throughput over the epoch"),
+    "collapsed": Column("", "a collapse-severity event has fired (bool)"),
+    "stop_reason": Column("", "'' while running; completed, collapsed or diverged on the last "
+                              "line"),
+    "wall_time_s": Column("s", "seconds since the trial started (Ray's time_total_s)"),
+}
+
+EVENTS = {
+    "trial_id": _ID["trial_id"],
+    "epoch": Column("epochs", "epoch at which the detector fired"),
+    "step": Column("steps", "optimiser step at which the detector fired"),
+    "detector": Column("", "detector that fired (er_tune.collapse)"),
+    "kind": Column("", "complete, dimensional, cluster, uniform, diverged or knn_chance"),
+    "severity": Column("", "warning or collapse"),
+    "value": Column("1", "observed value of the detector's metric"),
+    "threshold": Column("1", "threshold it crossed (same unit as value)"),
+    "message": Column("", "human-readable description of the event"),
+}
+
+SEARCH = {
+    "group": _ID["group"], "method": _ID["method"], "variant": _ID["variant"],
+    "n_trials": Column("trials", "search trials of the group"),
+    "n_early_stopped": Column("trials", "trials the scheduler (ASHA) stopped early"),
+    "n_collapsed": Column("trials", "trials that collapsed or diverged"),
+    "collapse_fraction": Column("1", "n_collapsed / n_trials: share of sampled points that "
+                                     "collapsed"),
+    "best_knn_top1": Column("1", "highest best_knn_top1 of the group (fraction)"),
+    "best_trial_id": Column("", "trial with that best_knn_top1"),
+}
+
+PER_VARIANT = {
+    "n_seeds": Column("trials", "{v}: finished trials (errored left out)"),
+    "n_collapsed": Column("trials", "{v}: trials that collapsed or diverged"),
+    "collapse_rate": Column("1", "{v}: n_collapsed / n_seeds"),
+    "collapse_rate_lo": Column("1", "{v}: collapse rate, Wilson 95% lower bound"),
+    "collapse_rate_hi": Column("1", "{v}: collapse rate, Wilson 95% upper bound"),
+    "median_time_to_collapse": Column("epochs", "{v}: Kaplan–Meier median epochs to first "
+                                                "collapse (null: not reached)"),
+    "knn_mean": Column("1", "{v}: mean final kNN top-1 over seeds (fraction)"),
+    "knn_std": Column("1", "{v}: sd (ddof 1) of final kNN top-1 over seeds"),
+    "entropy_drift": Column("nats", "{v}: mean over seeds of final − first-epoch er_entropy"),
+    "linear_mean": Column("1", "{v}: mean final linear-probe top-1 over seeds (fraction)"),
+    "linear_std": Column("1", "{v}: sd (ddof 1) of final linear-probe top-1 over seeds"),
+}
+
+STABILITY = {
+    "method": _ID["method"],
+    "n_paired": Column("seeds", "seeds present in both variants (paired kNN test)"),
+    "knn_diff": Column("1", "mean paired ER − original final kNN top-1"),
+    "knn_diff_lo": Column("1", "knn_diff, t 95% lower bound"),
+    "knn_diff_hi": Column("1", "knn_diff, t 95% upper bound"),
+    "knn_test": Column("", "test behind knn_p (paired_t)"),
+    "knn_p": Column("1", "p-value of the kNN test"),
+    "knn_p_adj": Column("1", "knn_p, Holm-adjusted across the cells of this table"),
+    "knn_min_detectable": Column("1", "kNN difference found with 80% power at the observed sd"),
+    "collapse_diff": Column("1", "ER − original collapse rate (risk difference)"),
+    "collapse_diff_lo": Column("1", "collapse_diff, Newcombe 95% lower bound"),
+    "collapse_diff_hi": Column("1", "collapse_diff, Newcombe 95% upper bound"),
+    "collapse_test": Column("", "test behind collapse_p (boschloo_exact or fisher_exact)"),
+    "collapse_p": Column("1", "p-value of the collapse-count test"),
+    "collapse_p_adj": Column("1", "collapse_p, Holm-adjusted across the cells of this table"),
+    "collapse_min_detectable": Column("1", "smallest collapse-rate difference vs none these seeds "
+                                           "decide (null: none)"),
+    "logrank_test": Column("", "test behind logrank_p (permutation or asymptotic log-rank)"),
+    "logrank_u": Column("events", "log-rank score U = observed − expected ER collapses"),
+    "logrank_p": Column("1", "p-value of the log-rank test on epochs to first collapse"),
+    "logrank_p_adj": Column("1", "logrank_p, Holm-adjusted across the cells of this table"),
+    "alpha": Column("1", "level at which the adjusted p-values give a verdict"),
+    "verdict": Column("", "collapse counts: er_more_stable, original_more_stable, no_difference, "
+                          "untested"),
+    "time_verdict": Column("", "time to collapse: same labels as verdict"),
+    "knn_verdict": Column("", "kNN: er_better, original_better, no_difference, untested"),
+}
+
+SURVIVAL = {
+    "method": _ID["method"],
+    "variant": _ID["variant"],
+    "endpoint": Column("", "collapse endpoint of the curve: complete, or any (partial included)"),
+    "epoch": Column("epochs", "distinct observed epoch (event or censoring)"),
+    "at_risk": Column("trials", "trials not collapsed nor censored before this epoch"),
+    "events": Column("trials", "first collapses at this epoch"),
+    "censored": Column("trials", "trials censored at this epoch"),
+    "survival": Column("1", "Kaplan–Meier probability of no collapse up to this epoch"),
+    "ci_low": Column("1", "survival, log-log 95% lower bound"),
+    "ci_high": Column("1", "survival, log-log 95% upper bound"),
+}
+
+TABLES: dict[str, dict[str, Column]] = {
+    "trials": TRIALS, "epochs": EPOCHS, "collapse_events": EVENTS, "search": SEARCH,
+    "stability": STABILITY, "survival": SURVIVAL,
+}
+
+# Strings kept plain (free text, or one value per row); every other string column is
+# dictionary-encoded (pandas reads it as a categorical).
+FREE_TEXT = {"error", "message", "trial_dir"}
+
+_VARIANT_WORDS = {"original_": "original", "er_": "ER"}
+
+
+def describe(table: str, name: str) -> Column | None:
+    """The declared entry of column ``name`` of report table ``table``; None when undeclared."""
+    fixed = TABLES.get(table, {})
+    if name in fixed:
+        return fixed[name]
+    if table == "stability":
+        for prefix, word in _VARIANT_WORDS.items():
+            base = name[len(prefix):]
+            if name.startswith(prefix) and base in PER_VARIANT:
+                unit, text = PER_VARIANT[base]
+                return Column(unit, text.format(v=word))
+    for prefix, text in (("best_hp_", "searched {f} of the group's best trial (TrialConfig.{f})"),
+                         ("hp_", "searched {f} of this trial (TrialConfig.{f}); null when its "
+                                 "group did not search it")):
+        field = name[len(prefix):]
+        if name.startswith(prefix) and field in CONFIG_UNITS:
+            return Column(CONFIG_UNITS[field], text.format(f=field))
+    if name in CONFIG_UNITS:
+        return Column(CONFIG_UNITS[name], f"grid axis: the cell's TrialConfig.{name}")
+    return None
+
+
+def annotate(table_name: str, table: pa.Table) -> pa.Table:
+    """``table`` with each field's ``unit``/``description`` metadata and its string columns
+    (outside ``FREE_TEXT``) dictionary-encoded. Undeclared columns get ``UNDESCRIBED``."""
+    fields, arrays = [], []
+    for field, column in zip(table.schema, table.columns):
+        entry = describe(table_name, field.name) or Column("", UNDESCRIBED)
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            if field.name not in FREE_TEXT:
+                column = column.cast(pa.string()).dictionary_encode()
+        meta = dict(field.metadata or {})
+        meta.update({b"unit": entry.unit.encode(), b"description": entry.description.encode()})
+        fields.append(pa.field(field.name, column.type, field.nullable, meta))
+        arrays.append(column)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, table.schema.metadata))
