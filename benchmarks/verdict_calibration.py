@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from er_tune import power  # noqa: E402
 from reports import stats  # noqa: E402
-from tests.test_stats_calibration import (logrank_fpr, null_diffs,  # noqa: E402
-                                          old_bootstrap_verdicts, rejection_prob, table_pvalues)
+from reports.calibration import (logrank_fpr, null_diffs, old_bootstrap_verdicts,  # noqa: E402
+                                 rejection_prob, table_pvalues)
 
 
 def main() -> None:

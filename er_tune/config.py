@@ -277,7 +277,7 @@ class TrialConfig:
     @property
     def objective(self) -> str:
         """Registry key of the objective: ``method`` or ``method_er``."""
-        return self.method if self.variant == "original" else f"{self.method}_er"
+        return objective_name(self.method, self.variant)
 
     @property
     def is_discrete(self) -> bool:

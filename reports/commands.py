@@ -1,4 +1,4 @@
-"""``er-tune report`` and ``er-tune show`` (the lead wires them into the CLI).
+"""``er-tune report`` and ``er-tune show`` (called by ``er_tune.service.cli``).
 
 Exit codes: 0 on success (also with warnings about unreadable trials), 2 when the path is not an
 experiment / not a report dir. Problems are listed in manifest.json and on stderr by trial dir.
@@ -6,8 +6,9 @@ experiment / not a report dir. Problems are listed in manifest.json and on stder
 from __future__ import annotations
 
 import glob
-import importlib.metadata as md
+from importlib import metadata
 import json
+import math
 import os
 import sys
 
@@ -15,38 +16,40 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from er_tune import __version__
+from er_tune.io import write_json_atomic
+from er_tune.rules import check_alpha
 
 from . import render
 from .discover import NotAnExperiment, discover
-from er_tune.io import write_json_atomic
-
 from .parquet_io import SCHEMA_VERSION, write_table_atomic
 from .stability import stability_table, survival_table
-from .stats import ALPHA, check_alpha
+from .stats import ALPHA
 from .tables import (epochs_table, events_table, relative_dir, search_table, trial_records,
                      trials_table)
 from .verdicts import tests_by_family
 
-TABLES = ("trials", "epochs", "collapse_events", "search", "stability", "survival")
+TABLES = ("trials", "epochs", "collapse_events", "search", "stability", "survival")  # what a report writes
 
 
 def _versions() -> dict:
-    out = {"er_tune": __version__}
-    for pkg in ("pyarrow", "numpy", "scipy", "pandas", "ray", "torch"):
+    versions = {"er_tune": __version__}
+    for package in ("pyarrow", "numpy", "scipy", "pandas", "ray", "torch"):
         try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    return out
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
 
 
 def report_command(experiment: str, out: str | None = None, markdown: str | None = None,
-                   plots: bool = True, stream=sys.stdout, err=sys.stderr,
+                   plots: bool = True, stream=None, err=None,
                    alpha: float = ALPHA) -> int:
     """Build every table of the report for ``experiment``; return the exit code.
 
-    ``alpha``: the level of the Holm-adjusted verdicts (0 < alpha < 1, else exit 2).
+    ``alpha``: the level of the Holm-adjusted verdicts (0 < alpha < 1, else exit 2). ``stream``,
+    ``err``: where the tables and the warnings go (default: the current stdout, stderr).
     """
+    stream, err = stream or sys.stdout, err or sys.stderr
     try:
         alpha = check_alpha(alpha)
     except ValueError as exc:
@@ -57,54 +60,54 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
     except (NotAnExperiment, OSError) as exc:
         print(f"error: {exc}", file=err)
         return 2
-    for t in trials:
-        for p in t.problems:
-            print(f"warning: {t.trial_dir}: {p}", file=err)
-    unreadable = [{"trial_dir": relative_dir(t.trial_dir, experiment), "reason": p}
-                  for t in trials for p in t.problems]
-    recs, axes, hps = trial_records(trials, root=experiment)
-    df = pd.DataFrame(recs)
-    phases = sorted(set(df["phase"])) if len(df) else []
-    st_phase = "replicate" if "replicate" in phases else ("search" if "search" in phases else
-                                                          (phases[0] if phases else "replicate"))
+    for trial in trials:
+        for problem in trial.problems:
+            print(f"warning: {trial.trial_dir}: {problem}", file=err)
+    unreadable = [{"trial_dir": relative_dir(trial.trial_dir, experiment), "reason": problem}
+                  for trial in trials for problem in trial.problems]
+    records, axes, hparams = trial_records(trials, root=experiment)
+    frame = pd.DataFrame(records)
+    phases = sorted(set(frame["phase"])) if len(frame) else []
+    stability_phase = "replicate" if "replicate" in phases else (
+        "search" if "search" in phases else (phases[0] if phases else "replicate"))
     notes = []
-    replicated = st_phase == "replicate"
+    replicated = stability_phase == "replicate"
     if not replicated:
-        notes.append(f"no replicate phase: stability computed from the {st_phase!r} phase, which is "
+        notes.append(f"no replicate phase: stability computed from the {stability_phase!r} phase, which is "
                      "not a replicated comparison (no verdicts; counts are descriptive)")
-    tables = {"trials": trials_table(recs, axes, hps), "epochs": epochs_table(trials, rows),
-              "collapse_events": events_table(trials), "search": search_table(df, hps)
-              if len(df) else search_table(pd.DataFrame(columns=["phase"]), hps),
+    tables = {"trials": trials_table(records, axes, hparams), "epochs": epochs_table(trials, rows),
+              "collapse_events": events_table(trials), "search": search_table(frame, hparams)
+              if len(frame) else search_table(pd.DataFrame(columns=["phase"]), hparams),
               "stability": None, "survival": None}
-    if not len(df):
-        df = pd.DataFrame(columns=["phase", "method", "variant", "status", "seed",
+    if not len(frame):
+        frame = pd.DataFrame(columns=["phase", "method", "variant", "status", "seed",
                                    "collapse_epoch", "epochs_completed", "final_knn_top1",
                                    "final_er_entropy", "first_er_entropy"])
-    tables["stability"] = stability_table(df, axes, st_phase, alpha=alpha, replicated=replicated)
-    tables["survival"] = survival_table(df, axes, st_phase)
+    tables["stability"] = stability_table(frame, axes, stability_phase, alpha=alpha, replicated=replicated)
+    tables["survival"] = survival_table(frame, axes, stability_phase)
     out_dir = out or os.path.join(experiment, "report")
     os.makedirs(out_dir, exist_ok=True)
-    for name, tab in tables.items():
-        write_table_atomic(tab, os.path.join(out_dir, f"{name}.parquet"))
-    study = next((t.params.get("study") for t in trials if t.params and t.params.get("study")),
-                 None)
+    for name, table in tables.items():
+        write_table_atomic(table, os.path.join(out_dir, f"{name}.parquet"))
+    study = next((trial.params.get("study") for trial in trials
+                  if trial.params and trial.params.get("study")), None)
     manifest = {"schema_version": SCHEMA_VERSION, "study": study,
                 "experiment": os.path.abspath(experiment), "versions": _versions(),
-                "row_counts": {k: v.num_rows for k, v in tables.items()},
-                "stability_phase": st_phase, "replicated": replicated, "alpha": alpha,
+                "row_counts": {name: table.num_rows for name, table in tables.items()},
+                "stability_phase": stability_phase, "replicated": replicated, "alpha": alpha,
                 "tests": tests_by_family(),
                 "multiplicity": "holm within each verdict family across the stability cells "
                                 "that can inform it (a collapse count that varies, a collapse "
                                 "for the time families)",
                 "notes": notes, "unreadable": unreadable,
-                "status_counts": df["status"].value_counts().to_dict() if len(df) else {}}
+                "status_counts": frame["status"].value_counts().to_dict() if len(frame) else {}}
     write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
-    for n in notes:
-        print(f"note: {n}", file=err)
+    for note in notes:
+        print(f"note: {note}", file=err)
     stream.write(render.terminal(tables["stability"]))
     if markdown:
-        with open(markdown, "w") as f:
-            f.write(render.markdown(tables["stability"]))
+        with open(markdown, "w") as handle:
+            handle.write(render.markdown(tables["stability"]))
     if plots:
         from .plots import plot_all
         plot_all(tables["stability"], tables["epochs"], axes, out_dir, trials=tables.get("trials"),
@@ -113,20 +116,57 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
     return 0
 
 
-def show_command(report_dir: str, stream=sys.stdout) -> int:
-    """Print the tables of a report dir again from Parquet (exit 2 if none)."""
-    files = {os.path.basename(p)[:-8]: p for p in glob.glob(os.path.join(report_dir, "*.parquet"))}
+def _json_value(value):
+    """A table cell as JSON: NaN/Inf become null (strict JSON), timestamps ISO strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def report_json(report_dir: str, files: dict[str, str]) -> dict:
+    """The tables of a report dir as ``{name: [row objects]}``, with the schema version, the manifest
+    and every table's file. The per-epoch table (one row per trial-epoch, millions in a large study)
+    is only named under ``files``: read ``epochs.parquet`` with pyarrow/pandas/duckdb instead."""
+    tables = {name: _json_value(pq.read_table(path).to_pylist())
+              for name, path in sorted(files.items()) if name != "epochs"}
+    schema = pq.read_schema(files["stability"]).metadata or {}
+    out = {"report_dir": os.path.abspath(report_dir),
+           "schema_version": schema.get(b"schema_version", b"").decode() or None,
+           "files": {name: os.path.abspath(path) for name, path in sorted(files.items())}, "tables": tables}
+    manifest_path = os.path.join(report_dir, "manifest.json")
+    if os.path.isfile(manifest_path):
+        with open(manifest_path) as handle:
+            out["manifest"] = _json_value(json.load(handle))
+    return out
+
+
+def show_command(report_dir: str, stream=None, *, as_json: bool = False) -> int:
+    """Print the tables of a report dir again from Parquet (exit 2 if none).
+
+    ``as_json``: one JSON object (:func:`report_json`) instead of the terminal tables."""
+    stream = stream or sys.stdout
+    files = {os.path.basename(path)[:-len(".parquet")]: path
+             for path in glob.glob(os.path.join(report_dir, "*.parquet"))}
     if "stability" not in files:
         print(f"error: {report_dir!r} holds no stability.parquet (not a report dir)",
               file=sys.stderr)
         return 2
+    if as_json:
+        stream.write(json.dumps(report_json(report_dir, files), indent=1, allow_nan=False) + "\n")
+        return 0
     stream.write(render.terminal(pq.read_table(files["stability"])))
     for name in ("trials", "search", "survival"):
         if name in files:
             stream.write(render.summary(name, pq.read_table(files[name])))
-    mpath = os.path.join(report_dir, "manifest.json")
-    if os.path.isfile(mpath):
-        with open(mpath) as f:
-            m = json.load(f)
-        stream.write(f"rows: {m.get('row_counts')}\nunreadable: {len(m.get('unreadable', []))}\n")
+    manifest_path = os.path.join(report_dir, "manifest.json")
+    if os.path.isfile(manifest_path):
+        with open(manifest_path) as handle:
+            manifest = json.load(handle)
+        stream.write(f"rows: {manifest.get('row_counts')}\nunreadable: {len(manifest.get('unreadable', []))}\n")
     return 0

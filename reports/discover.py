@@ -7,10 +7,9 @@ an experiment dir that is itself one Ray experiment (trial dirs directly inside,
 "single"). A trial dir is any subdirectory holding params.json, result.json or error.txt; an empty
 subdirectory of a phase dir is reported as unreadable ("empty trial directory").
 
-Status rule: ``stop_reason`` on the last line -> that status (completed/collapsed/diverged);
-``error.txt`` -> errored (unless Ray's state says TERMINATED: a retried trial that finished keeps
-the error.txt of its failed attempt); ``epoch == epochs`` -> completed; Ray's ``experiment_state-*.json`` says
-RUNNING/PENDING -> running/pending; no result lines and no state -> pending; else early_stopped.
+Status: :func:`er_tune.rules.trial_status` (the one rule the live progress line, ``er-tune status``
+and the report share) on the last line, ``params.json``'s ``epochs``, ``error.txt`` and Ray's
+``experiment_state-*.json`` status.
 Rows of epochs a resumed trial reported again are dropped (the re-run's rows are kept), so every
 trial has each epoch once (``results_io.drop_superseded``). Ray's ``done`` key is not used (function trainables write done=false on the last line too).
 Nothing here raises on bad files: every problem becomes a ``(trial, reason)`` entry.
@@ -22,10 +21,12 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from er_tune import rules
+from er_tune.rules import PHASES
+
 from .results_io import drop_superseded, first_last, json_objects, read_many
 
 TRIAL_FILES = ("params.json", "result.json", "error.txt")
-PHASES = ("search", "replicate")
 
 
 class NotAnExperiment(ValueError):
@@ -52,7 +53,7 @@ class TrialData:
 
 
 def _is_trial_dir(path: str) -> bool:
-    return any(os.path.isfile(os.path.join(path, f)) for f in TRIAL_FILES)
+    return any(os.path.isfile(os.path.join(path, name)) for name in TRIAL_FILES)
 
 
 def find_phases(path: str) -> list[tuple[str, str, list[str]]]:
@@ -62,24 +63,24 @@ def find_phases(path: str) -> list[tuple[str, str, list[str]]]:
     if _is_trial_dir(path):
         return [("single", os.path.dirname(os.path.abspath(path)), [os.path.abspath(path)])]
     found = []
-    for ph in PHASES:
-        d = os.path.join(path, ph)
-        if os.path.isdir(d):
-            found.append((ph, d, _subdirs(d)))
+    for phase in PHASES:
+        phase_dir = os.path.join(path, phase)
+        if os.path.isdir(phase_dir):
+            found.append((phase, phase_dir, _subdirs(phase_dir)))
     if found:
         return found
-    subs = _subdirs(path)
+    subdirs = _subdirs(path)
     state = glob.glob(os.path.join(path, "experiment_state-*.json"))
-    if any(_is_trial_dir(s) for s in subs) or state:
-        return [("", path, subs)]
+    if any(_is_trial_dir(subdir) for subdir in subdirs) or state:
+        return [("", path, subdirs)]
     raise NotAnExperiment(
         f"{path!r} is not an experiment: expected search/ or replicate/ phase dirs, trial dirs "
         "(with params.json/result.json/error.txt) or a trial dir itself")
 
 
-def _subdirs(d: str) -> list[str]:
-    return sorted(os.path.join(d, n) for n in os.listdir(d)
-                  if os.path.isdir(os.path.join(d, n)) and not n.startswith("."))
+def _subdirs(directory: str) -> list[str]:
+    return sorted(os.path.join(directory, name) for name in os.listdir(directory)
+                  if os.path.isdir(os.path.join(directory, name)) and not name.startswith("."))
 
 
 def ray_statuses(phase_dir: str) -> dict[str, str]:
@@ -89,8 +90,8 @@ def ray_statuses(phase_dir: str) -> dict[str, str]:
         files = sorted(glob.glob(os.path.join(phase_dir, "experiment_state-*.json")))
         if not files:
             return out
-        with open(files[-1]) as f:
-            state = json.load(f)
+        with open(files[-1]) as handle:
+            state = json.load(handle)
         for entry in state.get("trial_data", []) or []:
             try:
                 item = entry[0] if isinstance(entry, (list, tuple)) else entry
@@ -108,15 +109,15 @@ def ray_statuses(phase_dir: str) -> dict[str, str]:
 
 def read_jsonl(path: str) -> tuple[list[dict], list[str]]:
     """Parse a small JSON-lines file (collapse_events.jsonl); bad lines are skipped and named."""
-    with open(path, "rb") as f:
-        return json_objects(f.read(), os.path.basename(path))
+    with open(path, "rb") as handle:
+        return json_objects(handle.read(), os.path.basename(path))
 
 
 def unique_events(events: list[dict]) -> list[dict]:
     """One event per (detector, kind, severity, epoch, step): a re-run epoch re-emits its events."""
     seen, out = set(), []
     for event in events:
-        key = tuple(str(event.get(k)) for k in ("detector", "kind", "severity", "epoch", "step"))
+        key = tuple(str(event.get(name)) for name in ("detector", "kind", "severity", "epoch", "step"))
         if key not in seen:
             seen.add(key)
             out.append(event)
@@ -125,66 +126,53 @@ def unique_events(events: list[dict]) -> list[dict]:
 
 def read_trial(phase: str, trial_dir: str, states: dict[str, str]) -> TrialData:
     """Read one trial dir; never raises."""
-    t = TrialData(phase=phase, trial_dir=trial_dir)
+    trial = TrialData(phase=phase, trial_dir=trial_dir)
     if not _is_trial_dir(trial_dir):
-        t.problems.append("empty trial directory")
-        return t
-    p = os.path.join(trial_dir, "params.json")
+        trial.problems.append("empty trial directory")
+        return trial
+    params_path = os.path.join(trial_dir, "params.json")
     try:
-        with open(p) as f:
-            t.params = json.load(f)
-        if not isinstance(t.params, dict):
+        with open(params_path) as handle:
+            trial.params = json.load(handle)
+        if not isinstance(trial.params, dict):
             raise ValueError("not an object")
     except FileNotFoundError:
-        t.params = None
-        t.problems.append("missing params.json")
+        trial.params = None
+        trial.problems.append("missing params.json")
     except (ValueError, OSError) as exc:
-        t.params = None
-        t.problems.append(f"unreadable params.json ({type(exc).__name__})")
-    r = os.path.join(trial_dir, "result.json")
-    if os.path.isfile(r):
+        trial.params = None
+        trial.problems.append(f"unreadable params.json ({type(exc).__name__})")
+    result_path = os.path.join(trial_dir, "result.json")
+    if os.path.isfile(result_path):
         try:
-            with open(r, "rb") as f:
-                t.raw = f.read()
+            with open(result_path, "rb") as handle:
+                trial.raw = handle.read()
         except OSError as exc:
-            t.problems.append(f"unreadable result.json ({exc})")
-    e = os.path.join(trial_dir, "collapse_events.jsonl")
-    if os.path.isfile(e):
+            trial.problems.append(f"unreadable result.json ({exc})")
+    events_path = os.path.join(trial_dir, "collapse_events.jsonl")
+    if os.path.isfile(events_path):
         try:
-            t.events, probs = read_jsonl(e)
-            t.events = unique_events(t.events)
-            t.problems.extend(probs)
+            events, problems = read_jsonl(events_path)
+            trial.events = unique_events(events)
+            trial.problems.extend(problems)
         except OSError as exc:
-            t.problems.append(f"unreadable collapse_events.jsonl ({exc})")
-    err = os.path.join(trial_dir, "error.txt")
-    if os.path.isfile(err):
+            trial.problems.append(f"unreadable collapse_events.jsonl ({exc})")
+    error_path = os.path.join(trial_dir, "error.txt")
+    if os.path.isfile(error_path):
         try:
-            with open(err, errors="replace") as f:
-                lines = [ln.rstrip() for ln in f.read().splitlines() if ln.strip()]
-            t.error = "\n".join(lines[:3]) if lines else "error.txt (empty)"
+            with open(error_path, errors="replace") as handle:
+                lines = [line.rstrip() for line in handle.read().splitlines() if line.strip()]
+            trial.error = "\n".join(lines[:3]) if lines else "error.txt (empty)"
         except OSError as exc:
-            t.error = f"error.txt unreadable ({exc})"
-    return t
+            trial.error = f"error.txt unreadable ({exc})"
+    return trial
 
 
-def trial_status(t: TrialData) -> str:
-    """Status per the rule in the module docstring."""
-    last = t.last or {}
-    reason = last.get("stop_reason") or ""
-    if reason == "completed" and last.get("collapsed"):
-        return "collapsed"  # collapsed with stop_on_collapse off: it trained on, it still collapsed
-    if reason in ("completed", "collapsed", "diverged"):
-        return reason
-    if t.error is not None and t.ray_status != "TERMINATED":
-        return "errored"  # (error.txt of a trial Ray retried and then finished is history)
-    epochs = (t.params or {}).get("epochs")
-    if last and epochs is not None and last.get("epoch") == epochs:
-        return "completed"
-    if t.ray_status in ("RUNNING", "PENDING"):
-        return t.ray_status.lower()
-    if not t.n_rows:
-        return "pending"
-    return "early_stopped"
+def trial_status(trial: TrialData) -> str:
+    """The trial's status by :func:`er_tune.rules.trial_status`, the rule every view shares."""
+    return rules.trial_status(trial.last, epochs=(trial.params or {}).get("epochs"),
+                              errored=trial.error is not None, ray_status=trial.ray_status,
+                              has_params=trial.params is not None)
 
 
 def discover(path: str):
@@ -193,24 +181,25 @@ def discover(path: str):
     Returns ``(trials, epochs)``: the TrialData list and one Arrow table of all result.json rows
     in trial order (``TrialData.n_rows`` rows each).
     """
-    out = []
-    for phase, phase_dir, subs in find_phases(path):
+    read = []
+    for phase, phase_dir, subdirs in find_phases(path):
         states = ray_statuses(phase_dir)
-        for s in subs:
-            t = read_trial(phase, s, states)
-            if not t.phase:
-                t.phase = str((t.params or {}).get("phase") or "search")
-            out.append((t, states))
-    table, counts, problems = read_many([t.raw for t, _ in out])
+        for subdir in subdirs:
+            trial = read_trial(phase, subdir, states)
+            if not trial.phase:
+                trial.phase = str((trial.params or {}).get("phase") or "search")
+            read.append((trial, states))
+    table, counts, problems = read_many([trial.raw for trial, _ in read])
     table, counts, superseded = drop_superseded(table, counts)
     firsts, lasts, best = first_last(table, counts)
     trials = []
-    for (t, states), n, probs, fi, la, b, d in zip(out, counts, problems, firsts, lasts, best,
-                                                   superseded):
-        t.raw, t.n_rows, t.first, t.last, t.best_knn = b"", n, fi, la, float(b)
-        t.problems.extend(probs)
-        t.superseded_rows = d
-        tid = str(la.get("trial_id")) if la and la.get("trial_id") is not None else None
-        t.ray_status = states.get(tid or "") or states.get(os.path.basename(t.trial_dir))
-        trials.append(t)
+    for (trial, states), n_rows, row_problems, first, last, best_knn, dropped in zip(
+            read, counts, problems, firsts, lasts, best, superseded):
+        trial.raw, trial.n_rows, trial.first, trial.last = b"", n_rows, first, last
+        trial.best_knn = float(best_knn)
+        trial.problems.extend(row_problems)
+        trial.superseded_rows = dropped
+        trial_id = str(last.get("trial_id")) if last and last.get("trial_id") is not None else None
+        trial.ray_status = states.get(trial_id or "") or states.get(os.path.basename(trial.trial_dir))
+        trials.append(trial)
     return trials, table

@@ -27,10 +27,10 @@ SCHEMA_VERSION = "4"
 
 
 def with_metadata(table: pa.Table) -> pa.Table:
-    meta = dict(table.schema.metadata or {})
-    meta.update({b"schema_version": SCHEMA_VERSION.encode(),
-                 b"er_tune_version": __version__.encode()})
-    return table.replace_schema_metadata(meta)
+    metadata = dict(table.schema.metadata or {})
+    metadata.update({b"schema_version": SCHEMA_VERSION.encode(),
+                     b"er_tune_version": __version__.encode()})
+    return table.replace_schema_metadata(metadata)
 
 
 def write_table_atomic(table: pa.Table, path: str, table_name: str | None = None) -> None:

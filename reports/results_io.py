@@ -13,35 +13,35 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
+from pyarrow import json as arrow_json
 
 CHUNK_FILES = 1000
-_OPTS = pj.ReadOptions(block_size=1 << 22)  # several blocks per chunk: parsed in parallel
+_READ_OPTIONS = arrow_json.ReadOptions(block_size=1 << 22)  # several blocks per chunk: parsed in parallel
 
 
 def _parse(data: bytes) -> pa.Table:
-    return pj.read_json(pa.BufferReader(data), read_options=_OPTS)
+    return arrow_json.read_json(pa.BufferReader(data), read_options=_READ_OPTIONS)
 
 
 def json_objects(data: bytes, name: str) -> tuple[list[dict], list[str]]:
     """JSON objects of a JSON-lines blob; unreadable lines are skipped and named in ``problems``."""
     rows, problems = [], []
-    for i, line in enumerate(data.splitlines(), 1):
+    for line_number, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
+            row = json.loads(line)
+            if not isinstance(row, dict):
                 raise ValueError("not an object")
-            rows.append(obj)
+            rows.append(row)
         except ValueError as exc:
-            problems.append(f"{name} line {i} unreadable ({type(exc).__name__})")
+            problems.append(f"{name} line {line_number} unreadable ({type(exc).__name__})")
     return rows, problems
 
 
 def _per_line(data: bytes, name: str) -> tuple[pa.Table, list[str]]:
     rows, problems = json_objects(data, name)
-    flat = [{k: v for k, v in obj.items() if not isinstance(v, (dict, list))} for obj in rows]
+    flat = [{key: value for key, value in row.items() if not isinstance(value, (dict, list))} for row in rows]
     return pa.Table.from_pylist(flat), problems
 
 
@@ -54,37 +54,37 @@ def _one_file(data: bytes, name: str) -> tuple[pa.Table, list[str]]:
     return _per_line(data, name)
 
 
-def _flat(t: pa.Table) -> pa.Table:
-    keep = [i for i, f in enumerate(t.schema) if not pa.types.is_nested(f.type)]
-    return t.select(keep)
+def _flat(table: pa.Table) -> pa.Table:
+    keep = [index for index, column in enumerate(table.schema) if not pa.types.is_nested(column.type)]
+    return table.select(keep)
 
 
 def read_many(blobs: list[bytes], name: str = "result.json"):
     """Parse each blob (file contents); return (table, counts per blob, problems per blob)."""
     tables, counts, problems = [], [], [[] for _ in blobs]
     for start in range(0, len(blobs), CHUNK_FILES):
-        chunk = [b if b.endswith(b"\n") or not b else b + b"\n" for b in
+        chunk = [blob if blob.endswith(b"\n") or not blob else blob + b"\n" for blob in
                  blobs[start:start + CHUNK_FILES]]
-        clean = all(b"\n\n" not in b and not b.startswith(b"\n") for b in chunk)
-        tab = None
+        clean = all(b"\n\n" not in blob and not blob.startswith(b"\n") for blob in chunk)
+        parsed = None
         if clean:
             try:
-                tab = _parse(b"".join(chunk)) if any(chunk) else None
-                n = [b.count(b"\n") for b in chunk]
-                if tab is not None and tab.num_rows != sum(n):
-                    tab = None
+                parsed = _parse(b"".join(chunk)) if any(chunk) else None
+                lines = [blob.count(b"\n") for blob in chunk]
+                if parsed is not None and parsed.num_rows != sum(lines):
+                    parsed = None
             except (pa.ArrowInvalid, pa.ArrowTypeError):
-                tab = None
-        if tab is not None or not any(chunk):
-            tables.append(_flat(tab) if tab is not None else pa.table({}))
-            counts += [b.count(b"\n") for b in chunk]
+                parsed = None
+        if parsed is not None or not any(chunk):
+            tables.append(_flat(parsed) if parsed is not None else pa.table({}))
+            counts += [blob.count(b"\n") for blob in chunk]
             continue
-        for j, b in enumerate(chunk):
-            t, probs = _one_file(b, name) if b else (pa.table({}), [])
-            problems[start + j] = probs
-            tables.append(_flat(t))
-            counts.append(t.num_rows)
-    tables = [t for t in tables if t.num_rows]
+        for offset, blob in enumerate(chunk):
+            one, file_problems = _one_file(blob, name) if blob else (pa.table({}), [])
+            problems[start + offset] = file_problems
+            tables.append(_flat(one))
+            counts.append(one.num_rows)
+    tables = [table for table in tables if table.num_rows]
     table = (pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({}))
     return table, counts, problems
 
@@ -101,10 +101,11 @@ def first_last(table: pa.Table, counts: list[int]) -> tuple[list, list, np.ndarr
     if "knn_top1" in table.column_names and has.any():
         knn = pc.cast(table["knn_top1"], pa.float64()).to_numpy(zero_copy_only=False)
         knn = np.where(np.isnan(knn), -np.inf, knn)
-        red = np.maximum.reduceat(knn, starts[has])
-        best[has] = np.where(np.isinf(red), np.nan, red)
-    fi, la = iter(firsts), iter(lasts)
-    return ([next(fi) if h else None for h in has], [next(la) if h else None for h in has], best)
+        per_blob = np.maximum.reduceat(knn, starts[has])
+        best[has] = np.where(np.isinf(per_blob), np.nan, per_blob)
+    first_rows, last_rows = iter(firsts), iter(lasts)
+    return ([next(first_rows) if nonempty else None for nonempty in has],
+            [next(last_rows) if nonempty else None for nonempty in has], best)
 
 
 def drop_superseded(table: pa.Table, counts: list[int]) -> tuple[pa.Table, list[int], list[int]]:
@@ -123,13 +124,13 @@ def drop_superseded(table: pa.Table, counts: list[int]) -> tuple[pa.Table, list[
     new_counts, dropped, start = [], [], 0
     for count in counts:
         later = np.inf
-        for i in range(start + count - 1, start - 1, -1):
-            if np.isnan(epochs[i]):
+        for row in range(start + count - 1, start - 1, -1):
+            if np.isnan(epochs[row]):
                 continue
-            if epochs[i] >= later:
-                keep[i] = False
+            if epochs[row] >= later:
+                keep[row] = False
             else:
-                later = epochs[i]
+                later = epochs[row]
         kept = int(keep[start:start + count].sum())
         new_counts.append(kept)
         dropped.append(count - kept)

@@ -46,6 +46,7 @@ from scipy import stats as sps
 from statsmodels.stats.proportion import confint_proportions_2indep
 
 from er_tune.power import collapse_pvalue
+from er_tune.rules import check_alpha  # noqa: F401 (the one alpha rule; stats.check_alpha is used by stability.py)
 
 ALPHA = 0.05
 LEVEL = 0.95
@@ -169,10 +170,3 @@ def verdict(labels: tuple[str, str], p_adj: float | None, er_favoured: bool | No
     if p_adj > alpha:
         return NO_DIFFERENCE
     return labels[0] if er_favoured else labels[1]
-
-
-def check_alpha(alpha: float) -> float:
-    """Validate a significance level (user input)."""
-    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
-        raise ValueError(f"alpha: {alpha!r} is out of range; allowed: 0 < alpha < 1")
-    return float(alpha)

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from er_tune.config import objective_name
+
 from .discover import TrialData, trial_status
 from .grades import collapse_grade
 
@@ -77,8 +79,7 @@ def trial_records(trials: list[TrialData], root: str | None = None
     for t in trials:
         p, first, last = t.params or {}, t.first or {}, t.last or {}
         method, variant = p.get("method"), p.get("variant")
-        objective = (None if method is None else
-                     method if variant == "original" else f"{method}_er")
+        objective = None if method is None else objective_name(method, variant)
         first_c = next((e for e in t.events if e.get("severity") == "collapse"), None)
         rec = {"phase": t.phase, "trial_id": _trial_id(t), "group": p.get("group"),
                "method": method, "variant": variant, "objective": objective,

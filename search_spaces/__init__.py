@@ -4,7 +4,8 @@ import os
 
 from search_spaces.plan import (ConditionGroup, condition_groups, data_configs, describe, replicate_configs,
                                 search_trial_count, searched_params, trial_config, validate_command)
-from search_spaces.study import Study, StudyError, applies, load_study, parse_study
+from search_spaces.parse import load_study, parse_study
+from search_spaces.study import Study, StudyError, applies
 
 STUDIES_DIR = os.path.join(os.path.dirname(__file__), "studies")
 

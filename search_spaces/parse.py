@@ -1,18 +1,54 @@
-"""Turns a loaded YAML document into a validated :class:`~search_spaces.study.Study`."""
+"""Study files: YAML -> a validated :class:`~search_spaces.study.Study`, every mistake caught before Ray starts.
+
+Beyond the schema (unknown keys with a did-you-mean, types, ranges, empty lists), the loader builds
+the :class:`~er_tune.config.TrialConfig` of every condition group at both ends of every searched
+range, so any value a trial would reject is rejected here, naming the study key.
+
+How it reads: :func:`parse_document` checks the top level, then runs the parser of each section of
+:data:`SECTIONS` in order; each parser reads its section and adds what it produces to ``parsed``
+(the :class:`Study` fields, and ``base``: the TrialConfig fields every trial shares), so a later
+section may use an earlier one's result (``grid`` reads ``methods``; ``tune`` reads ``grid``).
+**To add a top-level key**: write ``_parse_<key>(path, value, parsed)``, add a row to
+:data:`SECTIONS`, add the key to :data:`search_spaces.study.TOP_KEYS` (the order errors list the
+allowed keys in) and the field it fills to :class:`~search_spaces.study.Study`. A key inside a
+section goes into that section's ``*_KEYS`` tuple in ``study.py`` and its parser here.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from er_tune.config import (BACKBONE_CHOICES, DATASET_NAMES, METHODS, VARIANTS, did_you_mean, keys_read_by,
-                            objective_name)
-from search_spaces.study import (ASHA_KEYS, DATA_KEYS, DISTRIBUTIONS, METRICS,
-                                 MODEL_KEYS, NAME_PATTERN, RESERVED, RESOURCE_KEYS, SCHEDULE_KEYS, SEARCH_KEYS,
-                                 TOP_KEYS, TRIAL_FIELDS, Distribution, Resources, ScheduleSettings,
-                                 SearchSettings, Study, StudyError, _mapping, _nonempty_list, _number,
-                                 _trial_config, applies, check_root, collapse_config)
-from search_spaces.study import CHECKPOINT_KEYS
+import yaml
+
+from er_tune.config import (BACKBONE_CHOICES, DATASET_NAMES, METHODS, VARIANTS, ConfigError, TrialConfig,
+                            did_you_mean, keys_read_by, objective_name)
 from search_spaces.observe_keys import parse_loggers, parse_optuna_storage
+from search_spaces.study import (ASHA_KEYS, CHECKPOINT_KEYS, DATA_KEYS, DISTRIBUTIONS, METRICS, MODEL_KEYS,
+                                 NAME_RULE, RESERVED, RESOURCE_KEYS, SCHEDULE_KEYS, SEARCH_KEYS, TOP_KEYS,
+                                 TRIAL_FIELDS, Distribution, Resources, ScheduleSettings, SearchSettings, Study,
+                                 StudyError, _mapping, _nonempty_list, _number, _trial_config, applies, check_root,
+                                 collapse_config, condition_groups, valid_name)
+
+
+def load_study(path: str) -> Study:
+    """Read and validate a study file; raises :class:`StudyError` (nothing is written)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = handle.read()
+    except OSError as error:
+        raise StudyError(path, "<file>", f"cannot be read ({error.strerror})") from None
+    try:
+        document = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise StudyError(path, "<yaml>", f"unparseable YAML at {where}: {getattr(error, 'problem', error)}") from None
+    return parse_study(document, path=path, raw=raw)
+
+
+def parse_study(document: Any, *, path: str, raw: str = "") -> Study:
+    """Validate an already loaded YAML document (``path`` names it in errors)."""
+    return parse_document(document, path=path, raw=raw)
 
 
 def _names(path: str, key: str, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -85,21 +121,43 @@ def _check_no_dead_dimension(path: str, dist: Distribution, methods, variants) -
                          f"keys {method}/{variant} reads: {', '.join(allowed)}")
 
 
+Parsed = dict  # what the sections produced so far: Study fields, plus "base" and "grid_raw"
+
+
 def parse_document(document: Any, *, path: str, raw: str) -> Study:
+    """A validated :class:`Study` from a loaded YAML document (see the module docstring)."""
     top = _mapping(path, "", document, TOP_KEYS) if document is not None else {}
     if not top:
         raise StudyError(path, "<file>", "is empty", "a mapping with " + ", ".join(TOP_KEYS))
     for required in ("name", "methods"):
         if required not in top:
             raise StudyError(path, required, "is required")
-    name = top["name"]
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise StudyError(path, "name", f"invalid name {name!r}", "letters, digits, '_', '.', '-'")
-    methods = _names(path, "methods", top["methods"], METHODS)
-    variants = _names(path, "variants", top.get("variants", list(VARIANTS)), VARIANTS)
+    parsed: Parsed = {"base": {}}
+    for key, parse_section, default in SECTIONS:
+        parse_section(path, top.get(key, default), parsed)
+    parsed.pop("grid_raw")
+    study = Study(source_path=path, raw=raw, **parsed)
+    _check_every_trial(study)
+    return study
 
-    base: dict[str, Any] = {}
-    data = _mapping(path, "data", top.get("data"), tuple(DATA_KEYS))
+
+def _parse_name(path: str, name: Any, parsed: Parsed) -> None:
+    if not valid_name(name):
+        raise StudyError(path, "name", f"invalid name {name!r}", NAME_RULE)
+    parsed["name"] = name
+
+
+def _parse_methods(path: str, value: Any, parsed: Parsed) -> None:
+    parsed["methods"] = _names(path, "methods", value, METHODS)
+
+
+def _parse_variants(path: str, value: Any, parsed: Parsed) -> None:
+    parsed["variants"] = _names(path, "variants", value, VARIANTS)
+
+
+def _parse_data(path: str, value: Any, parsed: Parsed) -> None:
+    base = parsed["base"]
+    data = _mapping(path, "data", value, tuple(DATA_KEYS))
     for key, field_name in DATA_KEYS.items():
         if key in data:
             base[field_name] = data[key]
@@ -108,18 +166,26 @@ def parse_document(document: Any, *, path: str, raw: str) -> Study:
         raise StudyError(path, "data.dataset", f"unknown dataset {dataset!r}{did_you_mean(str(dataset), DATASET_NAMES)}",
                          ", ".join(DATASET_NAMES))
     check_root(path, dataset, str(base.get("data_root", "") or ""))
-    model = _mapping(path, "model", top.get("model"), MODEL_KEYS)
+
+
+def _parse_model(path: str, value: Any, parsed: Parsed) -> None:
+    model = _mapping(path, "model", value, MODEL_KEYS)
     if "backbone" in model and model["backbone"] not in BACKBONE_CHOICES:
         raise StudyError(path, "model.backbone", f"unknown backbone {model['backbone']!r}"
                          f"{did_you_mean(str(model['backbone']), BACKBONE_CHOICES)}", ", ".join(BACKBONE_CHOICES))
-    base.update(model)
-    trial = top.get("trial") or {}
+    parsed["base"].update(model)
+
+
+def _parse_trial(path: str, value: Any, parsed: Parsed) -> None:
+    trial = value or {}
     if not isinstance(trial, dict):
         raise StudyError(path, "trial", f"must be a mapping, got {type(trial).__name__}")
-    for key, value in trial.items():
-        base[_setting_key(path, f"trial.{key}", key, section="trial:")] = value
+    for key, setting in trial.items():
+        parsed["base"][_setting_key(path, f"trial.{key}", key, section="trial:")] = setting
 
-    schedule_raw = _mapping(path, "schedule", top.get("schedule"), SCHEDULE_KEYS)
+
+def _parse_schedule(path: str, value: Any, parsed: Parsed) -> None:
+    schedule_raw = _mapping(path, "schedule", value, SCHEDULE_KEYS)
     asha = _mapping(path, "schedule.asha", schedule_raw.get("asha"), ASHA_KEYS)
     schedule = ScheduleSettings(
         max_epochs=_number(path, "schedule.max_epochs", schedule_raw.get("max_epochs", 30), integer=True, minimum=1),
@@ -130,26 +196,39 @@ def parse_document(document: Any, *, path: str, raw: str) -> Study:
         raise StudyError(path, "schedule.asha.grace_period",
                          f"{schedule.grace_period} exceeds schedule.max_epochs={schedule.max_epochs}",
                          f"1 <= grace_period <= {schedule.max_epochs}")
-    base["epochs"] = schedule.max_epochs
-    base["collapse"] = collapse_config(path, top.get("collapse"))
+    parsed["schedule"] = schedule
+    parsed["base"]["epochs"] = schedule.max_epochs
 
-    seeds = tuple(_number(path, f"seeds[{i}]", s, integer=True, minimum=0)
-                  for i, s in enumerate(_nonempty_list(path, "seeds", top.get("seeds", [0]))))
 
-    grid_raw = top.get("grid") or {}
+def _parse_collapse(path: str, value: Any, parsed: Parsed) -> None:
+    parsed["base"]["collapse"] = collapse_config(path, value)
+
+
+def _parse_seeds(path: str, value: Any, parsed: Parsed) -> None:
+    seeds = _nonempty_list(path, "seeds", value)
+    parsed["seeds"] = tuple(_number(path, f"seeds[{index}]", seed, integer=True, minimum=0)
+                            for index, seed in enumerate(seeds))
+
+
+def _parse_grid(path: str, value: Any, parsed: Parsed) -> None:
+    grid_raw = value or {}
     if not isinstance(grid_raw, dict):
         raise StudyError(path, "grid", f"must be a mapping of axis: [values], got {type(grid_raw).__name__}")
+    methods, variants = parsed["methods"], parsed["variants"]
     grid = []
     for axis, values in grid_raw.items():
         _setting_key(path, f"grid.{axis}", axis, section="grid:")
         values = _nonempty_list(path, f"grid.{axis}", values)
-        if not any(applies(axis, m, v) for m in methods for v in variants):
-            users = [m for m in METHODS if any(applies(axis, m, v) for v in VARIANTS)]
+        if not any(applies(axis, method, variant) for method in methods for variant in variants):
+            users = [method for method in METHODS if any(applies(axis, method, variant) for variant in VARIANTS)]
             raise StudyError(path, f"grid.{axis}", f"applies to none of the listed methods {list(methods)}",
                              f"methods that use {axis}: {', '.join(users)}")
         grid.append((axis, tuple(values)))
+    parsed["grid"], parsed["grid_raw"] = tuple(grid), grid_raw
 
-    search_raw = _mapping(path, "search", top.get("search"), SEARCH_KEYS)
+
+def _parse_search(path: str, value: Any, parsed: Parsed) -> None:
+    search_raw = _mapping(path, "search", value, SEARCH_KEYS)
     metric = search_raw.get("metric", "knn_top1")
     if metric not in METRICS:
         raise StudyError(path, "search.metric", f"unknown metric {metric!r}{did_you_mean(str(metric), tuple(METRICS))}",
@@ -157,31 +236,37 @@ def parse_document(document: Any, *, path: str, raw: str) -> Study:
     mode = search_raw.get("mode", METRICS[metric])
     if mode not in ("max", "min"):
         raise StudyError(path, "search.mode", f"unknown mode {mode!r}", "max, min")
-    search = SearchSettings(
+    parsed["search"] = SearchSettings(
         num_samples=_number(path, "search.num_samples", search_raw.get("num_samples", 8), integer=True, minimum=1),
         metric=metric, mode=mode, seed=_number(path, "search.seed", search_raw.get("seed", 0), integer=True, minimum=0),
         storage=parse_optuna_storage(path, search_raw.get("storage")))
 
-    tune = None
-    if top.get("tune") is not None:
-        tune_raw = top["tune"]
-        if not isinstance(tune_raw, dict) or not tune_raw:
-            raise StudyError(path, "tune", "must be a non-empty mapping of parameter: distribution")
-        distributions = []
-        for param, spec in tune_raw.items():
-            _setting_key(path, f"tune.{param}", param, section="tune:")
-            if param in grid_raw:
-                raise StudyError(path, f"tune.{param}", f"'{param}' is also a grid axis; a setting is either "
-                                 "a stability axis or searched, not both")
-            dist = _distribution(path, param, spec, methods, variants)
-            if not any(dist.used_by(m, v) for m in methods for v in variants):
-                raise StudyError(path, f"tune.{param}", "is used by none of the listed method/variant pairs "
-                                 f"({', '.join(f'{m}/{v}' for m in methods for v in variants)})")
-            _check_no_dead_dimension(path, dist, methods, variants)
-            distributions.append(dist)
-        tune = tuple(distributions)
 
-    resources_raw = _mapping(path, "resources", top.get("resources"), RESOURCE_KEYS)
+def _parse_tune(path: str, tune_raw: Any, parsed: Parsed) -> None:
+    parsed["tune"] = None
+    if tune_raw is None:
+        return
+    if not isinstance(tune_raw, dict) or not tune_raw:
+        raise StudyError(path, "tune", "must be a non-empty mapping of parameter: distribution")
+    methods, variants = parsed["methods"], parsed["variants"]
+    pairs = [(method, variant) for method in methods for variant in variants]
+    distributions = []
+    for param, spec in tune_raw.items():
+        _setting_key(path, f"tune.{param}", param, section="tune:")
+        if param in parsed["grid_raw"]:
+            raise StudyError(path, f"tune.{param}", f"'{param}' is also a grid axis; a setting is either "
+                             "a stability axis or searched, not both")
+        dist = _distribution(path, param, spec, methods, variants)
+        if not any(dist.used_by(method, variant) for method, variant in pairs):
+            raise StudyError(path, f"tune.{param}", "is used by none of the listed method/variant pairs "
+                             f"({', '.join(f'{method}/{variant}' for method, variant in pairs)})")
+        _check_no_dead_dimension(path, dist, methods, variants)
+        distributions.append(dist)
+    parsed["tune"] = tuple(distributions)
+
+
+def _parse_resources(path: str, value: Any, parsed: Parsed) -> None:
+    resources_raw = _mapping(path, "resources", value, RESOURCE_KEYS)
     resources = Resources(
         cpu=_number(path, "resources.cpu", resources_raw.get("cpu", 1), minimum=0),
         gpu=_number(path, "resources.gpu", resources_raw.get("gpu", 0), minimum=0),
@@ -190,16 +275,44 @@ def parse_document(document: Any, *, path: str, raw: str) -> Study:
     if resources.cpu == 0 and resources.gpu == 0:
         raise StudyError(path, "resources", "a trial needs some cpu or gpu", "cpu > 0 or gpu > 0")
     _check_gpu(path, resources.gpu)
-    keep_final = _mapping(path, "checkpoints", top.get("checkpoints"), CHECKPOINT_KEYS).get("keep_final", False)
+    parsed["resources"] = resources
+
+
+def _parse_checkpoints(path: str, value: Any, parsed: Parsed) -> None:
+    keep_final = _mapping(path, "checkpoints", value, CHECKPOINT_KEYS).get("keep_final", False)
     if not isinstance(keep_final, bool):
         raise StudyError(path, "checkpoints.keep_final", f"must be true or false, got {keep_final!r}",
                          "true (keep each ended trial's last checkpoint), false (delete them; default)")
+    parsed["keep_final_checkpoint"] = keep_final
 
-    study = Study(name=name, source_path=path, raw=raw, methods=methods, variants=variants, grid=tuple(grid),
-                  seeds=seeds, tune=tune, search=search, schedule=schedule, resources=resources, base=base,
-                  keep_final_checkpoint=keep_final, loggers=parse_loggers(path, top.get("loggers")))
-    _check_every_trial(study)
-    return study
+
+def _parse_loggers(path: str, value: Any, parsed: Parsed) -> None:
+    parsed["loggers"] = parse_loggers(path, value)
+
+
+# The top-level sections in the order they are parsed (a parser may read what an earlier one put
+# in ``parsed``): (key, parser, value when the key is absent). A new key: a row here, its parser
+# above, its name in study.TOP_KEYS.
+SECTIONS: tuple[tuple[str, Callable[[str, Any, Parsed], None], Any], ...] = (
+    ("name", _parse_name, None),
+    ("methods", _parse_methods, None),
+    ("variants", _parse_variants, list(VARIANTS)),
+    ("data", _parse_data, None),
+    ("model", _parse_model, None),
+    ("trial", _parse_trial, None),
+    ("schedule", _parse_schedule, None),
+    ("collapse", _parse_collapse, None),
+    ("seeds", _parse_seeds, [0]),
+    ("grid", _parse_grid, None),
+    ("search", _parse_search, None),
+    ("tune", _parse_tune, None),
+    ("resources", _parse_resources, None),
+    ("checkpoints", _parse_checkpoints, None),
+    ("loggers", _parse_loggers, None),
+)
+if {row[0] for row in SECTIONS} != set(TOP_KEYS):  # a key added to one and not the other
+    raise ImportError(f"search_spaces.parse.SECTIONS and study.TOP_KEYS differ: "
+                      f"{sorted({row[0] for row in SECTIONS} ^ set(TOP_KEYS))}")
 
 
 def _check_gpu(path: str, gpu: float) -> None:
@@ -215,14 +328,18 @@ def _check_gpu(path: str, gpu: float) -> None:
 
 
 def _check_every_trial(study: Study) -> None:
-    """Build each group's TrialConfig with every searched range at both ends."""
-    from search_spaces.plan import condition_groups
+    """Build each group's TrialConfig, then again with every searched range at both ends.
 
+    A group's own settings that a trial rejects are reported under the study key that set them: the
+    grid axis named in the problem, else the section holding the offending key (:func:`_section_of`).
+    """
     path = study.source_path
     for group in condition_groups(study):
         values = {**study.base, **group.settings, "seed": study.seeds[0]}
-        named = [axis for axis in group.cell if axis in _problem(values)]
-        _trial_config(path, f"grid.{named[0]}" if named else _section_of(study, values), values)
+        problem = _problem(values)
+        if problem:
+            named = [axis for axis in group.cell if axis in problem]
+            raise StudyError(path, f"grid.{named[0]}" if named else _section_of(values, problem), problem)
         for dist in study.tune or ():
             if not dist.used_by(group.method, group.variant):
                 continue
@@ -232,8 +349,7 @@ def _check_every_trial(study: Study) -> None:
 
 
 def _problem(values: dict) -> str:
-    from er_tune.config import ConfigError, TrialConfig
-
+    """What TrialConfig says about ``values`` ("" when it accepts them)."""
     try:
         TrialConfig.from_dict(values)
     except ConfigError as error:
@@ -241,9 +357,8 @@ def _problem(values: dict) -> str:
     return ""
 
 
-def _section_of(study: Study, values: dict) -> str:
-    """Which study section holds the offending key (for the error's key path)."""
-    problem = _problem(values)
+def _section_of(values: dict, problem: str) -> str:
+    """Which study section holds the key ``problem`` (TrialConfig's message) is about."""
     for key in values:
         if problem.startswith(f"{key}=") or problem.startswith(f"{key} "):
             for section, keys in (("data", DATA_KEYS.values()), ("model", MODEL_KEYS)):

@@ -8,40 +8,16 @@ seed; both phases use ``schedule.max_epochs``, so both variants of a method get 
 
 from __future__ import annotations
 
-import itertools
 import sys
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 from er_tune.config import TrialConfig, default_backbone
-from search_spaces.study import Study, StudyError, applies, load_study
+from er_tune.rules import check_alpha
+from search_spaces.parse import load_study
+from search_spaces.study import ConditionGroup, Study, StudyError, condition_groups
 
-
-@dataclass(frozen=True)
-class ConditionGroup:
-    method: str
-    variant: str
-    cell: Mapping[str, Any]
-
-    @property
-    def name(self) -> str:
-        """Stable id, e.g. ``byol/er/batch_size=64,ema=0.9``."""
-        suffix = ",".join(f"{axis}={self.cell[axis]}" for axis in sorted(self.cell))
-        return f"{self.method}/{self.variant}" + (f"/{suffix}" if suffix else "")
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return {"method": self.method, "variant": self.variant, **self.cell}
-
-
-def condition_groups(study: Study) -> list[ConditionGroup]:
-    groups = []
-    for method in study.methods:
-        for variant in study.variants:
-            axes = [(axis, values) for axis, values in study.grid if applies(axis, method, variant)]
-            for combo in itertools.product(*(values for _, values in axes)):
-                groups.append(ConditionGroup(method, variant, dict(zip((a for a, _ in axes), combo))))
-    return groups
+__all__ = ["ConditionGroup", "condition_groups", "searched_params", "trial_config", "search_trial_count",
+           "replicate_configs", "data_configs", "describe", "describe_power", "validate_command"]
 
 
 def searched_params(study: Study, group: ConditionGroup) -> list:
@@ -134,9 +110,10 @@ def describe_power(study: Study, alpha: float = 0.05) -> tuple[list[str], list[s
 def validate_command(path: str, stream=None, alpha: float = 0.05) -> int:
     """``er-tune validate``: print the plan and what its seeds can decide (exit 0; a warning, not
     a failure, when they cannot decide something) or the error (stderr, exit 2)."""
-    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
-        print(f"er-tune validate: --alpha: {alpha!r} is out of range; allowed: 0 < alpha < 1",
-              file=sys.stderr)
+    try:
+        alpha = check_alpha(alpha)
+    except ValueError as error:
+        print(f"er-tune validate: --{error}", file=sys.stderr)
         return 2
     try:
         study = load_study(path)

@@ -1,19 +1,20 @@
-"""Study files: YAML -> typed, frozen :class:`Study`, with every mistake caught before Ray starts.
+"""What a study is: the typed, frozen :class:`Study`, its condition groups, and the checks its parser uses.
+
+Study files are read by :mod:`search_spaces.parse` (YAML -> :class:`Study`, every mistake caught
+before Ray starts) and planned by :mod:`search_spaces.plan`. Imports go one way:
+``study`` <- ``parse`` <- ``plan``; this module imports neither.
 
 Each error is a :class:`StudyError` whose message reads ``<file>: <key.path>: <problem>; allowed:
-<...>``. Beyond the schema (unknown keys with a did-you-mean, types, ranges, empty lists), the
-loader builds the :class:`~er_tune.config.TrialConfig` of every condition group at both ends of
-every searched range, so any value a trial would reject is rejected here, naming the study key.
+<...>``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
-
-import yaml
 
 from er_tune.config import (METHODS, VARIANTS, CollapseConfig,
                             ConfigError, TrialConfig, data_root_problem, did_you_mean, objective_name,
@@ -22,6 +23,7 @@ from er_tune.config import (METHODS, VARIANTS, CollapseConfig,
 METRICS = {"knn_top1": "max", "er_bound": "max", "er_entropy": "max", "rankme": "max", "loss": "min"}
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+NAME_RULE = "letters, digits, '_', '.', '-' (not '.' or '..', which name directories)"
 
 TOP_KEYS = ("name", "data", "model", "methods", "variants", "grid", "seeds", "tune", "search", "schedule",
             "collapse", "resources", "trial", "checkpoints", "loggers")
@@ -45,6 +47,11 @@ class StudyError(ValueError):
         message = f"{path}: {key}: {problem}" + (f"; allowed: {allowed}" if allowed else "")
         super().__init__(message)
         self.path, self.key = path, key
+
+
+def valid_name(name: object) -> bool:
+    """A study or experiment name is one path component: ``er_runs/<name>`` stays inside ``er_runs``."""
+    return isinstance(name, str) and bool(NAME_PATTERN.match(name)) and name not in (".", "..")
 
 
 def applies(param: str, method: str, variant: str) -> bool:
@@ -120,6 +127,37 @@ class Study:
         return tuple(axis for axis, _ in self.grid)
 
 
+@dataclass(frozen=True)
+class ConditionGroup:
+    """One (method, variant, grid cell) of a study: its trials are compared with each other."""
+
+    method: str
+    variant: str
+    cell: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        """Stable id, e.g. ``byol/er/batch_size=64,ema=0.9``."""
+        suffix = ",".join(f"{axis}={self.cell[axis]}" for axis in sorted(self.cell))
+        return f"{self.method}/{self.variant}" + (f"/{suffix}" if suffix else "")
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"method": self.method, "variant": self.variant, **self.cell}
+
+
+def condition_groups(study: Study) -> list[ConditionGroup]:
+    """Every (method, variant, grid cell) of ``study``; an axis a pair does not read is dropped
+    from that pair's cells (no duplicate groups)."""
+    groups = []
+    for method in study.methods:
+        for variant in study.variants:
+            axes = [(axis, values) for axis, values in study.grid if applies(axis, method, variant)]
+            for combo in itertools.product(*(values for _, values in axes)):
+                groups.append(ConditionGroup(method, variant, dict(zip((axis for axis, _ in axes), combo))))
+    return groups
+
+
 def _mapping(path: str, key: str, value: Any, allowed: tuple[str, ...]) -> dict:
     if value is None:
         return {}
@@ -156,28 +194,6 @@ def _trial_config(path: str, key: str, values: Mapping[str, Any]) -> TrialConfig
         raise StudyError(path, key, str(error)) from None
 
 
-def load_study(path: str) -> Study:
-    """Read and validate a study file; raises :class:`StudyError` (nothing is written)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = handle.read()
-    except OSError as error:
-        raise StudyError(path, "<file>", f"cannot be read ({error.strerror})") from None
-    try:
-        document = yaml.safe_load(raw)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise StudyError(path, "<yaml>", f"unparseable YAML at {where}: {getattr(error, 'problem', error)}") from None
-    return parse_study(document, path=path, raw=raw)
-
-
-def parse_study(document: Any, *, path: str, raw: str = "") -> Study:
-    from search_spaces.parse import parse_document
-
-    return parse_document(document, path=path, raw=raw)
-
-
 def collapse_config(path: str, value: Any) -> CollapseConfig:
     allowed = tuple(f.name for f in fields(CollapseConfig))
     values = _mapping(path, "collapse", value, allowed)
@@ -194,4 +210,4 @@ def check_root(path: str, dataset: str, root: str) -> None:
 
 
 __all__ = ["Study", "StudyError", "Distribution", "SearchSettings", "ScheduleSettings", "Resources",
-           "load_study", "parse_study", "applies", "METHODS", "VARIANTS"]
+           "ConditionGroup", "condition_groups", "applies", "valid_name", "METHODS", "VARIANTS"]

@@ -69,6 +69,21 @@ def test_both_phases_write_complete_trial_directories(smoke_experiment):
     assert all(sorted(seeds) == sorted(study.seeds) for seeds in seeds_by_group.values())
     assert (exp / "best_configs.json").exists()
     assert "[replicate]" in run.stdout and "ended" in run.stdout
+    # the live progress line: running/pending counts, ETA and the best so far per group
+    assert "| running " in run.stdout and "| pending " in run.stdout and "| ETA " in run.stdout
+    assert f"best {study.search.metric} ({study.search.mode}) so far: " in run.stdout
+
+
+def test_status_shows_the_configuration_the_replicate_phase_replicated(smoke_experiment):
+    from reports.status import experiment_status
+
+    exp, _ = smoke_experiment
+    chosen = json.loads((exp / "best_configs.json").read_text())
+    shown = experiment_status(str(exp))["best"]
+    assert set(shown) == set(chosen)
+    for group, best in shown.items():
+        assert best["phase"] == "search" and best["hparams"]
+        assert best["hparams"] == {name: chosen[group][name] for name in best["hparams"]}
 
 
 def test_rerun_of_finished_experiment_runs_nothing_again(smoke_experiment):

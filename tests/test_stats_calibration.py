@@ -19,28 +19,17 @@ from scipy import stats as sps
 
 from er_tune import power
 from reports import stats
+from reports.calibration import (ALPHA, logrank_fpr, null_diffs, old_bootstrap_verdicts, rejection_prob,
+                                 simulate_arm, table_pvalues)
 from reports.verdicts import FAMILY_BY_NAME
 from reports.survival import logrank_test
 
-ALPHA = 0.05
 P_GRID = np.linspace(0.0, 1.0, 41)
 
 
 def fpr_bound(reps: int, alpha: float = ALPHA) -> float:
     """alpha plus 3 Monte-Carlo standard errors of a rejection rate measured over ``reps``."""
     return alpha + 3.0 * math.sqrt(alpha * (1 - alpha) / reps)
-
-
-def rejection_prob(reject: np.ndarray, n: int, p: float) -> float:
-    """Exact P(reject) when both arms are Binomial(n, p): sum over the (n+1)^2 tables."""
-    w = sps.binom.pmf(np.arange(n + 1), n, p)
-    return float(np.outer(w, w)[reject].sum())
-
-
-@lru_cache(maxsize=None)
-def table_pvalues(n: int) -> np.ndarray:
-    k = range(n + 1)
-    return np.array([[power.collapse_pvalue(a, n, b, n) for b in k] for a in k])
 
 
 # ---- collapse counts (Boschloo) -----------------------------------------------------------------
@@ -123,18 +112,6 @@ def test_old_wilson_overlap_never_fires_at_three_seeds():
 
 # ---- paired kNN difference (t) ------------------------------------------------------------------
 
-def null_diffs(kind: str, reps: int, n: int, rng) -> np.ndarray:
-    if kind == "normal":
-        return rng.normal(0.0, 0.01, (reps, n))
-    if kind == "laplace":
-        return rng.laplace(0.0, 0.01, (reps, n))
-
-    def arm():  # a variant that collapses to chance on 30% of the seeds, else learns
-        c = rng.random((reps, n)) < 0.3
-        return np.where(c, 0.1 + 0.005 * rng.normal(size=(reps, n)),
-                        0.6 + 0.02 * rng.normal(size=(reps, n)))
-    return arm() - arm()
-
 
 @pytest.mark.parametrize("n", [3, 5, 10])
 @pytest.mark.parametrize("kind", ["normal", "laplace", "collapse_mixture"])
@@ -151,18 +128,6 @@ def test_knn_t_planted_shift_fires(n):
     res = stats.knn_test(d)
     assert (res.p <= ALPHA).mean() >= 0.95
     assert ((res.lo <= 0.05) & (0.05 <= res.hi)).mean() >= 0.9  # the interval covers the truth
-
-
-def old_bootstrap_verdicts(d: np.ndarray, n_resamples: int = 10_000) -> np.ndarray:
-    """Schema-1 knn verdict for every row of d: percentile bootstrap (seed 0) excludes 0."""
-    n = d.shape[1]
-    idx = np.random.default_rng(0).integers(0, n, size=(n_resamples, n))
-    fired = []
-    for chunk in np.array_split(d, max(1, len(d) // 50)):
-        means = chunk[:, idx].mean(axis=2)
-        lo, hi = np.quantile(means, [0.025, 0.975], axis=1)
-        fired.append((lo > 0) | (hi < 0))
-    return np.concatenate(fired)
 
 
 @pytest.mark.parametrize("n", [2, 3, 5])
@@ -196,27 +161,6 @@ def test_knn_degenerate_and_scipy_reference():
 
 
 # ---- time to collapse (permutation log-rank) ----------------------------------------------------
-
-def simulate_arm(rng, n, p_collapse, epochs):
-    """Collapse with probability p at a uniform epoch, else run to the budget; 10% error out
-    early (censored)."""
-    t = rng.integers(1, epochs + 1, n).astype(float)
-    ev = rng.random(n) < p_collapse
-    err = ~ev & (rng.random(n) < 0.1)
-    t = np.where(ev | err, t, float(epochs))
-    return t, ev
-
-
-def logrank_fpr(n, reps, p_collapse, epochs, seed, **kw):
-    rng = np.random.default_rng(seed)
-    cache, rej = {}, 0
-    for _ in range(reps):
-        a, b = simulate_arm(rng, n, p_collapse, epochs), simulate_arm(rng, n, p_collapse, epochs)
-        key = (tuple(zip(*a)), tuple(zip(*b)))
-        if key not in cache:
-            cache[key] = logrank_test(*a, *b, **kw).p
-        rej += cache[key] <= ALPHA
-    return rej / reps
 
 
 @pytest.mark.parametrize("n,reps,kw", [(3, 600, {"n_resamples": 199}),

@@ -5,7 +5,11 @@ A reporter has three members, used by :func:`trainers.trial.run_trial`:
 - ``trial_dir``: the directory for the trial's own files (TensorBoard, ``collapse_events.jsonl``);
 - ``report(metrics, checkpoint_dir)``: record one epoch and, optionally, the checkpoint directory
   written for it (the reporter takes ownership of it);
-- ``latest_checkpoint()``: a context manager yielding the newest checkpoint directory or ``None``.
+- ``latest_checkpoint()``: a context manager yielding the newest checkpoint directory or ``None``;
+
+and optionally ``truncate_after(epoch)`` (:class:`LocalReporter` only), called as the trial starts,
+after any checkpoint is restored, to drop result lines of epochs the resumed trial reports again
+(Ray's ``result.json`` keeps them; readers drop them with ``reports.results_io.drop_superseded``).
 
 :class:`LocalReporter` reproduces Ray Tune's on-disk format (``params.json``, ``result.json`` lines)
 without Ray; :class:`TuneReporter` forwards to ``ray.tune.report`` / ``ray.tune.get_checkpoint``.
@@ -23,8 +27,7 @@ import uuid
 from typing import Any, Iterator, Mapping
 
 from er_tune.io import write_json_atomic
-
-CHECKPOINT_PREFIX = "checkpoint_"
+from er_tune.rules import CHECKPOINT_PREFIX
 
 
 class LocalReporter:

@@ -23,7 +23,8 @@ import logging
 import pyarrow.fs
 from ray.tune import Callback
 
-CHECKPOINT_PREFIX = "checkpoint_"
+from er_tune.rules import CHECKPOINT_PREFIX
+
 logger = logging.getLogger(__name__)
 
 

@@ -29,9 +29,10 @@ import sys
 from typing import Any
 
 from er_tune.io import write_json_atomic
+from er_tune.rules import best_by_group as _best_by_group
+from er_tune.rules import trial_status
 
 EXIT_USAGE = 2
-PHASES = ("search", "replicate")
 MAX_FAILURES = 2  # retries per trial (exceptions, lost nodes), each from the last checkpoint
 EMBEDDED_START_TRIES = 3  # an embedded Ray that does not register in 30 s is started again
 # A trial's actor process is handed the next trial (FunctionTrainable.reset_config) instead of a
@@ -83,8 +84,10 @@ def check_loggers(study) -> None:
 
 
 def run_study(study_path: str, *, address: str | None = None, storage: str | None = None,
-              name: str | None = None, phase: str = "all", stream=sys.stdout) -> int:
-    """Validate, then run the requested phases; returns the process exit code."""
+              name: str | None = None, phase: str = "all", stream=sys.stdout, verbosity: int = 0) -> int:
+    """Validate, then run the requested phases; returns the process exit code.
+
+    ``verbosity``: 1 prints the live progress line at every result (``er-tune tune -v``)."""
     from search_spaces import StudyError, load_study
 
     try:
@@ -100,7 +103,7 @@ def run_study(study_path: str, *, address: str | None = None, storage: str | Non
         print(f"er-tune tune: {error}", file=sys.stderr)
         return EXIT_USAGE
 
-    return StudyRunner(study, exp_dir, address=address, stream=stream).run(phase)
+    return StudyRunner(study, exp_dir, address=address, stream=stream, verbosity=verbosity).run(phase)
 
 
 def study_plan(study) -> dict[str, Any]:
@@ -172,32 +175,26 @@ def trial_dirname(trial) -> str:
 
 
 def best_by_group(results, metric: str, mode: str) -> dict[str, dict[str, Any]]:
-    """Best configuration per condition group from a finished search phase.
+    """Best configuration per condition group from a finished search phase
+    (:func:`er_tune.rules.best_by_group`, the rule ``er-tune status`` shows).
 
     A trial that collapsed or diverged ranks below every trial that did not, whatever its metric;
     errored trials and trials without a finite metric are ignored. Ties keep the earlier trial.
     """
-    import math
-
-    best: dict[str, tuple[tuple[int, float], dict[str, Any]]] = {}
-    sign = 1.0 if mode == "max" else -1.0
+    candidates = []
     for result in results:
         config, metrics = result.config or {}, result.metrics or {}
-        value = metrics.get(metric)
-        if result.error is not None or value is None or not math.isfinite(float(value)):
-            continue
-        healthy = 0 if metrics.get("stop_reason") in ("collapsed", "diverged") else 1
-        key = (healthy, sign * float(value))
-        group = config["group"]
-        if group not in best or key > best[group][0]:
-            best[group] = (key, dict(config))
-    return {group: config for group, (_, config) in sorted(best.items())}
+        status = trial_status(metrics, epochs=config.get("epochs"), errored=result.error is not None,
+                              ray_status="ERROR" if result.error is not None else "TERMINATED")
+        candidates.append((config.get("group"), status, metrics, dict(config)))
+    return _best_by_group(candidates, metric, mode)
 
 
 class StudyRunner:
     """Runs the phases of one validated study into one experiment directory."""
 
-    def __init__(self, study, exp_dir: str, *, address: str | None, stream) -> None:
+    def __init__(self, study, exp_dir: str, *, address: str | None, stream, verbosity: int = 0) -> None:
+        self.verbosity = verbosity
         self.study = study
         self.exp_dir = exp_dir
         self.address = cluster_address(address)
@@ -291,7 +288,9 @@ class StudyRunner:
             # URI storage: trials write their own files to their working dir, which Ray uploads
             # (trainers.reporters.artifact_dir); a path is written directly by every node.
             sync_config=tune.SyncConfig(sync_artifacts=True) if "://" in self.exp_dir else None,
-            callbacks=[StudyProgress(phase, total, self.stream),
+            callbacks=[StudyProgress(phase, total, self.stream, metric=self.study.search.metric,
+                                     mode=self.study.search.mode, max_epochs=self.study.schedule.max_epochs,
+                                     verbosity=self.verbosity),
                        PruneEndedCheckpoints(keep_final=self.study.keep_final_checkpoint),
                        *self._observers()],
             verbose=0)

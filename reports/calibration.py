@@ -1,0 +1,92 @@
+"""Simulated data for measuring the stability verdicts' calibration: false-positive rates under no
+difference, and power under a planted one.
+
+Shared by ``tests/test_stats_calibration.py`` (which keeps every verdict within alpha at 3, 5 and
+10 seeds) and ``benchmarks/verdict_calibration.py`` (which prints the rates); nothing in the
+report imports it. ``old_bootstrap_verdicts`` is the uncalibrated kNN verdict of schema 1, kept to
+show that the calibration checks fail it.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy import stats as sps
+
+from er_tune import power
+
+from .survival import logrank_test
+
+ALPHA = 0.05
+
+
+def rejection_prob(reject: np.ndarray, n_seeds: int, p_collapse: float) -> float:
+    """Exact P(reject) when both arms are Binomial(n_seeds, p_collapse): a sum over the tables.
+
+    ``reject``: boolean ``[n_seeds+1, n_seeds+1]``, whether the table (k_er, k_orig) rejects."""
+    weights = sps.binom.pmf(np.arange(n_seeds + 1), n_seeds, p_collapse)
+    return float(np.outer(weights, weights)[reject].sum())
+
+
+@lru_cache(maxsize=None)
+def table_pvalues(n_seeds: int) -> np.ndarray:
+    """Collapse-count p-values of every table (k_er, k_orig) with ``n_seeds`` per variant."""
+    counts = range(n_seeds + 1)
+    return np.array([[power.collapse_pvalue(k_er, n_seeds, k_orig, n_seeds) for k_orig in counts]
+                     for k_er in counts])
+
+
+def null_diffs(kind: str, reps: int, n_seeds: int, rng: np.random.Generator) -> np.ndarray:
+    """``[reps, n_seeds]`` paired kNN differences (ER - original) with no true difference.
+
+    ``kind``: ``normal`` (sd 0.01), ``laplace`` (scale 0.01) or ``collapse_mixture`` (each
+    variant collapses to chance on 30% of the seeds, else learns)."""
+    if kind == "normal":
+        return rng.normal(0.0, 0.01, (reps, n_seeds))
+    if kind == "laplace":
+        return rng.laplace(0.0, 0.01, (reps, n_seeds))
+
+    def arm():
+        collapsed = rng.random((reps, n_seeds)) < 0.3
+        return np.where(collapsed, 0.1 + 0.005 * rng.normal(size=(reps, n_seeds)),
+                        0.6 + 0.02 * rng.normal(size=(reps, n_seeds)))
+    return arm() - arm()
+
+
+def simulate_arm(rng: np.random.Generator, n_seeds: int, p_collapse: float,
+                 epochs: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(times, events)`` of ``n_seeds`` seeds: collapse with probability p at a uniform epoch, else run to
+    the budget; 10% of the others error out early (censored)."""
+    times = rng.integers(1, epochs + 1, n_seeds).astype(float)
+    events = rng.random(n_seeds) < p_collapse
+    errored = ~events & (rng.random(n_seeds) < 0.1)
+    times = np.where(events | errored, times, float(epochs))
+    return times, events
+
+
+def logrank_fpr(n_seeds: int, reps: int, p_collapse: float, epochs: int, seed: int, *, alpha: float = ALPHA,
+                **logrank_options) -> float:
+    """Monte-Carlo rejection rate of the permutation log-rank when both arms share ``p_collapse``."""
+    rng = np.random.default_rng(seed)
+    cache, rejections = {}, 0
+    for _ in range(reps):
+        arm_a = simulate_arm(rng, n_seeds, p_collapse, epochs)
+        arm_b = simulate_arm(rng, n_seeds, p_collapse, epochs)
+        key = (tuple(zip(*arm_a)), tuple(zip(*arm_b)))
+        if key not in cache:
+            cache[key] = logrank_test(*arm_a, *arm_b, **logrank_options).p
+        rejections += cache[key] <= alpha
+    return rejections / reps
+
+
+def old_bootstrap_verdicts(diffs: np.ndarray, n_resamples: int = 10_000) -> np.ndarray:
+    """Schema-1 kNN verdict for every row of ``diffs`` ``[reps, n]``: the percentile bootstrap
+    (seed 0) interval of the mean excludes 0."""
+    n_seeds = diffs.shape[1]
+    resample = np.random.default_rng(0).integers(0, n_seeds, size=(n_resamples, n_seeds))
+    fired = []
+    for chunk in np.array_split(diffs, max(1, len(diffs) // 50)):
+        means = chunk[:, resample].mean(axis=2)
+        low, high = np.quantile(means, [0.025, 0.975], axis=1)
+        fired.append((low > 0) | (high < 0))
+    return np.concatenate(fired)
