@@ -95,6 +95,9 @@ class Objective(nn.Module):
         needs_predictor: reads the predictions ``p1, p2``.
         needs_prototypes: reads the prototype scores ``s1, s2``.
         needs_targets: reads the k-means ``targets``.
+        loss_is_cross_entropy_over_prototypes: the loss is a cross-entropy against a softmax over
+            the K prototypes, so it equals ln K when the predictions are uniform (the collapse
+            monitor's plateau criterion).
     """
 
     method: str = ""
@@ -104,6 +107,7 @@ class Objective(nn.Module):
     needs_predictor: bool = False
     needs_prototypes: bool = False
     needs_targets: bool = False
+    loss_is_cross_entropy_over_prototypes: bool = False
 
     def forward(self, inputs: ObjectiveInputs) -> ObjectiveOutput:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -27,6 +27,7 @@ class SwAV(Objective):
 
     method, variant, support = "swav", "original", "discrete"
     needs_prototypes = True
+    loss_is_cross_entropy_over_prototypes = True
 
     def __init__(self, temperature: float = 0.1, epsilon: float = 0.05, iterations: int = 3) -> None:
         super().__init__()
