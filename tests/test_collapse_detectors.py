@@ -278,9 +278,10 @@ def test_prototype_partial_is_below_the_classes_and_far_below_init():
 
 
 def test_functional_partial_counts_only_if_the_untrained_network_passed():
-    m = discrete_monitor()
-    assert partial_kinds(replay(m, [healthy(1, knn_chance_p=0.2), healthy(2, knn_chance_p=0.01),
-                                    healthy(3, knn_chance_p=0.2), healthy(4, knn_chance_p=0.4)])) == [("functional", 4)]
+    m = discrete_monitor()  # warm-up (3 epochs): the transient of early training does not count
+    assert partial_kinds(replay(m, [healthy(1, knn_chance_p=0.2), healthy(2, knn_chance_p=0.3),
+                                    healthy(3, knn_chance_p=0.2), healthy(4, knn_chance_p=0.01),
+                                    healthy(5, knn_chance_p=0.2), healthy(6, knn_chance_p=0.4)])) == [("functional", 6)]
     failed_at_init = CollapseMonitor(CollapseConfig(), discrete=True, num_classes=10)
     failed_at_init.calibrate({**UNTRAINED_DISCRETE, "knn_chance_p": 0.3})
     assert partial_kinds(replay(failed_at_init, [healthy(e, knn_chance_p=0.9) for e in (1, 2, 3)])) == []
@@ -340,3 +341,18 @@ def test_partial_state_survives_a_checkpoint_round_trip():
     for epoch, metrics in enumerate(sequence[2:], 3):
         resumed.observe(metrics, epoch=epoch, step=epoch)
     assert resumed.events == straight.events and partial_kinds(straight.events) == [("plateau", 3)]
+
+
+def test_collapse_grade_metrics_of_one_evaluation():
+    from trainers.diagnostics import collapse_grade_metrics
+
+    torch.manual_seed(0)
+    labels = torch.arange(100) % 10  # majority rate 0.1
+    z = torch.randn(100, 1) * torch.randn(1, 16)  # rank-one projections
+    sphere = collapse_grade_metrics(z, {"knn_top1": 0.1}, labels, 10, num_prototypes=None)
+    assert set(sphere) == {"rankme_projection", "knn_chance_p"}
+    assert sphere["rankme_projection"] < 1.01 and sphere["knn_chance_p"] > 0.5
+    discrete = collapse_grade_metrics(torch.randn(100, 16), {"knn_top1": 0.3, "assign_entropy": 0.5}, labels, 10,
+                                      num_prototypes=32)
+    assert discrete["effective_prototypes"] == pytest.approx(math.sqrt(32))
+    assert discrete["knn_chance_p"] < 1e-6 and discrete["rankme_projection"] > 10
