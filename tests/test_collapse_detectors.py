@@ -93,7 +93,7 @@ def test_complete_collapse_needs_patience():
 
 
 def test_dimensional_warning_once_then_collapse():
-    m = monitor(warmup_epochs=1)
+    m = monitor(warmup_epochs=1, warning_rankme_fraction=0.0)
     m.observe(healthy(1, rankme=20.0), epoch=1, step=1)
     first = m.observe(healthy(2, rankme=4.0), epoch=2, step=2)
     assert [(e.kind, e.severity) for e in first] == [("dimensional", "warning")]
@@ -325,7 +325,8 @@ def test_early_warning_fires_once_on_its_signal():
              if e.kind == "early_warning"]
     assert [(e.detector, e.severity, e.epoch) for e in found] == [("rankme", "warning", 2)]
     assert found[0].threshold == pytest.approx(0.5 * 51.0) and m.grade == "none"
-    quiet = discrete_monitor()  # every warning fraction 0 by default: disabled
+    assert CollapseConfig().warning_rankme_fraction == 0.3  # the benchmark's choice; the others 0
+    quiet = discrete_monitor(warning_rankme_fraction=0.0)  # every warning fraction 0: disabled
     assert [e for e in replay(quiet, [healthy(e, rankme=2.0) for e in (1, 2)]) if e.kind == "early_warning"] == []
 
 
