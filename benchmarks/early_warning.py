@@ -165,7 +165,8 @@ def fall_epoch(trial: dict, margin: float) -> int | None:
 
 def first_warning(trial: dict, fractions: dict[str, float]) -> int | None:
     """Replay the trial through a CollapseMonitor with these warning fractions; first warning epoch."""
-    config = CollapseConfig(stop_on_collapse=False, **{WARNING_SIGNALS[s]: f for s, f in fractions.items()})
+    off = {field: 0.0 for field in WARNING_SIGNALS.values()}  # only the given signals, not the defaults
+    config = CollapseConfig(stop_on_collapse=False, **{**off, **{WARNING_SIGNALS[s]: f for s, f in fractions.items()}})
     monitor = CollapseMonitor(config, discrete=trial["discrete"], num_classes=10)
     monitor.calibrate(trial["untrained"])
     for line in trial["epochs"]:
