@@ -9,10 +9,14 @@ Detectors are pure functions with documented anchors:
   ``p_k = σ_k / Σσ + ε`` the normalised singular values; 1 ≤ RankMe ≤ min(N, D); ≈1 for rank one.
 - ``assignment_entropies(p)``: ``H(p̄)/log K`` (0 when every sample picks one prototype, 1 when
   the batch spreads uniformly) and ``mean_i H(p_i)/log K`` (1 when each assignment is uniform).
+- ``effective_prototypes(h, K)``: exp H(p̄), the number of prototypes in use (1 … K).
+- ``knn_chance_p(knn, labels, C)``: one-sided exact binomial p-value of a kNN accuracy being above
+  the majority-class rate of ``labels`` (the best constant predictor, not 1/C).
 - ``is_finite`` / ``grad_is_finite``: divergence.
 
 :class:`CollapseMonitor` turns per-evaluation metrics into :class:`CollapseEvent` records with
-patience, warning vs collapse severity, and checkpointable state.
+patience, three severities (``warning``, ``partial``: recorded, the trial goes on; ``collapse``:
+the trial stops), a per-trial grade (none / partial / complete), and checkpointable state.
 """
 
 from __future__ import annotations
@@ -27,10 +31,21 @@ from torch import nn
 
 from er_tune.config import CollapseConfig
 
-KINDS = ("complete", "dimensional", "cluster", "uniform", "diverged", "knn_chance")
-SEVERITIES = ("warning", "collapse")
+KINDS = ("complete", "dimensional", "cluster", "uniform", "diverged", "knn_chance",
+         "prototype", "functional", "plateau", "early_warning")
+SEVERITIES = ("warning", "partial", "collapse")
+PARTIAL_KINDS = ("dimensional", "prototype", "functional", "plateau")
+GRADES = ("none", "partial", "complete")
 # Statistics whose collapse thresholds are calibrated against the untrained network (CollapseMonitor).
 CALIBRATED = ("std_ratio", "rankme", "assign_entropy", "assign_sample_entropy")
+# Statistics whose running extrema (untrained network included) the partial and early-warning rules read.
+TRACKED = CALIBRATED + ("rankme_projection", "effective_prototypes", "er_entropy")
+# The label-free signals of the early warning, each a fall of its statistic below a fraction of its
+# running maximum (untrained network included), and the CollapseConfig field holding that fraction.
+WARNING_SIGNALS = {"rankme": "warning_rankme_fraction",
+                   "rankme_projection": "warning_rankme_projection_fraction",
+                   "std_ratio": "warning_std_ratio_fraction",
+                   "effective_prototypes": "warning_prototype_fraction"}
 
 
 def std_ratio(z: torch.Tensor) -> float:
@@ -66,6 +81,28 @@ def assignment_entropies(p: torch.Tensor) -> tuple[float, float]:
     mean_entropy = -torch.special.xlogy(mean, mean).sum() / log_k
     sample_entropy = (-torch.special.xlogy(p, p).sum(dim=1)).mean() / log_k
     return float(mean_entropy), float(sample_entropy)
+
+
+def effective_prototypes(normalised_entropy: float, num_prototypes: int) -> float:
+    """exp H(p̄) from ``H(p̄)/log K``: 1 when one prototype takes every sample, K when all are used."""
+    return float(math.exp(float(normalised_entropy) * math.log(num_prototypes)))
+
+
+def knn_chance_p(knn: float, labels: torch.Tensor, num_classes: int) -> float:
+    """P(X >= correct) for X ~ Binomial(n, majority-class rate): is the kNN above a constant predictor?
+
+    ``correct = round(knn × n)`` with ``n = len(labels)``; the rate is that of the most frequent label
+    (exact one-sided binomial test). 1.0 for a non-finite ``knn``.
+    """
+    from scipy.stats import binom
+
+    n = int(labels.numel())
+    if n == 0 or not math.isfinite(float(knn)):
+        return 1.0
+    counts = torch.bincount(labels.reshape(-1).long().cpu(), minlength=num_classes)
+    rate = float(counts.max()) / n
+    correct = int(round(float(knn) * n))
+    return float(binom.sf(correct - 1, n, rate))
 
 
 def is_finite(*values: Any) -> bool:
@@ -140,10 +177,38 @@ class CollapseMonitor:
     - diverged: :meth:`observe_divergence`, or a non-finite loss → collapse at once.
 
     A non-finite ``std_ratio`` or ``rankme`` (NaN features) counts as divergence.
+
+    Partial collapse (severity ``partial``: recorded once per kind, the trial goes on; each criterion
+    must hold on ``partial_patience`` consecutive evaluations, and each is calibrated so that the
+    untrained network, or one that does not train, can never meet it):
+
+    - dimensional (Garrido et al. 2023; Jing et al. 2022): RankMe of the backbone features *and* of
+      the projections below ``partial_rankme_fraction`` × their running maxima, the untrained
+      network's values included (a constant network stays at its maximum);
+    - prototype (discrete methods; DINO's teacher-entropy monitoring): the effective number of
+      prototypes exp H(p̄) below the number of classes *and* below ``partial_prototype_fraction`` ×
+      the untrained network's value (needs calibration);
+    - functional: kNN top-1 not above the majority-class rate by a one-sided exact binomial test at
+      ``partial_knn_alpha`` (``knn_chance_p`` > alpha) after ``warmup_epochs``, counted only when
+      the untrained network passed that test (needs calibration);
+    - plateau (objectives whose loss is a cross-entropy over K prototypes, ``loss_plateau = ln K``:
+      DINO, SwAV): the training loss within ``plateau_tolerance`` × ln K of ln K after it had been
+      below ``(1 - plateau_departure)`` × ln K at an earlier evaluation (a loss that never left ln K,
+      an untrained or non-training network's, never counts).
+
+    Early warning (severity ``warning``, kind ``early_warning``, once per trial): the first
+    evaluation at which any label-free statistic of :data:`WARNING_SIGNALS` falls below its
+    ``warning_*_fraction`` × its running maximum (untrained network included; 0 disables a
+    signal). The fractions are chosen, and their lead time before the kNN falls measured on a
+    held-out corpus, by ``benchmarks/early_warning.py``.
     """
 
-    def __init__(self, config: CollapseConfig, *, discrete: bool, num_classes: int) -> None:
+    def __init__(self, config: CollapseConfig, *, discrete: bool, num_classes: int,
+                 loss_plateau: float | None = None) -> None:
         self.config, self.discrete, self.num_classes = config, discrete, num_classes
+        self.loss_plateau = loss_plateau  # ln K for a cross-entropy over K prototypes, else None
+        self.partial_streaks = {kind: 0 for kind in PARTIAL_KINDS}
+        self.loss_departed = False  # the loss was once clearly below loss_plateau (plateau criterion)
         self.streaks = {"complete": 0, "cluster": 0, "uniform": 0}
         self.rankme_max = 0.0
         self.warned = {"dimensional": False, "knn_chance": False}
@@ -156,16 +221,18 @@ class CollapseMonitor:
     def calibrate(self, metrics: Mapping[str, float]) -> None:
         """Record the untrained network's diagnostics; switches the relative bounds on.
 
-        Reads ``std_ratio``, ``rankme`` and, when present, ``assign_entropy`` and
-        ``assign_sample_entropy``; non-finite values are ignored.
+        Keeps every finite numeric metric (the complete-collapse detectors read ``std_ratio``,
+        ``rankme``, ``assign_entropy``, ``assign_sample_entropy``; the partial criteria also
+        ``rankme_projection``, ``effective_prototypes``, ``knn_chance_p``); non-finite values are ignored.
         """
-        self.initial = {key: float(metrics[key]) for key in CALIBRATED
-                        if key in metrics and math.isfinite(float(metrics[key]))}
+        self.initial = {key: float(value) for key, value in metrics.items()
+                        if isinstance(value, (int, float)) and not isinstance(value, bool)
+                        and math.isfinite(float(value))}
         self.calibrated = True
         self._track(self.initial)
 
     def _track(self, metrics: Mapping[str, float]) -> None:
-        for key in CALIBRATED:
+        for key in TRACKED:
             if key in metrics and math.isfinite(float(metrics[key])):
                 value = float(metrics[key])
                 self.highest[key] = max(self.highest.get(key, value), value)
@@ -190,6 +257,13 @@ class CollapseMonitor:
     @property
     def first_collapse(self) -> CollapseEvent | None:
         return next((event for event in self.events if event.severity == "collapse"), None)
+
+    @property
+    def grade(self) -> str:
+        """``complete`` (any collapse-severity event, divergence included), ``partial``, or ``none``."""
+        if self.collapsed:
+            return "complete"
+        return "partial" if any(event.severity == "partial" for event in self.events) else "none"
 
     @property
     def stop_reason(self) -> str:
@@ -260,7 +334,68 @@ class CollapseMonitor:
                                 f"kNN top-1 {float(knn):.3f} near chance ({1.0 / self.num_classes:.3f})")
             else:
                 self.warned["knn_chance"] = False
+        self._observe_partial(found, metrics, loss, epoch, step)
+        self._observe_early_warning(found, metrics, epoch, step)
         return found
+
+    def _observe_partial(self, found, metrics, loss, epoch, step) -> None:
+        c, conditions = self.config, {}
+        rank, highest = float(metrics["rankme"]), self.highest
+        rank_bound = c.partial_rankme_fraction * highest.get("rankme", rank)
+        dimensional = rank < rank_bound
+        detail = f"RankMe {rank:.2f} < {rank_bound:.2f} ({c.partial_rankme_fraction:.0%} of its max)"
+        if "rankme_projection" in metrics:
+            projected = float(metrics["rankme_projection"])
+            projected_bound = c.partial_rankme_fraction * highest.get("rankme_projection", projected)
+            dimensional = dimensional and projected < projected_bound
+            detail += f", projections' RankMe {projected:.2f} < {projected_bound:.2f}"
+        conditions["dimensional"] = (dimensional, "rankme", rank, rank_bound, detail)
+        initial_prototypes = self.initial.get("effective_prototypes")
+        if self.discrete and "effective_prototypes" in metrics and initial_prototypes is not None:
+            used = float(metrics["effective_prototypes"])
+            bound = min(float(self.num_classes), c.partial_prototype_fraction * initial_prototypes)
+            conditions["prototype"] = (used < bound, "effective_prototypes", used, bound,
+                                       f"{used:.2f} prototypes in use (exp H(p̄)) < {bound:.2f} = min(classes "
+                                       f"{self.num_classes}, {c.partial_prototype_fraction:.0%} of untrained "
+                                       f"{initial_prototypes:.2f})")
+        initial_p = self.initial.get("knn_chance_p")
+        if "knn_chance_p" in metrics and initial_p is not None and initial_p <= c.partial_knn_alpha:
+            p = float(metrics["knn_chance_p"])
+            # after warm-up only: early training transiently loses the random features' kNN (measured:
+            # healthy SimCLR and SwAV at chance for their first 2 epochs, then above it)
+            conditions["functional"] = (epoch > c.warmup_epochs and p > c.partial_knn_alpha, "knn_chance_p", p, c.partial_knn_alpha,
+                                        f"kNN top-1 {float(metrics.get('knn_top1', math.nan)):.3f} not above the "
+                                        f"majority-class rate (exact binomial p = {p:.3g} > {c.partial_knn_alpha})")
+        if self.loss_plateau is not None and math.isfinite(loss):
+            level = self.loss_plateau
+            conditions["plateau"] = (self.loss_departed and abs(loss - level) <= c.plateau_tolerance * level,
+                                     "loss", loss, level,
+                                     f"loss {loss:.4f} back at ln K = {level:.4f} (±{c.plateau_tolerance:.0%})")
+            if loss <= (1.0 - c.plateau_departure) * level:
+                self.loss_departed = True
+        for kind in PARTIAL_KINDS:
+            if kind not in conditions:
+                self.partial_streaks[kind] = 0
+                continue
+            holds, detector, value, threshold, message = conditions[kind]
+            self.partial_streaks[kind] = self.partial_streaks[kind] + 1 if holds else 0
+            fired = any(e.kind == kind and e.severity == "partial" for e in self.events)
+            if self.partial_streaks[kind] >= c.partial_patience and not fired:
+                self._emit(found, detector, kind, "partial", epoch, step, value, threshold,
+                           f"partial collapse: {message} for {c.partial_patience} evaluations")
+
+    def _observe_early_warning(self, found, metrics, epoch, step) -> None:
+        if any(e.kind == "early_warning" for e in self.events):
+            return
+        for signal, field in WARNING_SIGNALS.items():
+            fraction = float(getattr(self.config, field))
+            if fraction <= 0 or signal not in metrics or signal not in self.highest:
+                continue
+            value, best = float(metrics[signal]), self.highest[signal]
+            if value < fraction * best:
+                self._emit(found, signal, "early_warning", "warning", epoch, step, value, fraction * best,
+                           f"early warning: {signal} {value:.4g} < {fraction:.0%} of its max {best:.4g}")
+                return
 
     def _streak(self, found, kind, detector, condition, patience, epoch, step, value, threshold, message):
         self.streaks[kind] = self.streaks[kind] + 1 if condition else 0
@@ -277,7 +412,8 @@ class CollapseMonitor:
         return {"streaks": dict(self.streaks), "rankme_max": self.rankme_max, "warned": dict(self.warned),
                 "events": [event.to_dict() for event in self.events],  # NaN -> None: strict JSON
                 "calibrated": self.calibrated, "initial": dict(self.initial),
-                "highest": dict(self.highest), "lowest": dict(self.lowest)}
+                "highest": dict(self.highest), "lowest": dict(self.lowest),
+                "partial_streaks": dict(self.partial_streaks), "loss_departed": self.loss_departed}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.streaks = dict(state["streaks"])
@@ -289,3 +425,6 @@ class CollapseMonitor:
         self.initial = dict(state.get("initial", {}))
         self.highest = dict(state.get("highest", {}))
         self.lowest = dict(state.get("lowest", {}))
+        self.partial_streaks = {kind: 0 for kind in PARTIAL_KINDS}
+        self.partial_streaks.update(state.get("partial_streaks", {}))
+        self.loss_departed = bool(state.get("loss_departed", False))

@@ -123,6 +123,23 @@ class CollapseConfig:
             network of some backbones is already past an absolute threshold (convnet's projections
             have std ratio 0.020 at initialisation, below 0.05); a collapse is a fall from what the
             network had, so no detector can fire on the untrained network itself, for any backbone.
+        partial_patience: consecutive evaluations each partial-collapse criterion must hold
+            (:class:`~er_tune.collapse.CollapseMonitor`; partial collapse never stops a trial).
+        partial_rankme_fraction: dimensional partial collapse when RankMe of the features and of the
+            projections are both below this fraction of their running maxima (untrained included).
+        partial_prototype_fraction: prototype partial collapse when exp H(p̄) is below the number of
+            classes and below this fraction of the untrained network's value.
+        partial_knn_alpha: functional partial collapse when the exact binomial test of kNN top-1
+            against the majority-class rate has p above this (and the untrained network's had not).
+        plateau_tolerance: plateau partial collapse when a DINO/SwAV loss is within this fraction of
+            ln K ...
+        plateau_departure: ... after having been below (1 - this) × ln K at an earlier evaluation.
+        warning_rankme_fraction, warning_rankme_projection_fraction, warning_std_ratio_fraction,
+            warning_prototype_fraction: the early warning (an ``early_warning`` event, once per
+            trial) fires when a statistic falls below this fraction of its running maximum; 0
+            disables that signal. Default: RankMe of the features at 0.3 (chosen on the selection
+            half of ``benchmarks/early_warning.py``'s corpus; the other signals, 0, gave more false
+            alarms on the held-out half). The corpus is small: see the README's held-out table.
     """
 
     stop_on_collapse: bool = True
@@ -136,6 +153,16 @@ class CollapseConfig:
     knn_chance_margin: float = 0.5
     warmup_epochs: int = 3
     reference_fraction: float = 0.5
+    partial_patience: int = 2
+    partial_rankme_fraction: float = 0.25
+    partial_prototype_fraction: float = 0.25
+    partial_knn_alpha: float = 0.05
+    plateau_tolerance: float = 0.02
+    plateau_departure: float = 0.1
+    warning_rankme_fraction: float = 0.3
+    warning_rankme_projection_fraction: float = 0.0
+    warning_std_ratio_fraction: float = 0.0
+    warning_prototype_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _check_fraction("collapse.std_ratio_threshold", self.std_ratio_threshold)
@@ -149,6 +176,12 @@ class CollapseConfig:
         _check_min("collapse.knn_chance_margin", self.knn_chance_margin, 0.0)
         _check_fraction("collapse.reference_fraction", self.reference_fraction)
         _check_positive("collapse.reference_fraction", self.reference_fraction)
+        _check_min("collapse.partial_patience", self.partial_patience, 1)
+        for key in ("partial_rankme_fraction", "partial_prototype_fraction", "partial_knn_alpha",
+                    "plateau_tolerance", "plateau_departure", "warning_rankme_fraction",
+                    "warning_rankme_projection_fraction", "warning_std_ratio_fraction",
+                    "warning_prototype_fraction"):
+            _check_fraction(f"collapse.{key}", getattr(self, key))
 
 
 @dataclass(frozen=True)

@@ -93,11 +93,13 @@ def test_complete_collapse_needs_patience():
 
 
 def test_dimensional_warning_once_then_collapse():
-    m = monitor(warmup_epochs=1)
+    m = monitor(warmup_epochs=1, warning_rankme_fraction=0.0)
     m.observe(healthy(1, rankme=20.0), epoch=1, step=1)
     first = m.observe(healthy(2, rankme=4.0), epoch=2, step=2)
     assert [(e.kind, e.severity) for e in first] == [("dimensional", "warning")]
-    assert m.observe(healthy(3, rankme=3.5), epoch=3, step=3) == []  # same episode: no repeat
+    # same episode: no repeated warning; two evaluations below 25% of the max are a partial collapse
+    assert [(e.kind, e.severity) for e in m.observe(healthy(3, rankme=3.5), epoch=3, step=3)] == [
+        ("dimensional", "partial")]
     last = m.observe(healthy(4, rankme=1.01), epoch=4, step=4)
     assert [(e.kind, e.severity) for e in last] == [("dimensional", "collapse")]
 
@@ -217,3 +219,141 @@ def test_calibration_survives_a_checkpoint_round_trip():
     legacy = monitor()
     legacy.load_state_dict(old)  # a checkpoint written before calibration existed
     assert not legacy.calibrated and legacy.low_threshold("std_ratio", 0.05) == 0.05
+
+
+# Partial collapse (issue 16, item 1): severity "partial", never a stop, calibrated at init.
+UNTRAINED_DISCRETE = {**UNTRAINED_CONVNET, "rankme_projection": 30.0, "effective_prototypes": 16.0,
+                      "knn_chance_p": 1e-6, "loss": math.log(32)}
+
+
+def discrete_monitor(**config):
+    m = CollapseMonitor(CollapseConfig(**config), discrete=True, num_classes=10, loss_plateau=math.log(32))
+    m.calibrate(UNTRAINED_DISCRETE)
+    return m
+
+
+def partial_kinds(events):
+    return [(e.kind, e.epoch) for e in events if e.severity == "partial"]
+
+
+def replay(m, sequence):
+    return [e for epoch, metrics in enumerate(sequence, 1) for e in m.observe(metrics, epoch=epoch, step=epoch)]
+
+
+def test_untrained_or_non_training_network_never_trips_a_partial_criterion():
+    for untrained in (UNTRAINED_DISCRETE, {**UNTRAINED_DISCRETE, "loss": 1.0},
+                      {**UNTRAINED_DISCRETE, "knn_chance_p": 0.9, "effective_prototypes": 1.2,
+                       "rankme": 1.6, "rankme_projection": 1.6}):
+        m = CollapseMonitor(CollapseConfig(), discrete=True, num_classes=10, loss_plateau=math.log(32))
+        m.calibrate(untrained)
+        # a network that does not train: its own values, with evaluation noise, at every epoch
+        noisy = [{**untrained, "rankme": untrained["rankme"] * (1 - 0.01 * e), "loss": untrained["loss"] * (1 + 0.01 * (-1) ** e)}
+                 for e in range(1, 9)]
+        assert replay(m, noisy) == [] and m.grade == "none", untrained
+
+
+def test_dimensional_partial_needs_features_and_projections_for_two_evaluations():
+    m = discrete_monitor()
+    # features fall below 25% of their max (51 at init) but projections do not: no partial
+    assert partial_kinds(replay(m, [healthy(e, rankme=10.0, rankme_projection=20.0) for e in (1, 2, 3)])) == []
+    m = discrete_monitor()
+    found = replay(m, [healthy(1, rankme=10.0, rankme_projection=5.0), healthy(2, rankme=20.0, rankme_projection=20.0),
+                       healthy(3, rankme=10.0, rankme_projection=5.0), healthy(4, rankme=9.0, rankme_projection=4.0),
+                       healthy(5, rankme=8.0, rankme_projection=4.0)])
+    assert partial_kinds(found) == [("dimensional", 4)]  # one evaluation is not enough; once per trial
+    event = next(e for e in found if e.severity == "partial")
+    assert event.value == 9.0 and event.threshold == pytest.approx(0.25 * 51.0)
+    assert m.grade == "partial" and not m.collapsed and m.stop_reason == ""  # partial never stops
+
+
+def test_prototype_partial_is_below_the_classes_and_far_below_init():
+    m = discrete_monitor()  # 16 prototypes in use at init: bound min(10, 0.25 * 16) = 4
+    assert partial_kinds(replay(m, [healthy(e, effective_prototypes=8.0) for e in (1, 2, 3)])) == []
+    m = discrete_monitor()
+    found = replay(m, [healthy(e, effective_prototypes=1.9) for e in (1, 2)])
+    assert partial_kinds(found) == [("prototype", 2)] and found[0].threshold == pytest.approx(4.0)
+    sphere = CollapseMonitor(CollapseConfig(), discrete=False, num_classes=10)
+    sphere.calibrate(UNTRAINED_DISCRETE)
+    assert partial_kinds(replay(sphere, [healthy(e, effective_prototypes=1.0) for e in (1, 2)])) == []
+
+
+def test_functional_partial_counts_only_if_the_untrained_network_passed():
+    m = discrete_monitor()  # warm-up (3 epochs): the transient of early training does not count
+    assert partial_kinds(replay(m, [healthy(1, knn_chance_p=0.2), healthy(2, knn_chance_p=0.3),
+                                    healthy(3, knn_chance_p=0.2), healthy(4, knn_chance_p=0.01),
+                                    healthy(5, knn_chance_p=0.2), healthy(6, knn_chance_p=0.4)])) == [("functional", 6)]
+    failed_at_init = CollapseMonitor(CollapseConfig(), discrete=True, num_classes=10)
+    failed_at_init.calibrate({**UNTRAINED_DISCRETE, "knn_chance_p": 0.3})
+    assert partial_kinds(replay(failed_at_init, [healthy(e, knn_chance_p=0.9) for e in (1, 2, 3)])) == []
+
+
+def test_knn_chance_p_is_the_exact_binomial_test_against_the_majority_class():
+    from scipy.stats import binomtest
+
+    from er_tune.collapse import effective_prototypes, knn_chance_p
+
+    labels = torch.tensor([0] * 40 + [1] * 30 + [2] * 30)  # majority rate 0.4, not 1/3
+    assert knn_chance_p(0.40, labels, 3) == pytest.approx(binomtest(40, 100, 0.4, alternative="greater").pvalue)
+    assert knn_chance_p(0.55, labels, 3) < 0.01 < knn_chance_p(0.45, labels, 3)
+    assert knn_chance_p(float("nan"), labels, 3) == 1.0
+    assert effective_prototypes(0.0, 32) == pytest.approx(1.0) and effective_prototypes(1.0, 32) == pytest.approx(32.0)
+
+
+def test_plateau_needs_the_loss_to_have_left_ln_k_first():
+    log_k = math.log(32)
+    m = discrete_monitor()  # untrained loss at ln K: staying there is not a plateau
+    assert partial_kinds(replay(m, [healthy(e, loss=log_k * 0.995) for e in (1, 2, 3)])) == []
+    m = discrete_monitor()
+    found = replay(m, [healthy(1, loss=1.0), healthy(2, loss=log_k * 0.99), healthy(3, loss=log_k * 1.01)])
+    assert partial_kinds(found) == [("plateau", 3)]
+    no_level = CollapseMonitor(CollapseConfig(), discrete=True, num_classes=10)  # e.g. BYOL: no ln K
+    no_level.calibrate(UNTRAINED_DISCRETE)
+    assert partial_kinds(replay(no_level, [healthy(1, loss=1.0)] + [healthy(e, loss=log_k) for e in (2, 3)])) == []
+
+
+def test_complete_collapse_outranks_partial_in_the_grade():
+    m = discrete_monitor(assignment_patience=1)
+    replay(m, [healthy(e, effective_prototypes=1.5) for e in (1, 2)])
+    assert m.grade == "partial"
+    m.observe(healthy(3, assign_entropy=0.01), epoch=3, step=3)
+    assert m.grade == "complete" and m.stop_reason == "collapsed"
+
+
+def test_early_warning_fires_once_on_its_signal():
+    m = discrete_monitor(warning_rankme_fraction=0.5)
+    found = [e for e in replay(m, [healthy(1, rankme=40.0), healthy(2, rankme=20.0), healthy(3, rankme=15.0)])
+             if e.kind == "early_warning"]
+    assert [(e.detector, e.severity, e.epoch) for e in found] == [("rankme", "warning", 2)]
+    assert found[0].threshold == pytest.approx(0.5 * 51.0) and m.grade == "none"
+    assert CollapseConfig().warning_rankme_fraction == 0.3  # the benchmark's choice; the others 0
+    quiet = discrete_monitor(warning_rankme_fraction=0.0)  # every warning fraction 0: disabled
+    assert [e for e in replay(quiet, [healthy(e, rankme=2.0) for e in (1, 2)]) if e.kind == "early_warning"] == []
+
+
+def test_partial_state_survives_a_checkpoint_round_trip():
+    sequence = [healthy(1, loss=1.0, effective_prototypes=1.5), healthy(2, loss=math.log(32)),
+                healthy(3, loss=math.log(32), effective_prototypes=1.5), healthy(4, loss=math.log(32))]
+    straight = discrete_monitor()
+    replay(straight, sequence)
+    first = discrete_monitor()
+    replay(first, sequence[:2])
+    resumed = CollapseMonitor(CollapseConfig(), discrete=True, num_classes=10, loss_plateau=math.log(32))
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict(), allow_nan=False)))
+    for epoch, metrics in enumerate(sequence[2:], 3):
+        resumed.observe(metrics, epoch=epoch, step=epoch)
+    assert resumed.events == straight.events and partial_kinds(straight.events) == [("plateau", 3)]
+
+
+def test_collapse_grade_metrics_of_one_evaluation():
+    from trainers.diagnostics import collapse_grade_metrics
+
+    torch.manual_seed(0)
+    labels = torch.arange(100) % 10  # majority rate 0.1
+    z = torch.randn(100, 1) * torch.randn(1, 16)  # rank-one projections
+    sphere = collapse_grade_metrics(z, {"knn_top1": 0.1}, labels, 10, num_prototypes=None)
+    assert set(sphere) == {"rankme_projection", "knn_chance_p"}
+    assert sphere["rankme_projection"] < 1.01 and sphere["knn_chance_p"] > 0.5
+    discrete = collapse_grade_metrics(torch.randn(100, 16), {"knn_top1": 0.3, "assign_entropy": 0.5}, labels, 10,
+                                      num_prototypes=32)
+    assert discrete["effective_prototypes"] == pytest.approx(math.sqrt(32))
+    assert discrete["knn_chance_p"] < 1e-6 and discrete["rankme_projection"] > 10

@@ -92,3 +92,18 @@ def test_trial_calibrates_on_the_untrained_network_before_the_first_step(tmp_pat
     assert all(r["std_ratio"] < cfg.collapse.std_ratio_threshold for r in results)  # below the absolute bound
     assert summary.status == "completed" and events(tmp_path) == []
     assert lines[0].startswith("  untrained network: std_ratio")
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol", "dino", "swav", "deepcluster"])
+def test_a_network_that_does_not_train_is_never_graded_partial_or_complete(tmp_path, method):
+    """lr ~ 0 (issue 16): every objective, original and ER, ends with grade none and no partial event."""
+    for variant in ("original", "er"):
+        cfg = TrialConfig(method=method, variant=variant, image_size=16, train_size=96, eval_size=96,
+                          knn_bank_size=96, knn_k=5, batch_size=32, projector_dim=16, projector_hidden_dim=32,
+                          num_prototypes=8, lr=1e-6, epochs=3, warmup_epochs=0, ema_schedule="constant",
+                          collapse=CollapseConfig(stop_on_collapse=False, warmup_epochs=0))
+        trial_dir = tmp_path / variant
+        summary = run_trial(cfg, load_trial_data(cfg), LocalReporter(str(trial_dir), cfg.to_dict()))
+        assert summary.epochs_completed == 3
+        assert summary.grade == "none", (variant, summary.events)
+        assert not [e for e in events(trial_dir) if e["severity"] in ("partial", "collapse")], variant

@@ -10,7 +10,7 @@ import torch
 from er_tune.config import TrialConfig
 from trainers.reporters import LocalReporter
 from trainers.trainable import load_trial_data
-from trainers.trial import DISCRETE_METRICS, EPOCH_METRICS, run_trial
+from trainers.trial import DISCRETE_METRICS, EPOCH_METRICS, GRADE_METRICS, run_trial
 
 TIMING_KEYS = {"images_per_s", "time_total_s", "timestamp", "pid", "hostname", "trial_id", "done",
                "training_iteration"}
@@ -42,7 +42,7 @@ def test_every_objective_reports_finite_metrics_each_epoch(tmp_path, tiny_data, 
     summary = run_trial(config, tiny_data, LocalReporter(str(tmp_path), config.to_dict()))
     lines = read_results(tmp_path)
     assert [line["epoch"] for line in lines] == list(range(1, len(lines) + 1))
-    expected = set(EPOCH_METRICS) | (set(DISCRETE_METRICS) if config.is_discrete else set())
+    expected = set(EPOCH_METRICS) | set(GRADE_METRICS) | (set(DISCRETE_METRICS) if config.is_discrete else set())
     for line in lines:
         assert expected <= set(line)
         if not config.is_discrete:

@@ -14,6 +14,11 @@ batch sizes:
 - ``rankme`` of the backbone features, ``std_ratio`` of the normalised projections;
 - ``assign_entropy`` = H(p̄)/log K and ``assign_sample_entropy`` = mean_i H(p_i)/log K of the
   prototype assignments (discrete methods only);
+- ``rankme_projection``: RankMe of the clean-image projections (the dimensional partial-collapse
+  criterion reads both RankMe's; :func:`collapse_grade_metrics`);
+- ``effective_prototypes`` = exp H(p̄) (discrete methods only), the number of prototypes in use;
+- ``knn_chance_p``: one-sided exact binomial p-value of ``knn_top1`` being above the majority-class
+  rate of the evaluation labels (the best constant predictor), the functional criterion;
 - ``knn_top1``: cosine kNN (k, temperature-weighted votes) of backbone features, the first
   ``knn_bank_size`` training images as the labelled bank and the evaluation images as queries.
 - ``linear_top1`` (only from :meth:`Diagnostics.linear_top1`, on the features of the latest call):
@@ -45,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from er_tune import estimators
-from er_tune.collapse import assignment_entropies, rankme, std_ratio
+from er_tune.collapse import assignment_entropies, effective_prototypes, knn_chance_p, rankme, std_ratio
 from er_tune.config import TrialConfig
 from er_tune.data import DatasetBundle
 from er_tune.data.augment import make_augmenter, use_gray_preset
@@ -177,4 +182,24 @@ class Diagnostics:
             mean_entropy, sample_entropy = assignment_entropies(probabilities)
             metrics["assign_entropy"] = float(mean_entropy)
             metrics["assign_sample_entropy"] = float(sample_entropy)
+        metrics.update(collapse_grade_metrics(z, metrics, self.data.eval_labels, self.data.num_classes,
+                                              num_prototypes=None if scores is None else scores.shape[1]))
         return metrics
+
+
+def collapse_grade_metrics(z: torch.Tensor, metrics: dict[str, float], eval_labels: torch.Tensor,
+                           num_classes: int, *, num_prototypes: int | None) -> dict[str, float]:
+    """The partial-collapse diagnostics (:class:`~er_tune.collapse.CollapseMonitor`) of one evaluation.
+
+    Args:
+        z: projections of the clean evaluation images [N, d].
+        metrics: the evaluation's other metrics (reads ``knn_top1`` and, if present, ``assign_entropy``).
+        eval_labels: the evaluation labels [N] (their majority-class rate is the kNN's chance level).
+        num_classes: number of classes.
+        num_prototypes: K when ``assign_entropy`` is H(p̄)/log K, else None.
+    """
+    extra = {"rankme_projection": float(rankme(z)),
+             "knn_chance_p": knn_chance_p(metrics["knn_top1"], eval_labels, num_classes)}
+    if num_prototypes is not None and "assign_entropy" in metrics:
+        extra["effective_prototypes"] = effective_prototypes(metrics["assign_entropy"], num_prototypes)
+    return extra

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
-from er_tune.collapse import CollapseEvent
+from er_tune.collapse import CALIBRATED, CollapseEvent
 from er_tune.config import TrialConfig
 from er_tune.data import DatasetBundle
 from er_tune.io import write_json_atomic
@@ -33,7 +33,8 @@ from trainers.tensorboard import TrialWriter
 
 EPOCH_METRICS = ("epoch", "step", "loss", "er_entropy", "er_reconstruction", "er_bound", "knn_top1",
                  "rankme", "std_ratio", "lr", "ema", "images_per_s", "collapsed", "stop_reason")
-DISCRETE_METRICS = ("assign_entropy", "assign_sample_entropy")
+DISCRETE_METRICS = ("assign_entropy", "assign_sample_entropy", "effective_prototypes")
+GRADE_METRICS = ("rankme_projection", "knn_chance_p")  # every objective: the partial-collapse criteria
 PROBE_METRICS = ("linear_top1",)  # in the final epoch's metrics, and every linear_probe_every epochs
 EVENTS_FILE = "collapse_events.jsonl"
 STARTUP_FILE = "startup.json"
@@ -47,6 +48,7 @@ class TrialSummary:
     epochs_completed: int
     final_metrics: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
+    grade: str = "none"  # collapse grade: none, partial or complete (CollapseMonitor.grade)
 
 
 def _finite(value: float, fallback: float = 0.0) -> float:
@@ -101,6 +103,8 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
             to ``startup.json`` in the trial directory (see :mod:`trainers.trainable`).
     """
     state = build_state(config, data)
+    if state.objective.loss_is_cross_entropy_over_prototypes:  # plateau criterion (CollapseMonitor)
+        state.monitor.loss_plateau = math.log(config.num_prototypes)
     with reporter.latest_checkpoint() as directory:
         if directory is not None:
             state.restore(directory)
@@ -119,7 +123,9 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
         # the untrained network's diagnostics calibrate the collapse detectors (CollapseMonitor)
         state.monitor.calibrate(diagnostics(state.net))
         if log is not None:
-            log("  untrained network: " + ", ".join(f"{k} {v:.4g}" for k, v in state.monitor.initial.items()))
+            shown = CALIBRATED + ("rankme_projection", "effective_prototypes", "knn_top1", "knn_chance_p")
+            log("  untrained network: " + ", ".join(f"{k} {state.monitor.initial[k]:.4g}" for k in shown
+                                                    if k in state.monitor.initial))
     if startup is not None:
         write_json_atomic(os.path.join(reporter.trial_dir, STARTUP_FILE),
                           {**startup, "first_step": time.time(), "first_epoch": state.epoch + 1})
@@ -192,7 +198,8 @@ def _summary(state: TrialState) -> TrialSummary:
         status = "collapsed"  # collapsed with stop_on_collapse off: trained on, still a collapse
     return TrialSummary(status=status, epochs_completed=state.epoch,
                         final_metrics=dict(state.last_metrics),
-                        events=[event.to_dict() for event in state.monitor.events])
+                        events=[event.to_dict() for event in state.monitor.events],
+                        grade=state.monitor.grade)
 
 
 def format_epoch(metrics: dict[str, Any]) -> str:

@@ -132,6 +132,9 @@ class Objective(nn.Module):
         trainable_prototypes: whether the prototypes get gradients (False: the recipe sets them).
         needs_targets: reads ``targets`` (which its own :meth:`add_inputs` provides).
         views: augmentation preset of the two views (``er_tune.data.augment.VIEW_PRESETS``).
+        loss_is_cross_entropy_over_prototypes: the loss is a cross-entropy against a softmax over
+            the K prototypes, so it equals ln K when the predictions are uniform (the collapse
+            monitor's plateau criterion).
 
     Recipe hooks, called by the trainer in this order (each a no-op here): :meth:`setup` once when
     the trial is built (before a checkpoint is restored); per epoch :meth:`on_epoch_start`; per step
@@ -149,6 +152,7 @@ class Objective(nn.Module):
     trainable_prototypes: bool = True
     needs_targets: bool = False
     views: str = "symmetric"
+    loss_is_cross_entropy_over_prototypes: bool = False
 
     @classmethod
     def from_config(cls, config: TrialConfig) -> "Objective":  # pragma: no cover - abstract

@@ -57,6 +57,7 @@ class DINO(Objective):
     method, variant, support = "dino", "original", "discrete"
     needs_teacher = needs_prototypes = True
     views = "asymmetric"
+    loss_is_cross_entropy_over_prototypes = True
 
     def __init__(self, num_prototypes: int, student_temperature: float = 0.1,
                  teacher_temperature: float = 0.04, center_momentum: float = 0.9,

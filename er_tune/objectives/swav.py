@@ -69,6 +69,7 @@ class SwAV(SwAVPrototypeRecipe):
 
     method, variant, support = "swav", "original", "discrete"
     needs_prototypes = True
+    loss_is_cross_entropy_over_prototypes = True
 
     def __init__(self, temperature: float = 0.1, epsilon: float = 0.05, iterations: int = 3, *,
                  freeze_prototypes_epochs: int = 1, queue_length: int = 0, queue_start_epoch: int = 15) -> None:
