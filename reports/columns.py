@@ -99,6 +99,9 @@ EPOCHS = {
     "knn_top1": Column("1", "kNN top-1 accuracy of the backbone features (fraction)"),
     "linear_top1": Column("1", "linear-probe top-1 accuracy (fraction; only on probed epochs)"),
     "rankme": Column("1", "RankMe effective rank of the backbone features"),
+    "rankme_projection": Column("1", "RankMe effective rank of the clean-image projections (dimensional partial collapse)"),
+    "effective_prototypes": Column("prototypes", "exp H(mean assignment): prototypes in use (discrete methods only)"),
+    "knn_chance_p": Column("1", "one-sided exact binomial p of knn_top1 above the majority-class rate (functional partial collapse)"),
     "std_ratio": Column("1", "√d × mean per-dimension sd of the L2-normalised projections "
                              "(≈1 isotropic, 0 collapsed)"),
     "assign_entropy": Column("1", "entropy of the mean prototype assignment / log K (discrete "
@@ -119,7 +122,7 @@ EVENTS = {
     "epoch": Column("epochs", "epoch at which the detector fired"),
     "step": Column("steps", "optimiser step at which the detector fired"),
     "detector": Column("", "detector that fired (er_tune.collapse)"),
-    "kind": Column("", "complete, dimensional, cluster, uniform, diverged or knn_chance"),
+    "kind": Column("", "collapse: complete, dimensional, cluster, uniform, diverged; partial: dimensional, prototype, functional, plateau; warning: knn_chance, early_warning"),
     "severity": Column("", "warning, partial or collapse"),
     "value": Column("1", "observed value of the detector's metric"),
     "threshold": Column("1", "threshold it crossed (same unit as value)"),

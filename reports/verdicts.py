@@ -311,13 +311,18 @@ INT_COLUMNS = {"n_seeds", "n_collapsed", "n_partial", "n_any_collapsed", "n_pair
 SHARED_COLUMNS = ("alpha",)
 
 
+def _counts_with_interval(row: dict, variant: str, compact: bool, count: str, rate: str) -> str:
+    """``count`` (e.g. ``2/6``) with the Wilson interval of the ``rate`` column, or ``-`` without seeds."""
+    lo, hi = row[f"{variant}_{rate}_lo"], row[f"{variant}_{rate}_hi"]
+    return f"{count} {lo:.2f}-{hi:.2f}" if compact else f"{count} [{lo:.2f},{hi:.2f}]"
+
+
 def complete_counts(row: dict, variant: str, compact: bool) -> str:
+    """``complete/n`` with the Wilson interval of the complete-collapse rate."""
     n = row.get(variant + "_n_seeds")
     if not n:
         return "-"
-    lo, hi = row[variant + "_collapse_rate_lo"], row[variant + "_collapse_rate_hi"]
-    frac = f"{row[variant + '_n_collapsed']}/{n}"
-    return f"{frac} {lo:.2f}-{hi:.2f}" if compact else f"{frac} [{lo:.2f},{hi:.2f}]"
+    return _counts_with_interval(row, variant, compact, f"{row[variant + '_n_collapsed']}/{n}", "collapse_rate")
 
 
 def any_counts(row: dict, variant: str, compact: bool) -> str:
@@ -325,9 +330,8 @@ def any_counts(row: dict, variant: str, compact: bool) -> str:
     n = row.get(variant + "_n_seeds")
     if not n:
         return "-"
-    lo, hi = row[variant + "_any_collapse_rate_lo"], row[variant + "_any_collapse_rate_hi"]
-    frac = f"{row[variant + '_n_collapsed']}+{row.get(variant + '_n_partial') or 0}/{n}"
-    return f"{frac} {lo:.2f}-{hi:.2f}" if compact else f"{frac} [{lo:.2f},{hi:.2f}]"
+    count = f"{row[variant + '_n_collapsed']}+{row.get(variant + '_n_partial') or 0}/{n}"
+    return _counts_with_interval(row, variant, compact, count, "any_collapse_rate")
 
 
 @dataclass(frozen=True)

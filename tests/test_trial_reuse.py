@@ -49,19 +49,29 @@ def test_a_trial_after_other_trials_in_the_same_process_trains_identically(tmp_p
     assert first == again
 
 
+class KilledAfterFirstEpoch(LocalReporter):
+    """The trial's process 'dies' right after its first epoch is reported (and checkpointed)."""
+
+    def report(self, metrics, checkpoint_dir=None):
+        super().report(metrics, checkpoint_dir)
+        if metrics["epoch"] == 1:
+            raise KeyboardInterrupt("simulated kill")
+
+
 def test_startup_file_is_written_only_when_asked_and_records_the_first_epoch(tmp_path, data):
-    config = tiny("simclr", epochs=1)
-    run_trial(config, data, LocalReporter(str(tmp_path / "plain"), config.to_dict()))
+    config = tiny("simclr", epochs=2)
+    run_trial(config.replace(epochs=1), data, LocalReporter(str(tmp_path / "plain"), config.to_dict()))
     assert not (tmp_path / "plain" / STARTUP_FILE).exists()
 
     reporter_dir = tmp_path / "timed"
-    run_trial(config, data, LocalReporter(str(reporter_dir), config.to_dict()),
-              startup={"slot_free": 100.0, "entered": 101.0, "reused": False})
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(config, data, KilledAfterFirstEpoch(str(reporter_dir), config.to_dict()),
+                  startup={"slot_free": 100.0, "entered": 101.0, "reused": False})
     startup = json.loads((reporter_dir / STARTUP_FILE).read_text())
     assert startup["slot_free"] == 100.0 and startup["entered"] == 101.0 and startup["reused"] is False
     assert startup["first_epoch"] == 1 and startup["first_step"] > 101.0
-    resumed = config.replace(epochs=2)  # resumes from the checkpoint of epoch 1
-    run_trial(resumed, data, LocalReporter(str(reporter_dir), resumed.to_dict()),
+    # the same trial resumed from the checkpoint of epoch 1 starts at epoch 2
+    run_trial(config, data, LocalReporter(str(reporter_dir), config.to_dict()),
               startup={"slot_free": 200.0, "entered": 201.0, "reused": True})
     assert json.loads((reporter_dir / STARTUP_FILE).read_text())["first_epoch"] == 2
 
