@@ -30,12 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from er_tune.config import CollapseConfig
+from er_tune.rules import collapse_grade
 
 KINDS = ("complete", "dimensional", "cluster", "uniform", "diverged", "knn_chance",
          "prototype", "functional", "plateau", "early_warning")
 SEVERITIES = ("warning", "partial", "collapse")
 PARTIAL_KINDS = ("dimensional", "prototype", "functional", "plateau")
-GRADES = ("none", "partial", "complete")
 # Statistics whose collapse thresholds are calibrated against the untrained network (CollapseMonitor).
 CALIBRATED = ("std_ratio", "rankme", "assign_entropy", "assign_sample_entropy")
 # Statistics whose running extrema (untrained network included) the partial and early-warning rules read.
@@ -260,10 +260,9 @@ class CollapseMonitor:
 
     @property
     def grade(self) -> str:
-        """``complete`` (any collapse-severity event, divergence included), ``partial``, or ``none``."""
-        if self.collapsed:
-            return "complete"
-        return "partial" if any(event.severity == "partial" for event in self.events) else "none"
+        """``complete`` (any collapse-severity event, divergence included), ``partial``, or ``none``
+        (:func:`er_tune.rules.collapse_grade`, the rule the report and the driver apply)."""
+        return collapse_grade(self.stop_reason or None, [event.to_dict() for event in self.events])
 
     @property
     def stop_reason(self) -> str:

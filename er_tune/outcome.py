@@ -5,8 +5,8 @@ two tools and ``er-tune status`` use the same words:
 
 - status: ``completed``, ``collapsed``, ``diverged`` (the trial stopped itself, ``stop_reason``),
   ``early_stopped`` (ended without a ``stop_reason``: ASHA stopped it) or ``errored``;
-- collapse grade: the most severe event in ``collapse_events.jsonl`` (``none`` < ``warning`` <
-  ``partial`` < ``collapse``).
+- collapse grade: ``none`` / ``partial`` / ``complete`` (:func:`er_tune.rules.collapse_grade`, the
+  rule the report and the trial's own monitor apply).
 """
 
 from __future__ import annotations
@@ -15,29 +15,22 @@ import json
 import os
 from typing import Any, Iterable, Mapping
 
-GRADES = ("none", "warning", "partial", "collapse")
-STATUSES = ("completed", "collapsed", "diverged", "early_stopped", "errored")
+from er_tune import rules
+
 EVENTS_FILE = "collapse_events.jsonl"
 
 
 def trial_status(result: Mapping[str, Any] | None, error: bool = False) -> str:
-    if error:
-        return "errored"
-    reason = (result or {}).get("stop_reason") or ""
-    if reason in ("completed", "collapsed", "diverged"):
-        if reason == "completed" and (result or {}).get("collapsed"):
-            return "collapsed"  # stop_on_collapse off: trained to the end, still a collapse
-        return reason
-    return "early_stopped"
+    """Status of a trial that has ended (:func:`er_tune.rules.trial_status`; an ended trial that
+    reported nothing and did not error was stopped before its first result: ``early_stopped``)."""
+    status = rules.trial_status(result, errored=error)
+    return "early_stopped" if status == "pending" else status
 
 
-def collapse_grade(events: Iterable[Mapping[str, Any]]) -> str:
-    """The most severe grade among ``events``; an unknown severity counts as a warning."""
-    rank = 0
-    for event in events:
-        severity = str(event.get("severity", ""))
-        rank = max(rank, GRADES.index(severity) if severity in GRADES else 1)
-    return GRADES[rank]
+def collapse_grade(result: Mapping[str, Any] | None, events: Iterable[Mapping[str, Any]],
+                   error: bool = False) -> str:
+    """The trial's grade (:func:`er_tune.rules.collapse_grade`) from its last result and its events."""
+    return rules.collapse_grade(trial_status(result, error), events)
 
 
 def parse_events(text: str) -> list[dict[str, Any]]:

@@ -30,7 +30,24 @@ STATUSES = ("running", "pending", *ENDED_STATUSES)
 # Statuses that rank a trial below every healthy one when choosing a group's best configuration.
 COLLAPSE_STATUSES = ("collapsed", "diverged")
 
+# A trial's collapse grade, from least to most severe (issue 16: partial is never folded into complete).
+GRADES = ("none", "partial", "complete")
+
 _T = TypeVar("_T")
+
+
+def collapse_grade(status: str | None, events: Iterable[Mapping[str, Any]]) -> str:
+    """``complete``, ``partial`` or ``none``: the one grading rule of the monitor, the driver and the report.
+
+    ``complete`` when the trial's status is in :data:`COLLAPSE_STATUSES` (stopped as collapsed or
+    diverged, or flagged collapsed with ``stop_on_collapse: false``) or any event has severity
+    ``collapse``; else ``partial`` when any event has severity ``partial``; else ``none``. Warnings
+    (early warning, RankMe, kNN at chance) never grade a trial.
+    """
+    severities = {str(event.get("severity", "")) for event in events}
+    if status in COLLAPSE_STATUSES or "collapse" in severities:
+        return "complete"
+    return "partial" if "partial" in severities else "none"
 
 
 def trial_status(last: Mapping[str, Any] | None, *, epochs: Any = None, errored: bool = False,

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-GRADES = ("none", "partial", "complete")
-COMPLETE_STOPS = ("collapsed", "diverged")
+from er_tune.rules import collapse_grade as grade_of
+
 PARTIAL_KINDS = ("dimensional", "prototype", "functional", "plateau")
 EARLY_WARNING_KIND = "early_warning"
 
@@ -47,13 +47,14 @@ def collapse_grade(status: str | None, events: list[dict],
     """Grade a trial (module docstring). ``status``: the trial's status (reports/discover.py),
     ``collapsed``/``diverged`` for a complete collapse; ``collapse_epoch``: its complete-collapse
     epoch (first collapse event, else the epoch of the ``collapsed`` flag)."""
+    grade = grade_of(status, events)
     partial = [e for e in events if e.get("severity") == "partial"]
-    complete = status in COMPLETE_STOPS or any(e.get("severity") == "collapse" for e in events)
+    complete = grade == "complete"
     first_partial = _first_epoch(partial)
     candidates = [x for x in (first_partial, collapse_epoch if complete else None) if x is not None]
     kinds = sorted({str(e.get("kind")) for e in partial if e.get("kind") is not None})
     return CollapseGrade(
-        grade="complete" if complete else "partial" if partial else "none",
+        grade=grade,
         partial_kinds=",".join(kinds) or None,
         first_partial_epoch=first_partial,
         any_collapse_epoch=int(min(candidates)) if candidates else None,

@@ -172,12 +172,12 @@ class GroupedOptunaSearcher(Searcher):
         except (RuntimeError, ValueError, KeyError):
             return  # already finished in the storage (a restore from an older snapshot)
 
-    def _collapse_grade(self, trial_id: str) -> str | None:
+    def _collapse_grade(self, trial_id: str, result: dict | None, error: bool) -> str | None:
         name = self.names.get(trial_id)
         if not self.trials_dir or name is None:
             return None
         filesystem, path = storage_location(self.trials_dir)
-        return collapse_grade(read_events(f"{path}/{name}", filesystem))
+        return collapse_grade(result, read_events(f"{path}/{name}", filesystem), error)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:
@@ -196,7 +196,7 @@ class GroupedOptunaSearcher(Searcher):
         status = trial_status(result, error=error)
         trial = self._optuna_trial(trial_id)
         trial.set_user_attr("status", status)
-        grade = self._collapse_grade(trial_id)
+        grade = self._collapse_grade(trial_id, result, error)
         if grade is not None:
             trial.set_user_attr("collapse_grade", grade)
         if result and "epoch" in result:

@@ -116,7 +116,7 @@ def test_errored_trial_gets_an_hparams_session_too(tracked_run):
     assert by_status["completed"]["metrics"]["final/knn_top1"] == pytest.approx(0.5)
     assert by_status["errored"]["metrics"]["final/knn_top1"] == pytest.approx(0.35)
     assert by_status["errored"]["status"] == "STATUS_FAILURE"
-    assert by_status["completed"]["hparams"]["collapse_grade"] == "warning"
+    assert by_status["completed"]["hparams"]["collapse_grade"] == "none"  # a warning grades nothing
     assert by_status["errored"]["hparams"]["collapse_grade"] == "none"
     assert not [t for names in all_tags(str(root / "exp")).values() for t in names if t.startswith("ray/")]
     run = next(name for name, s in sessions.items() if s["hparams"]["status"] == "completed")
@@ -141,10 +141,14 @@ def test_status_grade_and_names():
     assert trial_status({"stop_reason": ""}) == "early_stopped"
     assert trial_status({"stop_reason": "completed", "collapsed": True}) == "collapsed"
     assert trial_status({"stop_reason": "diverged"}) == "diverged"
-    assert trial_status({"stop_reason": "completed"}, error=True) == "errored"
-    assert collapse_grade([]) == "none"
-    assert collapse_grade([{"severity": "warning"}, {"severity": "partial"}]) == "partial"
-    assert collapse_grade([{"severity": "collapse"}, {"severity": "warning"}]) == "collapse"
+    assert trial_status({"epoch": 1, "stop_reason": ""}, error=True) == "errored"
+    # a trial that finished by itself keeps its status, as in the report (er_tune.rules.trial_status)
+    assert trial_status({"stop_reason": "completed"}, error=True) == "completed"
+    assert trial_status(None) == "early_stopped"  # ended before its first result
+    assert collapse_grade({"stop_reason": "completed"}, []) == "none"
+    assert collapse_grade({"stop_reason": ""}, [{"severity": "warning"}, {"severity": "partial"}]) == "partial"
+    assert collapse_grade({"stop_reason": ""}, [{"severity": "collapse"}, {"severity": "warning"}]) == "complete"
+    assert collapse_grade({"stop_reason": "completed", "collapsed": True}, []) == "complete"
     config = {"method": "byol", "variant": "er", "grid_axes": ["ema", "batch_size"], "ema": 0.99,
               "batch_size": 256, "seed": 3}
     assert trial_dirname(config, "ab12") == "byol_er_ema=0.99_batch_size=256_seed3_ab12"

@@ -188,3 +188,32 @@ def test_validate_and_report_reject_the_same_alphas_with_the_same_words(alpha, e
 
 def test_valid_alphas_pass_unchanged():
     assert rules.check_alpha(0.05) == 0.05 and rules.check_alpha(0.5) == 0.5
+
+
+GRADE_CASES = [  # (last result line, events' (kind, severity)) -> expected grade
+    ({"epoch": 3, "stop_reason": "completed"}, [], "none"),
+    ({"epoch": 3, "stop_reason": "completed"}, [("early_warning", "warning"), ("knn_chance", "warning")], "none"),
+    ({"epoch": 3, "stop_reason": "completed"}, [("prototype", "partial")], "partial"),
+    ({"epoch": 2, "stop_reason": ""}, [("dimensional", "partial"), ("functional", "partial")], "partial"),
+    ({"epoch": 2, "stop_reason": "collapsed"}, [("prototype", "partial"), ("complete", "collapse")], "complete"),
+    ({"epoch": 1, "stop_reason": "diverged"}, [("diverged", "collapse")], "complete"),
+]
+
+
+@pytest.mark.parametrize("last,kinds,expected", GRADE_CASES)
+def test_monitor_driver_and_report_grade_a_trial_alike(last, kinds, expected):
+    """The trial's own CollapseMonitor, the driver (HParams session, Optuna user attribute) and the
+    report's trials table give one grade: er_tune.rules.collapse_grade."""
+    from er_tune.collapse import CollapseEvent, CollapseMonitor
+    from er_tune.config import CollapseConfig
+    from er_tune.outcome import collapse_grade as driver_grade
+    from reports.grades import collapse_grade as report_grade
+
+    events = [CollapseEvent("d", kind, severity, 1, 1, 0.0, 0.0, "") for kind, severity in kinds]
+    monitor = CollapseMonitor(CollapseConfig(), discrete=False, num_classes=10)
+    monitor.events.extend(events)
+    dicts = [event.to_dict() for event in events]
+    status = rules.trial_status(last, epochs=3)
+    assert monitor.grade == expected
+    assert driver_grade(last, dicts) == expected
+    assert report_grade(status, dicts, None).grade == expected

@@ -72,7 +72,7 @@ class TrialSessions(Callback):
 
     Columns: the trial's condition (method, variant, group, grid axes, seed, phase), the values it
     searched, ``status`` (completed, collapsed, diverged, early_stopped, errored) and
-    ``collapse_grade`` (none, warning, partial, collapse); metrics: ``final/<metric>`` from its
+    ``collapse_grade`` (none, partial, complete); metrics: ``final/<metric>`` from its
     last result. Rewritten, never appended, when a resumed trial ends again (an errored trial
     resumed by ``Tuner.restore(resume_errored=True)``).
     """
@@ -100,7 +100,7 @@ def write_trial_session(trial, *, error: bool) -> None:
     local = isinstance(filesystem, pyarrow.fs.LocalFileSystem)
     result = dict(trial.last_result or {})
     status = trial_status(result, error=error)
-    grade = collapse_grade(read_events(trial.path, None if local else filesystem))
+    grade = collapse_grade(result, read_events(trial.path, None if local else filesystem), error)
     hparams = session_hparams(trial.config or {}, status, collapse_grade=grade)
     target = f"{trial.path}/{SESSION_RUN}"
     if local:
