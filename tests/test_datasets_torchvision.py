@@ -55,6 +55,8 @@ def test_mnist_torchvision_layout_padded_to_32(tmp_path, dataset, folder):
     assert bundle.name == dataset and bundle.num_classes == 10
     assert bundle.train_images.shape == (12, 3, 32, 32) and bundle.eval_images.shape == (5, 3, 32, 32)
     assert bundle.grayscale and bundle.channels_in == 1
+    # the static table augment: auto reads before loading agrees with the loaded images
+    assert TrialConfig(dataset=dataset, data_root="/x").resolved().augment == "gray"
     assert bundle.train_labels.tolist() == labels["train"].tolist()
     assert bundle.eval_labels.tolist() == [9, 8, 7, 6, 5]
     # 28 -> 32 is a 2-pixel zero frame: native pixels unchanged, channels replicated.

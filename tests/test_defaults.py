@@ -39,6 +39,18 @@ def test_the_network_is_built_with_the_chosen_backbone():
     assert type(net.backbone).__name__ == "SmallResNet" and net.backbone.feature_dim == 512
 
 
+@pytest.mark.parametrize("dataset", ["shapes", "digits"])
+def test_the_static_colour_table_agrees_with_the_generated_images(dataset):
+    """``augment: auto`` resolved before loading (GRAYSCALE_DATASETS) equals what the bundle says
+    (mnist/fashion_mnist: tests/test_datasets_torchvision.py)."""
+    from er_tune.data import load_dataset
+
+    bundle = load_dataset(dataset, image_size=16, train_size=64, eval_size=16, seed=0)
+    config = TrialConfig(dataset=dataset)
+    assert config.resolved().augment == config.resolved(bundle.grayscale).augment == (
+        "gray" if bundle.grayscale else "color")
+
+
 @pytest.mark.parametrize("dataset,grayscale,expected", [
     ("fashion_mnist", None, "gray"), ("mnist", None, "gray"), ("cifar10", None, "color"),
     ("shapes", None, "color"), ("imagefolder", None, "auto"), ("imagefolder", True, "gray"),
