@@ -176,7 +176,9 @@ def exact_permutation_pvalue(scores_er, scores_orig) -> float:
     sums, weight = subset_sum_distribution(pooled, len(scores_er))
     centre = float((sums * weight).sum() / weight.sum())
     observed = abs(float(np.sum(scores_er)) - centre)
-    extreme = np.abs(sums - centre) >= observed - 1e-9
+    # the distribution's sums are built from scores rounded to _DECIMALS: compare at a tolerance well
+    # above that rounding (1e-9 made every split "less extreme" than itself: p = 0 for one event)
+    extreme = np.abs(sums - centre) >= observed - 1e-6
     return float(min(1.0, weight[extreme].sum() / weight.sum()))
 
 

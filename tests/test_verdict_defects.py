@@ -154,3 +154,15 @@ def test_search_phase_fallback_is_not_a_replicated_comparison(tmp_path):
     assert row["er_n_seeds"] == 5  # the ASHA-stopped trial is not counted as "not collapsed"
     assert "NOT a replicated comparison" in out and "n/r" in out
     assert "not a replicated comparison" in err
+
+
+def test_one_or_two_events_among_twelve_full_budget_trials_are_never_significant():
+    """Regression: the exact log-rank compared rounded subset sums at a 1e-9 tolerance and gave p = 0
+    for one collapse among 6 vs 6 (the demo printed p_adj < .001). One event: every split is as
+    extreme, p = 1; two events in one arm of 6 vs 6: p = 2 * C(6,2) / C(12,2) = 30/66."""
+    from reports.survival import logrank_test
+
+    one = logrank_test([5] * 6, [False] * 6, [2] + [5] * 5, [True] + [False] * 5, budget=5)
+    assert one.p == pytest.approx(1.0)
+    two = logrank_test([5] * 6, [False] * 6, [2, 3] + [5] * 4, [True, True] + [False] * 4, budget=5)
+    assert 0.3 < two.p < 1.0
