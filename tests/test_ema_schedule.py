@@ -84,7 +84,9 @@ def test_ema_zero_constant_teacher_equals_student_after_every_step():
 
 
 def test_studies_grid_and_search_the_schedule():
-    document = yaml.safe_load((STUDIES / "demo.yaml").read_text())
+    # the EMA reference study (BYOL and DINO, EMA grid) on generated data, so no root is needed
+    document = yaml.safe_load((STUDIES / "fmnist_ema.yaml").read_text())
+    document["data"] = {"dataset": "shapes", "image_size": 16, "train_size": 256, "eval_size": 64}
     grid = copy.deepcopy(document)
     grid["grid"] = {"ema": [0.0], "ema_schedule": ["constant", "cosine"]}
     study = parse_study(grid, path="grid.yaml")
@@ -105,3 +107,4 @@ def test_studies_grid_and_search_the_schedule():
     with pytest.raises(ValueError, match="ema_schedule.*allowed: cosine, constant"):
         parse_study(bad, path="bad.yaml")
     assert load_study(str(STUDIES / "demo.yaml"))  # shipped studies still load
+    assert parse_study(document, path="fmnist_ema.yaml").grid == (("ema", (0.0, 0.9)),)

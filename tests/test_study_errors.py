@@ -135,7 +135,7 @@ def test_missing_file_and_empty_file(tmp_path):
 
 def test_validate_command_exit_codes(tmp_path, capsys):
     assert main(["validate", str(STUDIES / "demo.yaml")]) == 0
-    assert "condition groups: 8" in capsys.readouterr().out
+    assert "condition groups: 4" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(mutate(methods=["simclr", "mocov3"])))
     assert main(["validate", str(bad)]) == 2
@@ -145,9 +145,9 @@ def test_validate_command_exit_codes(tmp_path, capsys):
 def test_shipped_studies_expand_to_the_planned_groups():
     demo = load_study(str(STUDIES / "demo.yaml"))
     names = [g.name for g in condition_groups(demo)]
-    assert names == [f"{m}/{v}/ema={e}" for m in ("byol", "dino") for v in ("original", "er") for e in (0.0, 0.9)]
+    assert names == [f"swav/{v}/batch_size={b}" for v in ("original", "er") for b in (16, 32)]
     text = describe(demo)
-    assert "phase search: 16 trials" in text and "phase replicate: 48 trials" in text
+    assert "phase search: 8 trials" in text and "phase replicate: 24 trials" in text
     smoke = load_study(str(STUDIES / "smoke.yaml"))
     assert [g.name for g in condition_groups(smoke)] == ["simclr/original/batch_size=32", "simclr/er/batch_size=32"]
 
@@ -155,15 +155,15 @@ def test_shipped_studies_expand_to_the_planned_groups():
 def test_trial_configs_record_group_phase_seed_and_share_budget():
     demo = load_study(str(STUDIES / "demo.yaml"))
     groups = condition_groups(demo)
-    config = trial_config(demo, groups[2], phase="search", seed=0, hparams={"lr": 0.2, "kappa": 8.0})
-    assert (config["group"], config["phase"], config["method"], config["variant"], config["ema"]) == \
-        ("byol/er/ema=0.0", "search", "byol", "er", 0.0)
-    assert config["grid_axes"] == ["ema"] and config["searched"] == ["kappa", "lr"]
-    assert config["lr"] == 0.2 and config["kappa"] == 8.0 and config["epochs"] == 5
-    replicate = replicate_configs(demo, {"byol/er/ema=0.0": {"lr": 0.2, "kappa": 8.0}})
+    config = trial_config(demo, groups[2], phase="search", seed=0, hparams={"lr": 0.9, "entropy_weight": 2.0})
+    assert (config["group"], config["phase"], config["method"], config["variant"], config["batch_size"]) == \
+        ("swav/er/batch_size=16", "search", "swav", "er", 16)
+    assert config["grid_axes"] == ["batch_size"] and config["searched"] == ["entropy_weight", "lr"]
+    assert config["lr"] == 0.9 and config["entropy_weight"] == 2.0 and config["epochs"] == 7
+    replicate = replicate_configs(demo, {"swav/er/batch_size=16": {"lr": 0.9, "entropy_weight": 2.0}})
     assert len(replicate) == len(groups) * len(demo.seeds)
-    best = [c for c in replicate if c["group"] == "byol/er/ema=0.0"]
-    assert [c["seed"] for c in best] == [0, 1, 2, 3, 4, 5] and all(c["lr"] == 0.2 for c in best)
+    best = [c for c in replicate if c["group"] == "swav/er/batch_size=16"]
+    assert [c["seed"] for c in best] == [0, 1, 2, 3, 4, 5] and all(c["lr"] == 0.9 for c in best)
     # both variants of a method: same seeds, same epochs
     for method in demo.methods:
         per_variant = {v: sorted((c["seed"], c["epochs"]) for c in replicate if c["method"] == method
