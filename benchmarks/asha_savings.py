@@ -19,7 +19,12 @@ arms replay the real searcher and scheduler on those per-epoch results. The repl
 ``--slots`` trials at a time with equal epoch durations (the interleaving of a study whose trials
 share one shape); Optuna is told each trial's last result, as in a Tune run. No Ray is started.
 
-Run (CPU-bound; minutes): ``nice -n 10 .venv/bin/python benchmarks/asha_savings.py``
+Defaults: the demo study's trial shape and search space (SwAV and SwAV-ER) in its batch-32 cell,
+8 Optuna trials per group, Optuna seeds 0-2, 3 replicate seeds, the study's own ASHA setting.
+``--asha 2:2 1:3`` compares ASHA settings (grace period : reduction factor) on the same cached
+curves; the full-budget arm is run once per Optuna seed and shared by every setting.
+
+Run (CPU-bound; 15-30 minutes on 2 cores): ``.venv/bin/python benchmarks/asha_savings.py [--asha 2:2 1:3]``
 """
 
 from __future__ import annotations
@@ -123,7 +128,9 @@ def same_choice(study, first: dict[str, Any], second: dict[str, Any], group) -> 
     return all(first.get(name) == second.get(name) for name in names)
 
 
-def derived_study(args, seed: int, directory: str):
+def derived_study(args, seed: int, directory: str, asha: tuple[int, int] | None = None):
+    """The study with the benchmark's methods/grid/samples, Optuna seed ``seed`` and, if given, ASHA
+    ``(grace_period, reduction_factor)`` instead of the study's."""
     with open(args.study, encoding="utf-8") as handle:
         raw = yaml.safe_load(handle)
     if args.methods:
@@ -132,26 +139,43 @@ def derived_study(args, seed: int, directory: str):
         raw["tune"] = {k: v for k, v in (raw.get("tune") or {}).items()
                        if set(v.get("objectives", objectives)) & objectives
                        and set(v.get("methods", raw["methods"])) & set(raw["methods"])}
-    if args.grid is not None:
+    if args.grid:
         raw["grid"] = json.loads(args.grid)
     raw["search"]["num_samples"] = args.num_samples
     raw["search"]["seed"] = seed
     raw["seeds"] = list(range(args.replicate_seeds))
+    if asha is not None:
+        raw["schedule"]["asha"] = {"grace_period": asha[0], "reduction_factor": asha[1]}
     for key in ("train_size", "eval_size", "image_size"):
         if getattr(args, key) is not None:
             raw["data"][key] = getattr(args, key)
-    path = os.path.join(directory, f"study_{seed}.yaml")
+    tag = f"_g{asha[0]}r{asha[1]}" if asha is not None else ""
+    path = os.path.join(directory, f"study_{seed}{tag}.yaml")
     with open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(raw, handle, sort_keys=False)
     return load_study(path)
 
 
+def asha_setting(text: str) -> tuple[int, int]:
+    """``GRACE:RF`` -> (grace_period, reduction_factor)."""
+    try:
+        grace, factor = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected GRACE:RF, e.g. 2:2") from None
+    if grace < 1 or factor < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: grace >= 1 and reduction factor >= 2")
+    return grace, factor
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", default=STUDY)
-    parser.add_argument("--methods", default="byol", help="comma-separated; empty keeps the study's")
-    parser.add_argument("--grid", default='{"ema": [0.9]}', help="JSON grid replacing the study's")
-    parser.add_argument("--num-samples", type=int, default=4, help="Optuna trials per group")
+    parser.add_argument("--methods", default="", help="comma-separated; empty keeps the study's")
+    parser.add_argument("--grid", default='{"batch_size": [32]}', help="JSON grid replacing the study's; "
+                        "empty keeps the study's")
+    parser.add_argument("--num-samples", type=int, default=8, help="Optuna trials per group")
+    parser.add_argument("--asha", type=asha_setting, nargs="+", default=None,
+                        help="GRACE:RF settings to compare (default: the study's own)")
     parser.add_argument("--optuna-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--replicate-seeds", type=int, default=3)
     parser.add_argument("--slots", type=int, default=2, help="concurrent trials in the replay")
@@ -164,39 +188,44 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         curves = Curves(os.path.join(directory, "trials"))
+        base = derived_study(args, args.optuna_seeds[0], directory)
+        settings = args.asha or [(base.schedule.grace_period, base.schedule.reduction_factor)]
         for seed in args.optuna_seeds:
-            study = derived_study(args, seed, directory)
-            arms = {}
-            for arm, early in (("asha", True), ("full", False)):
-                storage = os.path.join(directory, f"optuna_{seed}_{arm}")
-                arms[arm] = search_arm(study, curves, storage, early_stopping=early, slots=args.slots)
-            knn = {arm: replicated_knn(study, arms[arm][1], curves) for arm in arms}
-            groups = sorted(knn["full"])
-            same = sum(same_choice(study, arms["asha"][1][g.name], arms["full"][1][g.name], g)
-                       for g in condition_groups(study))
-            lost = statistics.fmean(knn["full"][g] - knn["asha"][g] for g in groups)
-            rows.append({"seed": seed, "asha": arms["asha"][0], "full": arms["full"][0], "same": same,
-                         "groups": len(groups), "lost": lost,
-                         "knn_asha": statistics.fmean(knn["asha"].values()),
-                         "knn_full": statistics.fmean(knn["full"].values())})
-            print(f"optuna seed {seed}: epochs asha {arms['asha'][0]} / full {arms['full'][0]} "
-                  f"= {arms['asha'][0] / arms['full'][0]:.3f}; same choice in {same}/{len(groups)} groups; "
-                  f"replicated kNN full {rows[-1]['knn_full']:.4f} asha {rows[-1]['knn_asha']:.4f} "
-                  f"(lost {lost:+.4f})", flush=True)
-        print(f"\n{study.name}: {len(condition_groups(study))} groups x {args.num_samples} Optuna trials, "
-              f"max_epochs {study.schedule.max_epochs}, ASHA grace {study.schedule.grace_period} "
-              f"rf {study.schedule.reduction_factor}, {args.replicate_seeds} replicate seeds; "
-              f"{curves.trained} distinct trials trained")
-        print(f"{'optuna seed':>11} {'epochs ASHA':>11} {'epochs full':>11} {'ratio':>6} {'same':>5} "
+            full_study = derived_study(args, seed, directory)
+            full = search_arm(full_study, curves, os.path.join(directory, f"optuna_{seed}_full"),
+                              early_stopping=False, slots=args.slots)
+            knn_full = replicated_knn(full_study, full[1], curves)
+            for grace, factor in settings:
+                study = derived_study(args, seed, directory, (grace, factor))
+                asha = search_arm(study, curves, os.path.join(directory, f"optuna_{seed}_g{grace}r{factor}"),
+                                  early_stopping=True, slots=args.slots)
+                knn_asha = replicated_knn(study, asha[1], curves)
+                groups = sorted(knn_full)
+                same = sum(same_choice(study, asha[1][g.name], full[1][g.name], g) for g in condition_groups(study))
+                lost = statistics.fmean(knn_full[g] - knn_asha[g] for g in groups)
+                rows.append({"asha": f"{grace}:{factor}", "seed": seed, "epochs_asha": asha[0], "epochs_full": full[0],
+                             "same": same, "groups": len(groups), "lost": lost,
+                             "knn_asha": statistics.fmean(knn_asha.values()),
+                             "knn_full": statistics.fmean(knn_full.values())})
+                print(f"ASHA {grace}:{factor} optuna seed {seed}: epochs {asha[0]} / full {full[0]} "
+                      f"= {asha[0] / full[0]:.3f}; same choice in {same}/{len(groups)} groups; replicated kNN "
+                      f"full {rows[-1]['knn_full']:.4f} asha {rows[-1]['knn_asha']:.4f} (lost {lost:+.4f})",
+                      flush=True)
+        print(f"\n{base.name}: {len(condition_groups(base))} groups ({', '.join(g.name for g in condition_groups(base))}) "
+              f"x {args.num_samples} Optuna trials, max_epochs {base.schedule.max_epochs}, "
+              f"{args.replicate_seeds} replicate seeds; {curves.trained} distinct trials trained")
+        print(f"{'ASHA g:rf':>9} {'optuna seed':>11} {'epochs ASHA':>11} {'epochs full':>11} {'ratio':>6} {'same':>5} "
               f"{'kNN full':>9} {'kNN ASHA':>9} {'kNN lost':>9}")
-        for row in rows:
-            print(f"{row['seed']:>11} {row['asha']:>11} {row['full']:>11} {row['asha'] / row['full']:>6.3f} "
-                  f"{row['same']:>2}/{row['groups']:<2} {row['knn_full']:>9.4f} {row['knn_asha']:>9.4f} "
-                  f"{row['lost']:>+9.4f}")
-        ratio = sum(r["asha"] for r in rows) / sum(r["full"] for r in rows)
-        print(f"{'all':>11} {sum(r['asha'] for r in rows):>11} {sum(r['full'] for r in rows):>11} {ratio:>6.3f} "
-              f"{'':>5} {'':>9} {'':>9} {statistics.fmean(r['lost'] for r in rows):>+9.4f}"
-              f"   (goals: ratio <= 0.333, kNN lost <= 0.01)")
+        for setting in dict.fromkeys(row["asha"] for row in rows):
+            mine = [row for row in rows if row["asha"] == setting]
+            for row in mine:
+                print(f"{setting:>9} {row['seed']:>11} {row['epochs_asha']:>11} {row['epochs_full']:>11} "
+                      f"{row['epochs_asha'] / row['epochs_full']:>6.3f} {row['same']:>2}/{row['groups']:<2} "
+                      f"{row['knn_full']:>9.4f} {row['knn_asha']:>9.4f} {row['lost']:>+9.4f}")
+            spent, full_epochs = sum(r["epochs_asha"] for r in mine), sum(r["epochs_full"] for r in mine)
+            print(f"{setting:>9} {'all':>11} {spent:>11} {full_epochs:>11} {spent / full_epochs:>6.3f} {'':>5} "
+                  f"{'':>9} {'':>9} {statistics.fmean(r['lost'] for r in mine):>+9.4f}"
+                  f"   (goals: ratio <= 0.333, kNN lost <= 0.01)")
 
 
 if __name__ == "__main__":

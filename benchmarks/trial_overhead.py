@@ -23,6 +23,8 @@ seeds, ``--methods``/``--seeds`` change that). Printed per phase, from the trial
   is reused) to its first training step (``startup.json``; goal <= 1 s warm).
 
 ``--reuse both`` runs the study twice, with and without actor reuse, side by side.
+``--experiment DIR [--slots N]`` prints the same per-phase figures for an experiment that already
+ran (e.g. the README demo's ``er_runs/demo``), without training anything.
 
 Run: ``.venv/bin/python benchmarks/trial_overhead.py [--method byol] [--epochs 2]`` and
 ``.venv/bin/python benchmarks/trial_overhead.py --study [--reuse both]``.
@@ -141,15 +143,16 @@ def run_study_once(study_path: str, storage: str, reuse: bool) -> tuple[float, i
     return time.perf_counter() - start, os.cpu_count() or 1
 
 
-def study_report(label: str, storage: str, slots: int, wall: float) -> None:
-    print(f"study ({label}): {wall:.0f} s driver wall, {slots} slots")
+def study_report(label: str, storage: str, slots: int, wall: float | None) -> None:
+    print(f"study ({label}): " + (f"{wall:.0f} s driver wall, " if wall is not None else "") + f"{slots} slots")
     for phase in ("search", "replicate"):
         phase_dir = Path(storage) / phase
         if not phase_dir.exists():
             continue
         records = trial_records(phase_dir)
         trained = sum(r["time_total_s"] for r in records)
-        print(f"  {phase:<9}: {len(records):3d} trials, {trained:6.0f} s trained, "
+        span = max(r["end"] for r in records) - min(r["start"] for r in records) if records else 0.0
+        print(f"  {phase:<9}: {len(records):3d} trials, {trained:6.0f} s trained in {span:4.0f} s, "
               f"slot efficiency {slot_efficiency(records, slots):.3f} (goal >= 0.9)")
         for reused, name in ((False, "cold"), (True, "warm")):
             times = [r["startup_s"] for r in records if r.get("reused") is reused]
@@ -212,7 +215,14 @@ def main() -> None:
     parser.add_argument("--methods", default="byol", help="comma-separated methods of the study")
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--reuse", choices=("both", "on", "off"), default="on")
+    parser.add_argument("--experiment", default=None, help="only report an existing experiment directory")
+    parser.add_argument("--slots", type=int, default=os.cpu_count() or 1, help="with --experiment: its slots")
     args = parser.parse_args()
+    if args.experiment is not None:
+        if not (Path(args.experiment) / "search").is_dir() and not (Path(args.experiment) / "replicate").is_dir():
+            parser.error(f"--experiment {args.experiment}: no search/ or replicate/ phase directory in it")
+        study_report(f"experiment {args.experiment}", args.experiment, args.slots, wall=None)
+        return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not args.study_only:
