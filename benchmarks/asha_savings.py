@@ -44,6 +44,7 @@ from er_tune.config import TrialConfig
 from er_tune.service.launch import best_by_group
 from search_spaces import condition_groups, load_study, replicate_configs
 from search_spaces.grouped import GroupedASHA, GroupedOptunaSearcher
+from search_spaces.parse import with_methods
 from search_spaces.plan import searched_params
 from trainers.reporters import LocalReporter
 from trainers.trainable import dataset_key, load_trial_data
@@ -134,11 +135,7 @@ def derived_study(args, seed: int, directory: str, asha: tuple[int, int] | None 
     with open(args.study, encoding="utf-8") as handle:
         raw = yaml.safe_load(handle)
     if args.methods:
-        raw["methods"] = args.methods.split(",")
-        objectives = {f"{m}{s}" for m in raw["methods"] for s in ("", "_er")}
-        raw["tune"] = {k: v for k, v in (raw.get("tune") or {}).items()
-                       if set(v.get("objectives", objectives)) & objectives
-                       and set(v.get("methods", raw["methods"])) & set(raw["methods"])}
+        raw = with_methods(raw, args.methods.split(","))
     if args.grid:
         raw["grid"] = json.loads(args.grid)
     raw["search"]["num_samples"] = args.num_samples
@@ -188,10 +185,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         curves = Curves(os.path.join(directory, "trials"))
-        base = derived_study(args, args.optuna_seeds[0], directory)
-        settings = args.asha or [(base.schedule.grace_period, base.schedule.reduction_factor)]
         for seed in args.optuna_seeds:
             full_study = derived_study(args, seed, directory)
+            settings = args.asha or [(full_study.schedule.grace_period, full_study.schedule.reduction_factor)]
             full = search_arm(full_study, curves, os.path.join(directory, f"optuna_{seed}_full"),
                               early_stopping=False, slots=args.slots)
             knn_full = replicated_knn(full_study, full[1], curves)
@@ -211,8 +207,9 @@ def main() -> None:
                       f"= {asha[0] / full[0]:.3f}; same choice in {same}/{len(groups)} groups; replicated kNN "
                       f"full {rows[-1]['knn_full']:.4f} asha {rows[-1]['knn_asha']:.4f} (lost {lost:+.4f})",
                       flush=True)
-        print(f"\n{base.name}: {len(condition_groups(base))} groups ({', '.join(g.name for g in condition_groups(base))}) "
-              f"x {args.num_samples} Optuna trials, max_epochs {base.schedule.max_epochs}, "
+        groups = condition_groups(full_study)
+        print(f"\n{full_study.name}: {len(groups)} groups ({', '.join(g.name for g in groups)}) "
+              f"x {args.num_samples} Optuna trials, max_epochs {full_study.schedule.max_epochs}, "
               f"{args.replicate_seeds} replicate seeds; {curves.trained} distinct trials trained")
         print(f"{'ASHA g:rf':>9} {'optuna seed':>11} {'epochs ASHA':>11} {'epochs full':>11} {'ratio':>6} {'same':>5} "
               f"{'kNN full':>9} {'kNN ASHA':>9} {'kNN lost':>9}")

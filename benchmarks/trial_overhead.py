@@ -116,13 +116,11 @@ def demo_sized_study(source: str, methods: list[str], seeds: int, directory: str
     """``source`` with only ``methods`` and the first ``seeds`` seeds, written to ``directory``."""
     import yaml
 
+    from search_spaces.parse import with_methods
+
     with open(source, encoding="utf-8") as handle:
         raw = yaml.safe_load(handle)
-    raw["methods"] = methods
-    objectives = {f"{m}{suffix}" for m in methods for suffix in ("", "_er")}
-    raw["tune"] = {key: spec for key, spec in (raw.get("tune") or {}).items()  # searched for these only
-                   if set(spec.get("objectives", objectives)) & objectives
-                   and set(spec.get("methods", methods)) & set(methods)}
+    raw = with_methods(raw, methods)
     raw["seeds"] = list(range(seeds))
     raw["name"] = f"{raw['name']}_overhead"
     path = os.path.join(directory, "study.yaml")

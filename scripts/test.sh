@@ -2,7 +2,9 @@
 # The test command: the whole suite on the CPU (GPU-only tests skip themselves without CUDA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! .venv/bin/python -c "import pytest, moto, tensorboard, optuna_dashboard, mlflow, wandb" 2>/dev/null; then
+# the test extra as pyproject.toml declares it: anything missing means `scripts/setup.sh test` was not run
+if ! .venv/bin/python scripts/check_extra.py test
+then
     echo "scripts/test.sh: the test extra is not installed in .venv; run: bash scripts/setup.sh test" >&2
     exit 2
 fi

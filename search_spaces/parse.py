@@ -46,6 +46,19 @@ def load_study(path: str) -> Study:
     return parse_study(document, path=path, raw=raw)
 
 
+def with_methods(document: dict, methods: list[str]) -> dict:
+    """A copy of a study document narrowed to ``methods``: ``tune`` keeps only the entries whose
+    ``methods:``/``objectives:`` restriction names one of them (an entry searched for another
+    method's objective only would otherwise be a dead dimension). Benchmarks use it to run a
+    shipped study's trial shape with other methods."""
+    objectives = {objective_name(method, variant) for method in methods for variant in VARIANTS}
+    narrowed = dict(document, methods=list(methods))
+    narrowed["tune"] = {key: spec for key, spec in (document.get("tune") or {}).items()
+                        if set(spec.get("objectives", objectives)) & objectives
+                        and set(spec.get("methods", methods)) & set(methods)}
+    return narrowed
+
+
 def parse_study(document: Any, *, path: str, raw: str = "") -> Study:
     """Validate an already loaded YAML document (``path`` names it in errors)."""
     return parse_document(document, path=path, raw=raw)

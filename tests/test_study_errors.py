@@ -11,6 +11,7 @@ from er_tune.config import COMMON_KEYS
 from search_spaces import (StudyError, applies, condition_groups, describe, load_study, parse_study, replicate_configs,
                            trial_config)
 from search_spaces.plan import searched_params
+from search_spaces.parse import with_methods
 
 STUDIES = Path(__file__).resolve().parents[1] / "search_spaces" / "studies"
 BASE = yaml.safe_load((STUDIES / "smoke.yaml").read_text())
@@ -150,6 +151,19 @@ def test_shipped_studies_expand_to_the_planned_groups():
     assert "phase search: 8 trials" in text and "phase replicate: 24 trials" in text
     smoke = load_study(str(STUDIES / "smoke.yaml"))
     assert [g.name for g in condition_groups(smoke)] == ["simclr/original/batch_size=32", "simclr/er/batch_size=32"]
+
+
+def test_with_methods_keeps_only_the_tune_entries_the_new_methods_read():
+    document = yaml.safe_load((STUDIES / "demo.yaml").read_text())
+    assert sorted(document["tune"]) == ["entropy_weight", "lr", "temperature"]
+    byol = with_methods(document, ["byol"])
+    assert byol["methods"] == ["byol"] and sorted(byol["tune"]) == ["lr"]
+    assert [d.name for d in parse_study(byol, path="byol.yaml").tune] == ["lr"]
+    swav = with_methods(document, ["swav", "simclr"])
+    assert sorted(swav["tune"]) == ["entropy_weight", "lr", "temperature"]
+    assert document["methods"] == ["swav"]  # the source document is not changed
+    with pytest.raises(StudyError, match="tune.temperature"):  # what the narrowing prevents
+        parse_study(dict(document, methods=["byol"]), path="unnarrowed.yaml")
 
 
 def test_trial_configs_record_group_phase_seed_and_share_budget():
