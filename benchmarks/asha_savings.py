@@ -2,8 +2,8 @@
 
 For each Optuna seed, two search arms over the same study (same search space, same seed):
 
-- ``asha``: er-tune's :class:`~search_spaces.grouped.GroupedOptunaSearcher` with
-  :class:`~search_spaces.grouped.GroupedASHA`, as ``er-tune tune`` runs the search phase;
+- ``asha``: er-tune's :class:`~er_tune.grouped.GroupedOptunaSearcher` with
+  :class:`~er_tune.grouped.GroupedASHA`, as ``er-tune tune`` runs the search phase;
 - ``full``: the same searcher without early stopping (every configuration to ``max_epochs``).
 
 Each arm's best configuration per condition group (``best_by_group``, the rule of the search
@@ -40,14 +40,14 @@ from typing import Any
 import torch
 import yaml
 
-from er_tune.config import TrialConfig
-from er_tune.service.launch import best_by_group
+from er_core.config import TrialConfig
+from er_tune.launch import best_by_group
 from search_spaces import condition_groups, load_study, replicate_configs
-from search_spaces.grouped import GroupedASHA, GroupedOptunaSearcher
+from er_tune.grouped import GroupedASHA, GroupedOptunaSearcher
 from search_spaces.parse import with_methods
 from search_spaces.plan import searched_params
 from trainers.reporters import LocalReporter
-from trainers.trainable import dataset_key, load_trial_data
+from trainers.trial_data import dataset_key, load_trial_data
 from trainers.trial import run_trial
 
 STUDY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "search_spaces", "studies",

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from er_tune.data.augment import AugmentConfig, BatchAugmenter
+from er_core.data.augment import AugmentConfig, BatchAugmenter
 
 
 def _timed(fn, repeats: int) -> float:

@@ -32,7 +32,7 @@ def export_imagefolder(source_root: str, out: str, *, train_per_class: int, test
     """Write the first ``train_per_class``/``test_per_class`` images of each class as grey PNGs."""
     from PIL import Image
 
-    from er_tune.data import load_dataset
+    from er_core.data import load_dataset
 
     bundle = load_dataset("fashion_mnist", root=source_root, image_size=28, train_size=60000,
                           eval_size=10000, seed=0)
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="photos and trial directory (default: a temporary directory)")
     args = parser.parse_args(argv)
 
-    from er_tune.config import TrialConfig, data_root_problem
+    from er_core.config import TrialConfig, data_root_problem
 
     problem = data_root_problem("fashion_mnist", args.root)
     if problem:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from trainers.baselines import random_network_knn
     from trainers.reporters import LocalReporter
-    from trainers.trainable import load_trial_data
+    from trainers.trial_data import load_trial_data
     from trainers.trial import run_trial
 
     config = TrialConfig().with_overrides(["method=simclr", "variant=original", "dataset=imagefolder",

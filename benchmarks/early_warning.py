@@ -12,7 +12,7 @@ Two phases, both in this script:
   ``result.json`` already has its last epoch is skipped; the untrained network's diagnostics (the
   monitor's calibration) are saved next to it as ``untrained.json``.
 - ``analyse``: replays the trials' per-epoch metrics through a fresh
-  :class:`~er_tune.collapse.CollapseMonitor` (the very detector the trials run), one early-warning
+  :class:`~er_core.collapse.CollapseMonitor` (the very detector the trials run), one early-warning
   signal at a time and all together, at each candidate threshold.
 
 Ground truth (labels, never seen by the warning): a trial *falls* at the first epoch ``e`` at
@@ -50,8 +50,8 @@ import time
 
 import numpy as np
 
-from er_tune.collapse import WARNING_SIGNALS, CollapseMonitor
-from er_tune.config import CollapseConfig, TrialConfig
+from er_core.collapse import WARNING_SIGNALS, CollapseMonitor
+from er_core.config import CollapseConfig, TrialConfig
 
 # The demo's data and model (search_spaces/studies/demo.yaml), smaller sets: seconds per trial.
 BASE = dict(dataset="shapes", image_size=16, train_size=256, eval_size=256, data_seed=0,
@@ -96,7 +96,7 @@ def build(out: str, names: list[str], seeds: list[int], shard: tuple[int, int] =
     import torch
 
     from trainers.reporters import LocalReporter
-    from trainers.trainable import load_trial_data
+    from trainers.trial_data import load_trial_data
     from trainers.trial import run_trial
 
     torch.set_num_threads(1)

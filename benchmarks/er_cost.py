@@ -14,10 +14,10 @@ import time
 
 import torch
 
-from er_tune.config import TrialConfig
-from er_tune.data.augment import make_augmenter
-from er_tune.models import build_network
-from er_tune.objectives import ObjectiveInputs, build_objective
+from er_core.config import TrialConfig
+from er_core.data.augment import make_augmenter
+from er_core.models import build_network
+from er_core.objectives import ObjectiveInputs, build_objective
 from trainers.optim import build_optimizer
 
 

@@ -81,8 +81,8 @@ def runnable_study(path: Path, directory: str) -> tuple[Path, str]:
     """The study, or a copy on ``shapes`` when its dataset root is missing here; and a note."""
     import yaml
 
-    from er_tune.config import NEEDS_ROOT
-    from er_tune.dataset_layout import root_problem
+    from er_core.config import NEEDS_ROOT
+    from er_core.dataset_layout import root_problem
 
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     data = raw.get("data", {})

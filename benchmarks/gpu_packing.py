@@ -45,11 +45,11 @@ class Barrier:
 
 def train_window(settings: dict, barrier, seconds: float) -> dict:
     """One packed trial: warm up, wait at the barrier, count images trained in the window."""
-    from er_tune.config import TrialConfig
-    from er_tune.data import load_dataset
-    from er_tune.data.augment import make_augmenter
-    from er_tune.models import build_network
-    from er_tune.objectives import ObjectiveInputs, build_objective
+    from er_core.config import TrialConfig
+    from er_core.data import load_dataset
+    from er_core.data.augment import make_augmenter
+    from er_core.models import build_network
+    from er_core.objectives import ObjectiveInputs, build_objective
     from trainers.optim import build_optimizer
 
     cuda = torch.cuda.is_available()

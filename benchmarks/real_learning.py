@@ -14,7 +14,7 @@ evaluation images as queries) and one budget for every objective, all in this ru
 
 Run: ``.venv/bin/python benchmarks/real_learning.py [--seeds 0,1] [--epochs N]``. When the dataset's
 files are absent it prints why and exits 0 (nothing is ever downloaded). Hyperparameters not given
-on the command line are :class:`~er_tune.config.TrialConfig`'s defaults (``--set key=value`` for
+on the command line are :class:`~er_core.config.TrialConfig`'s defaults (``--set key=value`` for
 any other field); the defaults here (``resnet_small`` at the native 28 px, 512 features, 3 epochs,
 batch 64, lr 0.3, temperature 0.2, one warm-up epoch, 10,000 training images, all of them the
 labelled bank, 2,000 evaluation images) are the real-data setting of the README. The bank is the
@@ -31,10 +31,10 @@ import time
 
 import torch
 
-from er_tune.config import TrialConfig, data_root_problem
+from er_core.config import TrialConfig, data_root_problem
 from trainers.baselines import random_network_knn, random_network_linear, raw_pixel_knn, raw_pixel_linear
 from trainers.reporters import LocalReporter
-from trainers.trainable import load_trial_data
+from trainers.trial_data import load_trial_data
 from trainers.trial import run_trial
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"

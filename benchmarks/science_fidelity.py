@@ -16,16 +16,16 @@ import math
 import torch
 import torch.nn.functional as F
 
-from er_tune.collapse import CollapseMonitor
-from er_tune.config import TrialConfig
-from er_tune.estimators import kde_entropy, vmf_reconstruction
-from er_tune.models import BACKBONES, build_network, ema_momentum
-from er_tune.objectives import functional as fn
+from er_core.collapse import CollapseMonitor
+from er_core.config import TrialConfig
+from er_core.estimators import kde_entropy, vmf_reconstruction
+from er_core.models import BACKBONES, build_network, ema_momentum
+from er_core.objectives import functional as fn
 from trainers.diagnostics import Diagnostics, _forward_chunks
 from trainers.optim import build_optimizer
 from trainers.state import build_state
 from trainers.steps import TrainingStep
-from trainers.trainable import load_trial_data
+from trainers.trial_data import load_trial_data
 
 DEMO = dict(image_size=16, train_size=1536, eval_size=512, knn_bank_size=1024, batch_size=64, projector_dim=64,
             projector_hidden_dim=256, num_prototypes=32, warmup_epochs=1, seed=0)

@@ -28,11 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
 
-    from er_tune.config import TrialConfig
+    from er_core.config import TrialConfig
     from search_spaces import StudyError, condition_groups, load_study
     from search_spaces.plan import trial_config
     from trainers.baselines import random_network_knn, random_network_linear, raw_pixel_knn, raw_pixel_linear
-    from trainers.trainable import load_trial_data
+    from trainers.trial_data import load_trial_data
 
     try:
         study = load_study(args.study)

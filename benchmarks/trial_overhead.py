@@ -43,13 +43,14 @@ from pathlib import Path
 
 import torch
 
-from er_tune.config import TrialConfig
-from er_tune.data.augment import make_augmenter
-from er_tune.models import EMATeacher, build_network, ema_momentum
-from er_tune.objectives import ObjectiveInputs, build_objective
+from er_core.config import TrialConfig
+from er_core.data.augment import make_augmenter
+from er_core.models import EMATeacher, build_network, ema_momentum
+from er_core.objectives import ObjectiveInputs, build_objective
 from trainers.optim import build_optimizer
 from trainers.reporters import LocalReporter
-from trainers.trainable import STARTUP_FILE, load_trial_data
+from trainers.trial import STARTUP_FILE
+from trainers.trial_data import load_trial_data
 from trainers.trial import run_trial
 
 
@@ -131,7 +132,7 @@ def demo_sized_study(source: str, methods: list[str], seeds: int, directory: str
 
 def run_study_once(study_path: str, storage: str, reuse: bool) -> tuple[float, int]:
     """Run both phases with er-tune's own launcher; returns (driver wall seconds, slots)."""
-    from er_tune.service import launch
+    from er_tune import launch
 
     launch.REUSE_ACTORS = reuse
     start = time.perf_counter()

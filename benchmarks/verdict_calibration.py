@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from er_tune import power  # noqa: E402
+from er_core import power  # noqa: E402
 from reports import stats  # noqa: E402
 from reports.calibration import (logrank_fpr, null_diffs, old_bootstrap_verdicts,  # noqa: E402
                                  rejection_prob, table_pvalues)

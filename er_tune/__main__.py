@@ -2,7 +2,7 @@
 
 import sys
 
-from er_tune.service.cli import main
+from er_tune.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

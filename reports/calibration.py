@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import stats as sps
 
-from er_tune import power
+from er_core import power
 
 from .survival import logrank_test
 

@@ -121,7 +121,7 @@ EVENTS = {
     "trial_id": _ID["trial_id"],
     "epoch": Column("epochs", "epoch at which the detector fired"),
     "step": Column("steps", "optimiser step at which the detector fired"),
-    "detector": Column("", "detector that fired (er_tune.collapse)"),
+    "detector": Column("", "detector that fired (er_core.collapse)"),
     "kind": Column("", "collapse: complete, dimensional, cluster, uniform, diverged; partial: dimensional, prototype, functional, plateau; warning: knn_chance, early_warning"),
     "severity": Column("", "warning, partial or collapse"),
     "value": Column("1", "observed value of the detector's metric"),

@@ -1,4 +1,4 @@
-"""``er-tune report`` and ``er-tune show`` (called by ``er_tune.service.cli``).
+"""``er-tune report`` and ``er-tune show`` (called by ``er_tune.cli``).
 
 Exit codes: 0 on success (also with warnings about unreadable trials), 2 when the path is not an
 experiment / not a report dir. Problems are listed in manifest.json and on stderr by trial dir.
@@ -15,9 +15,9 @@ import sys
 import pandas as pd
 import pyarrow.parquet as pq
 
-from er_tune import __version__
-from er_tune.io import write_json_atomic
-from er_tune.rules import check_alpha
+from er_core import __version__
+from er_core.io import write_json_atomic
+from er_core.rules import check_alpha
 
 from . import render
 from .discover import NotAnExperiment, discover

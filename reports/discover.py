@@ -7,7 +7,7 @@ an experiment dir that is itself one Ray experiment (trial dirs directly inside,
 "single"). A trial dir is any subdirectory holding params.json, result.json or error.txt; an empty
 subdirectory of a phase dir is reported as unreadable ("empty trial directory").
 
-Status: :func:`er_tune.rules.trial_status` (the one rule the live progress line, ``er-tune status``
+Status: :func:`er_core.rules.trial_status` (the one rule the live progress line, ``er-tune status``
 and the report share) on the last line, ``params.json``'s ``epochs``, ``error.txt`` and Ray's
 ``experiment_state-*.json`` status.
 Rows of epochs a resumed trial reported again are dropped (the re-run's rows are kept), so every
@@ -21,8 +21,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from er_tune import rules
-from er_tune.rules import PHASES
+from er_core import rules
+from er_core.rules import PHASES
 
 from .results_io import drop_superseded, first_last, json_objects, read_many
 
@@ -169,7 +169,7 @@ def read_trial(phase: str, trial_dir: str, states: dict[str, str]) -> TrialData:
 
 
 def trial_status(trial: TrialData) -> str:
-    """The trial's status by :func:`er_tune.rules.trial_status`, the rule every view shares."""
+    """The trial's status by :func:`er_core.rules.trial_status`, the rule every view shares."""
     return rules.trial_status(trial.last, epochs=(trial.params or {}).get("epochs"),
                               errored=trial.error is not None, ray_status=trial.ray_status,
                               has_params=trial.params is not None)

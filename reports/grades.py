@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from er_tune.rules import collapse_grade as grade_of
+from er_core.rules import collapse_grade as grade_of
 
 PARTIAL_KINDS = ("dimensional", "prototype", "functional", "plateau")
 EARLY_WARNING_KIND = "early_warning"

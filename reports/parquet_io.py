@@ -1,4 +1,4 @@
-"""Atomic Parquet writes with ``schema_version`` metadata (JSON: :mod:`er_tune.io`).
+"""Atomic Parquet writes with ``schema_version`` metadata (JSON: :mod:`er_core.io`).
 
 A table is written to ``<name>.parquet.tmp-<pid>`` in the target dir and moved into place with
 ``os.replace`` (atomic on POSIX), so readers see the old file or the new one, never a partial one;
@@ -13,7 +13,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from er_tune import __version__
+from er_core import __version__
 
 from .columns import TABLES, annotate
 

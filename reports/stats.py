@@ -8,7 +8,7 @@ ER versus original (the verdict families are declared in reports/verdicts.py; th
 here and in survival.py)
   * collapse counts (complete, and complete-or-partial): Boschloo's exact unconditional test on
     the 2x2 collapse table, two-sided (``scipy.stats.boschloo_exact``, via
-    :func:`er_tune.power.collapse_pvalue`); it is uniformly more powerful than Fisher's (3/3 vs
+    :func:`er_core.power.collapse_pvalue`); it is uniformly more powerful than Fisher's (3/3 vs
     0/3: p = 0.031 against Fisher's 0.10). Above 30 seeds per variant Fisher's exact test is used
     instead (Boschloo's nuisance maximisation costs ~1 s per table at 100 seeds; the tests
     converge). Effect: the risk difference ER − original with Newcombe's hybrid score interval
@@ -45,8 +45,8 @@ import numpy as np
 from scipy import stats as sps
 from statsmodels.stats.proportion import confint_proportions_2indep
 
-from er_tune.power import collapse_pvalue
-from er_tune.rules import check_alpha  # noqa: F401 (the one alpha rule; stats.check_alpha is used by stability.py)
+from er_core.power import collapse_pvalue
+from er_core.rules import check_alpha  # noqa: F401 (the one alpha rule; stats.check_alpha is used by stability.py)
 
 ALPHA = 0.05
 LEVEL = 0.95

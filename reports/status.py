@@ -8,8 +8,8 @@ appear between two reads, nothing is written and no Ray process is contacted. Ra
 ``result.json`` and its state to the storage every ~10 s, so the view may lag by that much; a trial
 directory without params/results is a trial that started since the last copy (running).
 
-Each trial's state is :func:`er_tune.rules.trial_status` and each group's best configuration
-:func:`er_tune.rules.best_by_group` over the search phase: the rules the live progress line of
+Each trial's state is :func:`er_core.rules.trial_status` and each group's best configuration
+:func:`er_core.rules.best_by_group` over the search phase: the rules the live progress line of
 ``er-tune tune``, the report and the replicate phase use (``tests/test_rules_agree.py``).
 ``er-tune status --json`` prints :func:`experiment_status`'s dict as one JSON object.
 
@@ -26,7 +26,7 @@ import sys
 import time
 from collections import Counter
 
-from er_tune.rules import COLLAPSE_STATUSES, ENDED_STATUSES, PHASES, STATUSES, best_by_group
+from er_core.rules import COLLAPSE_STATUSES, ENDED_STATUSES, PHASES, STATUSES, best_by_group
 
 from .discover import NotAnExperiment, discover, trial_status
 
@@ -43,7 +43,7 @@ def read_plan(exp_dir: str) -> dict | None:
 
 
 def best_per_group(trials, statuses: dict[int, str], metric: str, mode: str) -> dict[str, dict]:
-    """The configuration the replicate phase uses per group (:func:`er_tune.rules.best_by_group`)
+    """The configuration the replicate phase uses per group (:func:`er_core.rules.best_by_group`)
     among the search phase's trials, or among all trials of a study without a search phase.
 
     While the search runs this is the best so far; trials still running take part with their

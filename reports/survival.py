@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from er_tune.power import BOSCHLOO_MAX_SEEDS, IMPUTATION_RESAMPLES
+from er_core.power import BOSCHLOO_MAX_SEEDS, IMPUTATION_RESAMPLES
 
 ENDPOINTS = ("complete", "any")
 PERMUTATION_SEED = 0

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from er_tune.config import objective_name
+from er_core.config import objective_name
 
 from .discover import TrialData, trial_status
 from .grades import collapse_grade

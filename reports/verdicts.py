@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from er_tune.power import (collapse_test_name, knn_min_detectable_effect,
+from er_core.power import (collapse_test_name, knn_min_detectable_effect,
                            logrank_min_pvalue, min_detectable_collapse, sign_flip_min_pvalue)
 
 from . import stats

@@ -1,7 +1,7 @@
 """Study files: YAML -> a validated :class:`~search_spaces.study.Study`, every mistake caught before Ray starts.
 
 Beyond the schema (unknown keys with a did-you-mean, types, ranges, empty lists), the loader builds
-the :class:`~er_tune.config.TrialConfig` of every condition group at both ends of every searched
+the :class:`~er_core.config.TrialConfig` of every condition group at both ends of every searched
 range, so any value a trial would reject is rejected here, naming the study key.
 
 How it reads: :func:`parse_document` checks the top level, then runs the parser of each section of
@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import yaml
 
-from er_tune.config import (BACKBONE_CHOICES, DATASET_NAMES, METHODS, VARIANTS, ConfigError, TrialConfig,
+from er_core.config import (BACKBONE_CHOICES, DATASET_NAMES, METHODS, VARIANTS, ConfigError, TrialConfig,
                             did_you_mean, keys_read_by, objective_name)
 from search_spaces.observe_keys import parse_loggers, parse_optuna_storage
 from search_spaces.study import (ASHA_KEYS, CHECKPOINT_KEYS, DATA_KEYS, DISTRIBUTIONS, METRICS, MODEL_KEYS,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Mapping
 
-from er_tune.config import TrialConfig, default_backbone
-from er_tune.rules import check_alpha
+from er_core.config import TrialConfig, default_backbone
+from er_core.rules import check_alpha
 from search_spaces.parse import load_study
 from search_spaces.study import ConditionGroup, Study, StudyError, condition_groups
 
@@ -90,12 +90,12 @@ def describe(study: Study) -> str:
 
 
 def describe_power(study: Study, alpha: float = 0.05) -> tuple[list[str], list[str]]:
-    """What the study's seeds can decide (er_tune/power.py): lines and warnings.
+    """What the study's seeds can decide (er_core/power.py): lines and warnings.
 
     The cells are the (method, grid cell) pairs compared ER against original; Holm adjusts over
     all of them, so a difference in a single cell must reach alpha / cells.
     """
-    from er_tune.power import power_lines
+    from er_core.power import power_lines
 
     if not {"original", "er"} <= set(study.variants):
         return ["  verdict power: no ER-vs-original comparison (variants must list both)"], []

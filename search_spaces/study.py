@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from er_tune.config import (METHODS, VARIANTS, CollapseConfig,
+from er_core.config import (METHODS, VARIANTS, CollapseConfig,
                             ConfigError, TrialConfig, data_root_problem, did_you_mean, objective_name,
                             reads_key)
 
@@ -56,7 +56,7 @@ def valid_name(name: object) -> bool:
 
 def applies(param: str, method: str, variant: str) -> bool:
     """Whether trial setting ``param`` influences ``method``/``variant``: the declared map
-    :data:`er_tune.config.OBJECTIVE_KEYS` (DESIGN.md §2 table), tested against the objectives."""
+    :data:`er_core.config.OBJECTIVE_KEYS` (DESIGN.md §2 table), tested against the objectives."""
     return reads_key(param, method, variant)
 
 

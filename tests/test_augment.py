@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from er_tune.data.augment import (VIEW_PRESETS, AugmentConfig, BatchAugmenter, crop_and_flip, make_augmenter)
+from er_core.data.augment import (VIEW_PRESETS, AugmentConfig, BatchAugmenter, crop_and_flip, make_augmenter)
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -82,7 +82,7 @@ def test_presets_and_errors():
 def test_gray_preset_drops_exactly_the_colour_operations():
     from dataclasses import replace
 
-    from er_tune.data.augment import GRAY_VIEW_PRESETS
+    from er_core.data.augment import GRAY_VIEW_PRESETS
 
     assert set(GRAY_VIEW_PRESETS) == set(VIEW_PRESETS)
     for method, views in VIEW_PRESETS.items():
@@ -97,7 +97,7 @@ def test_gray_preset_drops_exactly_the_colour_operations():
 def test_gray_jitter_is_brightness_then_contrast_only():
     """On colour input (where saturation/hue would show) the gray jitter equals the closed form
     y = clamp(c (clamp(b x) - m) + m), m the mean luma, with (apply, b, c) drawn in that order."""
-    from er_tune.data.augment import GRAY_VIEW_PRESETS, color_jitter
+    from er_core.data.augment import GRAY_VIEW_PRESETS, color_jitter
 
     config = GRAY_VIEW_PRESETS["symmetric"][0]
     x = _batch(n=64).float() / 255
@@ -130,14 +130,14 @@ def test_grey_images_stay_grey_and_use_the_whole_pipeline():
 @pytest.mark.parametrize("augment,grayscale,expected", [("auto", True, True), ("auto", False, False),
                                                          ("color", True, False), ("gray", False, True)])
 def test_use_gray_preset_follows_data_unless_overridden(augment, grayscale, expected):
-    from er_tune.data.augment import use_gray_preset
+    from er_core.data.augment import use_gray_preset
 
     assert use_gray_preset(augment, grayscale) is expected
 
 
 def test_augment_key_validated_and_resolved_per_trial():
-    from er_tune.config import ConfigError, TrialConfig
-    from er_tune.data import load_dataset
+    from er_core.config import ConfigError, TrialConfig
+    from er_core.data import load_dataset
     from trainers.state import build_state
     from trainers.steps import TrainingStep
 

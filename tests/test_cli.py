@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from er_tune.service import cli
-from er_tune.service.cli import main
+from er_tune import cli
+from er_tune.cli import main
 from reports.parquet_io import SCHEMA_VERSION
 from reports.status import experiment_status
 from search_spaces import STUDIES_DIR, StudyError, load_study
@@ -107,7 +107,7 @@ def test_tune_passes_verbosity_and_quiet_silences_its_output(monkeypatch, capsys
         print("progress line", file=kwargs["stream"])
         return 0
 
-    import er_tune.service.launch as launch
+    import er_tune.launch as launch
 
     monkeypatch.setattr(launch, "run_study", fake_run_study)
     assert main(["tune", str(SMOKE), "-v"]) == 0
@@ -156,7 +156,7 @@ class FakeClock:
 
 
 def test_live_progress_line_counts_running_pending_eta_and_best_per_group():
-    from er_tune.service.progress import StudyProgress
+    from er_tune.progress import StudyProgress
 
     clock, stream = FakeClock(), io.StringIO()
     progress = StudyProgress("search", 4, stream, metric="knn_top1", mode="max", max_epochs=4,
@@ -194,7 +194,7 @@ def test_live_progress_line_counts_running_pending_eta_and_best_per_group():
 
 
 def test_verbose_progress_prints_at_every_result_and_interval_limits_the_default():
-    from er_tune.service.progress import StudyProgress
+    from er_tune.progress import StudyProgress
 
     trial = SimpleNamespace(trial_id="a", config={"group": "g", "seed": 1, "epochs": 3}, last_result={})
     for verbosity, expected_lines in ((1, 3 * 2), (0, 2)):  # two lines per print (counts, best)
@@ -210,7 +210,7 @@ def test_verbose_progress_prints_at_every_result_and_interval_limits_the_default
 def test_cli_version_helper_falls_back_to_the_source_version(monkeypatch):
     import importlib.metadata as metadata
 
-    from er_tune import __version__
+    from er_core import __version__
 
     def missing(name):
         raise metadata.PackageNotFoundError(name)
@@ -223,7 +223,7 @@ def test_progress_pickles_as_ray_stores_it_and_counts_trials_ended_before_a_resu
     """Ray pickles the run's callbacks into tuner.pkl and resumes with the unpickled copy."""
     import ray.cloudpickle
 
-    from er_tune.service.progress import StudyProgress
+    from er_tune.progress import StudyProgress
 
     quiet = StudyProgress("search", 3, cli.Discard(), max_epochs=2)
     ray.cloudpickle.loads(ray.cloudpickle.dumps(quiet))  # an open os.devnull would not pickle

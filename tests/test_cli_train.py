@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from er_tune.service.cli import main
+from er_tune.cli import main
 
 TINY = ["--set", "image_size=16", "--set", "train_size=64", "--set", "eval_size=32",
         "--set", "batch_size=32", "--set", "knn_bank_size=32", "--set", "knn_k=5",
@@ -38,7 +38,7 @@ def test_unknown_method_exits_2(tmp_path, capsys):
 def test_train_runs_and_prints_summary(tmp_path):
     out = tmp_path / "trial"
     result = subprocess.run(
-        [sys.executable, "-m", "er_tune.service.cli", "train", "--method", "dino", "--variant", "er",
+        [sys.executable, "-m", "er_tune.cli", "train", "--method", "dino", "--variant", "er",
          "--epochs", "2", "--out", str(out)] + TINY,
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -336,7 +336,7 @@ def test_head_and_driver_killed_then_resubmitted_resumes(cluster, tmp_path):
     study = write_study(tmp_path / "headloss.yaml", name="headloss", epochs=8, search=False,
                         variants=("original",))
     exp = tmp_path / "shared" / "headloss"
-    driver = subprocess.Popen([sys.executable, "-m", "er_tune.service.cli", "tune", str(study), "--address",
+    driver = subprocess.Popen([sys.executable, "-m", "er_tune.cli", "tune", str(study), "--address",
                                cluster.address, "--storage", str(exp)], env=ENV, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -347,7 +347,7 @@ def test_head_and_driver_killed_then_resubmitted_resumes(cluster, tmp_path):
             kill_session(node)
     cluster.start_head(cpus=2, dashboard=False)
     cluster.wait_until_started()
-    run = subprocess.run([sys.executable, "-m", "er_tune.service.cli", "tune", str(study), "--address",
+    run = subprocess.run([sys.executable, "-m", "er_tune.cli", "tune", str(study), "--address",
                           cluster.address, "--storage", str(exp)], env=ENV, cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

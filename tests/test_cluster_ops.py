@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pyarrow.fs
 import pytest
 
-from er_tune.service.cleanup import PruneEndedCheckpoints, prune_checkpoints
+from er_tune.cleanup import PruneEndedCheckpoints, prune_checkpoints
 from reports.discover import discover
 from reports.results_io import drop_superseded, read_many
 from search_spaces import StudyError, load_study
@@ -110,7 +110,7 @@ def test_checkpoints_keep_final_key(tmp_path):
 
 
 def test_retried_trial_fetches_its_events_from_uri_storage_first(tmp_path):
-    from trainers.reporters import copy_if_missing
+    from er_tune.tune_reporter import copy_if_missing
 
     remote = tmp_path / "storage" / "trial"
     remote.mkdir(parents=True)

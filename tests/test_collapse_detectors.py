@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from er_tune.collapse import CollapseMonitor, assignment_entropies, grad_is_finite, is_finite, rankme, std_ratio
-from er_tune.config import CollapseConfig
+from er_core.collapse import CollapseMonitor, assignment_entropies, grad_is_finite, is_finite, rankme, std_ratio
+from er_core.config import CollapseConfig
 
 
 def isotropic(n=4096, d=32, seed=0):
@@ -290,7 +290,7 @@ def test_functional_partial_counts_only_if_the_untrained_network_passed():
 def test_knn_chance_p_is_the_exact_binomial_test_against_the_majority_class():
     from scipy.stats import binomtest
 
-    from er_tune.collapse import effective_prototypes, knn_chance_p
+    from er_core.collapse import effective_prototypes, knn_chance_p
 
     labels = torch.tensor([0] * 40 + [1] * 30 + [2] * 30)  # majority rate 0.4, not 1/3
     assert knn_chance_p(0.40, labels, 3) == pytest.approx(binomtest(40, 100, 0.4, alternative="greater").pvalue)

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from er_tune import power
+from er_core import power
 from reports import render
 from reports.commands import report_command, show_command
 from reports.grades import collapse_grade

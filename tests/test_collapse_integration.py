@@ -11,12 +11,12 @@ import json
 
 import pytest
 
-from er_tune.collapse import CollapseMonitor
-from er_tune.config import CollapseConfig, TrialConfig
-from er_tune.models import BACKBONES, build_network
+from er_core.collapse import CollapseMonitor
+from er_core.config import CollapseConfig, TrialConfig
+from er_core.models import BACKBONES, build_network
 from trainers.diagnostics import Diagnostics
 from trainers.reporters import LocalReporter
-from trainers.trainable import load_trial_data
+from trainers.trial_data import load_trial_data
 from trainers.trial import run_trial
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,7 @@
 
 import pytest
 
-from er_tune.config import CollapseConfig, ConfigError, TrialConfig
+from er_core.config import CollapseConfig, ConfigError, TrialConfig
 
 
 def test_defaults_round_trip_through_dict():
@@ -58,9 +58,9 @@ def test_collapse_config_validates_fractions():
 
 
 def test_registry_names_match_the_registries():
-    from er_tune.config import BACKBONE_NAMES, DATASET_NAMES, NEEDS_ROOT
-    from er_tune.data import DATASETS
-    from er_tune.models import BACKBONES
+    from er_core.config import BACKBONE_NAMES, DATASET_NAMES, NEEDS_ROOT
+    from er_core.data import DATASETS
+    from er_core.models import BACKBONES
 
     assert tuple(DATASETS) == DATASET_NAMES and tuple(BACKBONES) == BACKBONE_NAMES
     assert set(NEEDS_ROOT) < set(DATASET_NAMES) and "shapes" not in NEEDS_ROOT
@@ -74,7 +74,7 @@ def test_unknown_dataset_and_backbone_rejected_before_any_import():
 
 
 def test_data_root_problem(tmp_path):
-    from er_tune.config import data_root_problem
+    from er_core.config import data_root_problem
 
     assert data_root_problem("shapes", "") == ""
     assert "required" in data_root_problem("cifar10", "")

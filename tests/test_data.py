@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from er_tune.data import DATASETS, load_dataset
+from er_core.data import DATASETS, load_dataset
 
 
 def test_registry_and_unknown_name():

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from er_tune.config import ConfigError, TrialConfig, data_root_problem
-from er_tune.data import load_dataset
-from er_tune.dataset_layout import MNIST_FILES
+from er_core.config import ConfigError, TrialConfig, data_root_problem
+from er_core.data import load_dataset
+from er_core.dataset_layout import MNIST_FILES
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
@@ -199,7 +199,7 @@ def test_wrong_root_fails_before_training_naming_expected_paths(tmp_path, datase
 
 
 def test_cli_train_rejects_wrong_root_before_training(tmp_path, capsys):
-    from er_tune.service.cli import main
+    from er_tune.cli import main
 
     out = tmp_path / "trial"
     code = main(["train", "--method", "simclr", "--dataset", "fashion_mnist", "--set", f"data_root={tmp_path}",

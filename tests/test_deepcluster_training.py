@@ -8,10 +8,10 @@ no gradient and are not optimised, in ``deepcluster`` and ``deepcluster_er``.
 import pytest
 import torch
 
-from er_tune.config import TrialConfig
+from er_core.config import TrialConfig
 from trainers.state import build_state
 from trainers.steps import TrainingStep
-from trainers.trainable import load_trial_data
+from trainers.trial_data import load_trial_data
 
 
 class _Writer:

@@ -10,9 +10,9 @@ import os
 
 import pytest
 
-from er_tune.config import NEEDS_ROOT, ConfigError, TrialConfig, default_backbone
-from er_tune.models import build_network
-from er_tune.service.cli import main
+from er_core.config import NEEDS_ROOT, ConfigError, TrialConfig, default_backbone
+from er_core.models import build_network
+from er_tune.cli import main
 
 
 @pytest.mark.parametrize("dataset", NEEDS_ROOT)
@@ -43,7 +43,7 @@ def test_the_network_is_built_with_the_chosen_backbone():
 def test_the_static_colour_table_agrees_with_the_generated_images(dataset):
     """``augment: auto`` resolved before loading (GRAYSCALE_DATASETS) equals what the bundle says
     (mnist/fashion_mnist: tests/test_datasets_torchvision.py)."""
-    from er_tune.data import load_dataset
+    from er_core.data import load_dataset
 
     bundle = load_dataset(dataset, image_size=16, train_size=64, eval_size=16, seed=0)
     config = TrialConfig(dataset=dataset)

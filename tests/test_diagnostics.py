@@ -5,11 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from er_tune.config import TrialConfig
-from er_tune.estimators import kde_entropy, sphere_max_entropy, vmf_reconstruction
-from er_tune.models import NetworkOutput
+from er_core.config import TrialConfig
+from er_core.estimators import kde_entropy, sphere_max_entropy, vmf_reconstruction
+from er_core.models import NetworkOutput
 from trainers.diagnostics import Diagnostics, diagnostic_entropy
-from trainers.trainable import load_trial_data
+from trainers.trial_data import load_trial_data
 
 DIM = 32
 

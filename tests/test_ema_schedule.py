@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from er_tune.config import ConfigError, TrialConfig
-from er_tune.models import ema_momentum
+from er_core.config import ConfigError, TrialConfig
+from er_core.models import ema_momentum
 from search_spaces import condition_groups, load_study, parse_study, trial_config
 from trainers.state import build_state
 from trainers.steps import TrainingStep
 from trainers.tensorboard import HPARAM_KEYS
-from trainers.trainable import load_trial_data
+from trainers.trial_data import load_trial_data
 
 STUDIES = Path(__file__).resolve().parents[1] / "search_spaces" / "studies"
 

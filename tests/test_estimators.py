@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from scipy import special, stats
 
-from er_tune.estimators import (discrete_entropy, discrete_reconstruction, kde_entropy, kde_log_density,
+from er_core.estimators import (discrete_entropy, discrete_reconstruction, kde_entropy, kde_log_density,
                                 log_bessel_iv, sphere_max_entropy, vmf_log_normalizer, vmf_reconstruction)
 
 GRID_DIMS = [2, 3, 4, 16, 64, 65, 128, 256, 1024, 2048, 4095, 4096]

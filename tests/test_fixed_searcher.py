@@ -2,7 +2,7 @@
 
 from ray.tune.search import Searcher
 
-from search_spaces.fixed_searcher import FixedConfigSearcher
+from er_tune.fixed_searcher import FixedConfigSearcher
 
 
 def test_suggests_each_config_once_then_finishes(tmp_path):

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from er_tune.estimators import kde_entropy, vmf_log_normalizer, vmf_reconstruction
-from er_tune.objectives import functional as fn
-from er_tune.objectives.deepcluster import assign_clusters, kmeans
+from er_core.estimators import kde_entropy, vmf_log_normalizer, vmf_reconstruction
+from er_core.objectives import functional as fn
+from er_core.objectives.deepcluster import assign_clusters, kmeans
 
 
 def _randn(*shape, seed=0, dtype=torch.float64):
@@ -190,7 +190,7 @@ def _clustered(seed: int, per: int = 20, k: int = 4, d: int = 6):
 
 
 def test_assign_clusters_matches_brute_force_in_chunks(monkeypatch):
-    from er_tune.objectives import deepcluster
+    from er_core.objectives import deepcluster
     x, c = _randn(50, 4, seed=17), _randn(6, 4, seed=18)
     expected = torch.tensor([int(np.argmax([float(F.normalize(r, dim=0) @ F.normalize(cc, dim=0)) for cc in c]))
                              for r in x])

@@ -10,7 +10,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from search_spaces import load_study
-from search_spaces.grouped import GroupedASHA, GroupedOptunaSearcher
+from er_tune.grouped import GroupedASHA, GroupedOptunaSearcher
 
 SMOKE = Path(__file__).resolve().parents[1] / "search_spaces" / "studies" / "smoke.yaml"
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP

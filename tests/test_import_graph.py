@@ -1,24 +1,28 @@
 """The import graph of the project's packages, read from the source with ``ast`` (nothing imported).
 
-Every import statement counts, the lazy ones inside functions included: a cycle through a lazy
-import is still a cycle for the reader, and a lazy ``import ray`` still makes Ray reachable.
-Checked: no cycle among the project's modules; Ray unreachable from the science core and the
-reports; no Ray-importing module directly in ``er_tune/`` (the service layer has its own package);
-benchmarks import nothing from the tests.
+The folders are the floors of docs/ARCHITECTURE.md: the science core ``er_core`` (floor 0); the
+middle floor ``trainers``, ``search_spaces``, ``reports`` (floor 1, side by side: none imports
+another); the service ``er_tune`` (floor 2). Every import statement counts, the lazy ones inside
+functions included: a cycle through a lazy import is still a cycle for the reader, and a lazy
+``import ray`` still makes Ray reachable. Checked: no cycle; no import from a floor into a higher
+floor or into a sibling package of the same floor; the service is the only package that imports
+Ray; ``er_core`` imports without Ray in ``sys.modules``; benchmarks import nothing from the tests.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("er_tune", "trainers", "search_spaces", "reports")
-# What must never reach Ray through imports (modules and every module of a package).
-RAY_FREE = ("er_tune.objectives", "er_tune.models", "er_tune.data", "er_tune.estimators", "er_tune.collapse",
-            "er_tune.config", "er_tune.rules", "er_tune.power", "reports")
+FLOORS = {"er_core": 0, "trainers": 1, "search_spaces": 1, "reports": 1, "er_tune": 2}
+PACKAGES = tuple(FLOORS)
+# What must never reach Ray through imports: everything below the service.
+RAY_FREE = ("er_core", "trainers", "search_spaces", "reports")
 
 
 def module_name(path: Path) -> str:
@@ -106,10 +110,10 @@ def chain(seen: dict[str, str], target: str) -> str:
 
 
 def test_the_graph_is_read_from_every_package(graph):
-    assert {"er_tune.rules", "er_tune.service.cli", "search_spaces.parse", "reports.status"} <= set(graph)
+    assert {"er_core.rules", "er_tune.cli", "search_spaces.parse", "reports.status", "trainers.trial"} <= set(graph)
     assert "search_spaces.parse" in graph["search_spaces.plan"]
-    assert "ray" in graph["er_tune.service.progress"]
-    assert "er_tune.rules" in graph["reports.discover"]  # relative and absolute imports both resolved
+    assert "ray" in graph["er_tune.progress"]
+    assert "er_core.rules" in graph["reports.discover"]  # relative and absolute imports both resolved
     assert "reports.results_io" in graph["reports.discover"]
 
 
@@ -123,8 +127,30 @@ def test_no_import_cycle(graph):
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+def floor_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Imports that run up a floor or sideways into another package of the same floor."""
+    found = []
+    for name, targets in sorted(graph.items()):
+        package = name.split(".")[0]
+        for target in sorted(targets):
+            other = target.split(".")[0]
+            if other in FLOORS and other != package and FLOORS[other] >= FLOORS[package]:
+                found.append(f"{name} -> {target}")
+    return found
+
+
+def test_floor_violations_are_found():
+    assert floor_violations({"er_core.rules": {"reports.status"}, "trainers.trial": {"search_spaces.plan"},
+                             "er_tune.cli": {"reports.status", "er_core.rules"}}) == [
+        "er_core.rules -> reports.status", "trainers.trial -> search_spaces.plan"]
+
+
+def test_no_import_runs_up_a_floor_or_sideways(graph):
+    assert floor_violations(graph) == []
+
+
 @pytest.mark.parametrize("root", RAY_FREE)
-def test_ray_is_unreachable_from_the_core_and_the_reports(graph, root):
+def test_ray_is_unreachable_below_the_service(graph, root):
     starts = [name for name in graph if name == root or name.startswith(root + ".")]
     assert starts, root
     for start in starts:
@@ -132,17 +158,15 @@ def test_ray_is_unreachable_from_the_core_and_the_reports(graph, root):
         assert "ray" not in seen, f"{start} reaches Ray: {chain(seen, 'ray')}"
 
 
-def test_no_ray_importing_module_beside_the_science_core(graph):
-    core = [name for name, path in project_modules().items()
-            if path.parent == ROOT / "er_tune" and name != "er_tune"]
-    assert "er_tune.config" in core and "er_tune.collapse" in core
-    assert [name for name in core if "ray" in graph[name]] == []
-
-
-def test_nothing_below_the_service_layer_imports_it(graph):
-    importers = sorted(name for name, targets in graph.items() if not name.startswith("er_tune.service")
-                       and any(target.startswith("er_tune.service") for target in targets))
-    assert importers == ["er_tune.__main__"]  # ``python -m er_tune``: the entry point only
+def test_the_science_core_imports_without_ray_or_the_floors_above():
+    """Imported for real in a fresh interpreter: the ER objectives need neither Ray nor Optuna."""
+    code = ("import sys, er_core, er_core.objectives, er_core.models, er_core.data, er_core.collapse, "
+            "er_core.estimators, er_core.rules, er_core.outcome, er_core.power, er_core.config\n"
+            "loaded = sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'ray', 'optuna', 'er_tune', 'trainers', 'search_spaces', 'reports'})\n"
+            "print(','.join(loaded))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
 
 
 def test_benchmarks_import_nothing_from_the_tests():

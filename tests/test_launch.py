@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 
 def er_tune(*args, timeout=600, **kwargs):
-    return subprocess.run([sys.executable, "-m", "er_tune.service.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "er_tune.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env=ENV, cwd=ROOT, **kwargs)
 
 
@@ -109,7 +109,7 @@ def test_validation_errors_exit_2_before_ray_starts(tmp_path):
 
 def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path):
     exp = tmp_path / "exp"
-    driver = subprocess.Popen([sys.executable, "-m", "er_tune.service.cli", "tune", str(SMOKE), "--storage",
+    driver = subprocess.Popen([sys.executable, "-m", "er_tune.cli", "tune", str(SMOKE), "--storage",
                                str(exp)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300

@@ -6,10 +6,10 @@ The full comparison (SimCLR, BYOL, DINO and their ER replacements at 32x32) is
 
 import pytest
 
-from er_tune.config import TrialConfig
+from er_core.config import TrialConfig
 from trainers.baselines import random_network_knn, raw_pixel_knn
 from trainers.reporters import LocalReporter
-from trainers.trainable import load_trial_data
+from trainers.trial_data import load_trial_data
 from trainers.trial import run_trial
 
 pytestmark = pytest.mark.slow

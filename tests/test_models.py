@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from er_tune.config import TrialConfig
-from er_tune.models import (BACKBONES, EMATeacher, MemoryBank, Prototypes, build_backbone, build_network,
+from er_core.config import TrialConfig
+from er_core.models import (BACKBONES, EMATeacher, MemoryBank, Prototypes, build_backbone, build_network,
                             ema_momentum)
 
 

@@ -1,4 +1,4 @@
-"""The declared map objective -> TrialConfig keys (er_tune.config.OBJECTIVE_KEYS) is what the code reads.
+"""The declared map objective -> TrialConfig keys (er_core.config.OBJECTIVE_KEYS) is what the code reads.
 
 Study validation trusts this map to reject searched keys an objective ignores, so it is checked
 against behaviour: for every objective, a short training run (4 steps over 2 epochs, SwAV's queue
@@ -11,12 +11,12 @@ from dataclasses import fields
 import pytest
 import torch
 
-from er_tune.config import COMMON_KEYS, OBJECTIVE_KEYS, TrialConfig
-from er_tune.objectives import OBJECTIVES
+from er_core.config import COMMON_KEYS, OBJECTIVE_KEYS, TrialConfig
+from er_core.objectives import OBJECTIVES
 from tests.test_trial import tiny
 from trainers.state import build_state
 from trainers.steps import TrainingStep
-from trainers.trainable import load_trial_data
+from trainers.trial_data import load_trial_data
 
 SPECIFIC = sorted({key for keys in OBJECTIVE_KEYS.values() for key in keys})
 # a second valid value for every objective-specific key (a new key must be added here)

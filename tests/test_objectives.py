@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from er_tune.config import DISCRETE_METHODS, EMA_METHODS, METHODS, VARIANTS, TrialConfig
-from er_tune.objectives import OBJECTIVES, ObjectiveInputs, build_objective
-from er_tune.objectives import functional as fn
-from er_tune.objectives.dino import DINO, Center
+from er_core.config import DISCRETE_METHODS, EMA_METHODS, METHODS, VARIANTS, TrialConfig
+from er_core.objectives import OBJECTIVES, ObjectiveInputs, build_objective
+from er_core.objectives import functional as fn
+from er_core.objectives.dino import DINO, Center
 
 B, D, K = 8, 16, 10
 VIEW_PAIRS = [("z1", "z2"), ("p1", "p2"), ("t1", "t2"), ("s1", "s2"), ("ts1", "ts2")]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from er_tune.outcome import collapse_grade, trial_dirname, trial_status
+from er_core.outcome import collapse_grade, trial_dirname, trial_status
 from search_spaces import StudyError, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,14 +29,14 @@ def tracked_run(tmp_path_factory):
     import ray
     from ray import tune
 
-    from er_tune.service.launch import trial_dirname as ray_trial_dirname
-    from er_tune.service.observers import TrialSessions, disable_ray_tensorboard, logger_callbacks
+    from er_tune.launch import trial_dirname as ray_trial_dirname
+    from er_tune.observers import TrialSessions, disable_ray_tensorboard, logger_callbacks
 
     def stand_in(config):  # nested: Ray pickles it by value (workers cannot import tests/)
         """Two epochs of made-up metrics; ``fail`` raises after the first; writes a warning event."""
         from ray import tune
 
-        from trainers.reporters import shared_trial_dir
+        from er_tune.tune_reporter import shared_trial_dir
 
         trial_dir = shared_trial_dir()
         for epoch in (1, 2):
@@ -142,7 +142,7 @@ def test_status_grade_and_names():
     assert trial_status({"stop_reason": "completed", "collapsed": True}) == "collapsed"
     assert trial_status({"stop_reason": "diverged"}) == "diverged"
     assert trial_status({"epoch": 1, "stop_reason": ""}, error=True) == "errored"
-    # a trial that finished by itself keeps its status, as in the report (er_tune.rules.trial_status)
+    # a trial that finished by itself keeps its status, as in the report (er_core.rules.trial_status)
     assert trial_status({"stop_reason": "completed"}, error=True) == "completed"
     assert trial_status(None) == "early_stopped"  # ended before its first result
     assert collapse_grade({"stop_reason": "completed"}, []) == "none"
@@ -184,8 +184,8 @@ def test_journal_storage_holds_intermediate_values_pruned_and_attrs(tmp_path):
     import optuna
     import optuna_dashboard
 
-    from search_spaces import GroupedOptunaSearcher
-    from search_spaces.grouped import optuna_storage
+    from er_tune.grouped import GroupedOptunaSearcher
+    from er_tune.grouped import optuna_storage
 
     journal = f"journal:{tmp_path / 'shared' / 'optuna.log'}"
     trials_dir = tmp_path / "exp" / "search"
@@ -243,7 +243,7 @@ class FakeRay:
 
 
 def test_ray_address_is_honoured_like_ray_tools_do(monkeypatch):
-    from er_tune.service.launch import cluster_address, init_ray
+    from er_tune.launch import cluster_address, init_ray
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert cluster_address(None) is None and cluster_address("auto") == "auto"
@@ -264,7 +264,7 @@ def test_unreachable_cluster_leaves_no_experiment_files(monkeypatch, tmp_path):
 
     import ray
 
-    from er_tune.service.launch import StudyRunner
+    from er_tune.launch import StudyRunner
 
     fake = FakeRay(fail=True)
     monkeypatch.setattr(ray, "init", fake.init)

@@ -1,4 +1,4 @@
-"""Power statements (er_tune/power.py) and their printout in ``er-tune validate``."""
+"""Power statements (er_core/power.py) and their printout in ``er-tune validate``."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,8 @@ import pytest
 import yaml
 from scipy import stats as sps
 
-from er_tune import power
-from er_tune.service.cli import main
+from er_core import power
+from er_tune.cli import main
 
 
 def study_with(tmp_path, seeds, **changes):

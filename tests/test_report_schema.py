@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from er_tune.config import DATASET_NAMES, TrialConfig
+from er_core.config import DATASET_NAMES, TrialConfig
 from reports import columns, parquet_io, plots
 from reports.commands import TABLES, report_command, show_command
 from reports.tables import RAY_KEYS

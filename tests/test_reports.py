@@ -322,7 +322,7 @@ def test_planted_difference_decided_and_null_cell_undecided(tmp_path):
 
 
 def test_cli_report_alpha(tmp_path, capsys):
-    from er_tune.service.cli import main
+    from er_tune.cli import main
     small_replicate(tmp_path)
     assert main(["report", str(tmp_path), "--no-plots", "--alpha", "0.001"]) == 0
     r = pq.read_table(tmp_path / "report" / "stability.parquet").to_pylist()[0]

@@ -1,4 +1,4 @@
-"""The views of a study agree: each rule of er_tune/rules.py gives the same answer wherever it is shown.
+"""The views of a study agree: each rule of er_core/rules.py gives the same answer wherever it is shown.
 
 A trial's status in the live progress line of ``er-tune tune`` (StudyProgress fed Ray-like
 callbacks), in ``er-tune status`` and in the report's ``trials`` table; the best configuration
@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from er_tune import rules
-from er_tune.config import METHODS, VARIANTS, TrialConfig, objective_name
+from er_core import rules
+from er_core.config import METHODS, VARIANTS, TrialConfig, objective_name
 
 EPOCHS = 4
 # name: (group, rows as (knn_top1, stop_reason, collapsed) per epoch, errored, expected status)
@@ -75,7 +75,7 @@ def experiment(tmp_path):
 
 def live_progress() -> "StudyProgress":  # noqa: F821
     """StudyProgress fed the callbacks Ray Tune would send for TRIALS."""
-    from er_tune.service.progress import StudyProgress
+    from er_tune.progress import StudyProgress
 
     progress = StudyProgress("search", len(TRIALS), io.StringIO(), metric="knn_top1", mode="max",
                              max_epochs=EPOCHS, clock=lambda: 100.0)
@@ -119,7 +119,7 @@ def test_the_old_live_rule_called_a_collapse_with_stop_on_collapse_off_completed
 
 
 def test_best_configuration_per_group_is_the_same_for_replicate_status_and_live(experiment):
-    from er_tune.service.launch import best_by_group
+    from er_tune.launch import best_by_group
     from reports.status import experiment_status
 
     results = [SimpleNamespace(config=params_of(name), metrics=rows_of(name)[-1],
@@ -148,7 +148,7 @@ def test_minimising_ranks_the_other_way_and_collapse_still_ranks_last():
 
 def test_shared_names_come_from_one_place():
     import trainers.reporters
-    from er_tune.service import cleanup
+    from er_tune import cleanup
     from reports import discover, stats, status
 
     assert discover.PHASES is rules.PHASES and status.PHASES is rules.PHASES
@@ -203,10 +203,10 @@ GRADE_CASES = [  # (last result line, events' (kind, severity)) -> expected grad
 @pytest.mark.parametrize("last,kinds,expected", GRADE_CASES)
 def test_monitor_driver_and_report_grade_a_trial_alike(last, kinds, expected):
     """The trial's own CollapseMonitor, the driver (HParams session, Optuna user attribute) and the
-    report's trials table give one grade: er_tune.rules.collapse_grade."""
-    from er_tune.collapse import CollapseEvent, CollapseMonitor
-    from er_tune.config import CollapseConfig
-    from er_tune.outcome import collapse_grade as driver_grade
+    report's trials table give one grade: er_core.rules.collapse_grade."""
+    from er_core.collapse import CollapseEvent, CollapseMonitor
+    from er_core.config import CollapseConfig
+    from er_core.outcome import collapse_grade as driver_grade
     from reports.grades import collapse_grade as report_grade
 
     events = [CollapseEvent("d", kind, severity, 1, 1, 0.0, 0.0, "") for kind, severity in kinds]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from er_tune import power
+from er_core import power
 from reports import stats
 from reports.calibration import (ALPHA, logrank_fpr, null_diffs, old_bootstrap_verdicts, rejection_prob,
                                  simulate_arm, table_pvalues)

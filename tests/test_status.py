@@ -3,7 +3,7 @@
 import json
 import os
 
-from er_tune.service.cli import main
+from er_tune.cli import main
 from reports.status import experiment_status, render_status
 from synthetic_experiment import event
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from er_tune.service.cli import main
-from er_tune.config import COMMON_KEYS
+from er_tune.cli import main
+from er_core.config import COMMON_KEYS
 from search_spaces import (StudyError, applies, condition_groups, describe, load_study, parse_study, replicate_configs,
                            trial_config)
 from search_spaces.plan import searched_params

@@ -4,13 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from er_tune.config import ConfigError, TrialConfig
-from er_tune.models import EmbeddingQueue, effective_queue_length
-from er_tune.objectives import functional
+from er_core.config import ConfigError, TrialConfig
+from er_core.models import EmbeddingQueue, effective_queue_length
+from er_core.objectives import functional
 from tests.test_trial import tiny
 from trainers.state import build_state
 from trainers.steps import TrainingStep
-from trainers.trainable import load_trial_data
+from trainers.trial_data import load_trial_data
 
 
 class NullWriter:

@@ -16,16 +16,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import er_tune.config as config_module
-from er_tune.config import METHODS
-from er_tune.data.augment import VIEW_PRESETS
-from er_tune.models import build_network, ema_momentum
-from er_tune.objectives import OBJECTIVES, Objective, ObjectiveInputs, ObjectiveOutput, functional
+import er_core.config as config_module
+from er_core.config import METHODS
+from er_core.data.augment import VIEW_PRESETS
+from er_core.models import build_network, ema_momentum
+from er_core.objectives import OBJECTIVES, Objective, ObjectiveInputs, ObjectiveOutput, functional
 from tests.test_trial import read_results, tiny
 from trainers.reporters import LocalReporter
 from trainers.state import build_state
 from trainers.steps import TrainingStep
-from trainers.trainable import load_trial_data
+from trainers.trial_data import load_trial_data
 from trainers.trial import DISCRETE_METRICS, run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def test_every_objective_gets_the_network_and_teacher_it_declares(name):
         assert net.prototypes.weight.requires_grad == cls.trainable_prototypes
     assert cls.views in VIEW_PRESETS
     assert cls.support in ("sphere", "discrete") and (cls.support == "discrete") == cls.needs_prototypes
-    # the torch-free mirror in er_tune.config agrees with the declarations
+    # the torch-free mirror in er_core.config agrees with the declarations
     assert config.is_discrete == (cls.support == "discrete") and config.uses_ema == cls.needs_teacher
 
 

@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 
-from er_tune.config import TrialConfig
+from er_core.config import TrialConfig
 from trainers.reporters import LocalReporter
-from trainers.trainable import load_trial_data
+from trainers.trial_data import load_trial_data
 from trainers.trial import DISCRETE_METRICS, EPOCH_METRICS, GRADE_METRICS, run_trial
 
 TIMING_KEYS = {"images_per_s", "time_total_s", "timestamp", "pid", "hostname", "trial_id", "done",
@@ -111,7 +111,7 @@ def test_linear_probe_runs_at_the_end_and_every_n_epochs(tmp_path, tiny_data):
 
 def test_non_finite_loss_ends_trial_as_diverged(tmp_path, tiny_data, monkeypatch):
     config = tiny("simclr", epochs=3)
-    from er_tune.objectives import build_objective as real_build
+    from er_core.objectives import build_objective as real_build
     import trainers.state as state_module
 
     def poisoned(name, cfg):

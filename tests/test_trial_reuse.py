@@ -10,10 +10,10 @@ import os
 
 import pytest
 
-import trainers.trainable as trainable
-from er_tune.config import TrialConfig
+import er_tune.trainable as trainable
+from er_core.config import TrialConfig
 from trainers.reporters import LocalReporter
-from trainers.trainable import STARTUP_FILE, load_trial_data, tune_trial
+from er_tune.trainable import STARTUP_FILE, load_trial_data, tune_trial
 from trainers.trial import run_trial
 
 TIMING_KEYS = {"images_per_s", "time_total_s", "timestamp", "pid", "hostname", "trial_id", "done",

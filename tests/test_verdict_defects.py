@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from er_tune import power
+from er_core import power
 from reports import render, stats
 from reports.commands import report_command
 from reports.survival import logrank_test

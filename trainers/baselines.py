@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from er_tune.config import TrialConfig
-from er_tune.data import DatasetBundle
-from er_tune.data.augment import make_augmenter
-from er_tune.models import build_network
+from er_core.config import TrialConfig
+from er_core.data import DatasetBundle
+from er_core.data.augment import make_augmenter
+from er_core.models import build_network
 from trainers.diagnostics import Diagnostics
 from trainers.evaluation import knn_top1
 from trainers.linear_probe import linear_top1

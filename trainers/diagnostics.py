@@ -49,13 +49,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from er_tune import estimators
-from er_tune.collapse import assignment_entropies, effective_prototypes, knn_chance_p, rankme, std_ratio
-from er_tune.config import TrialConfig
-from er_tune.data import DatasetBundle
-from er_tune.data.augment import make_augmenter, use_gray_preset
-from er_tune.models import SSLNetwork
-from er_tune.objectives import objective_class
+from er_core import estimators
+from er_core.collapse import assignment_entropies, effective_prototypes, knn_chance_p, rankme, std_ratio
+from er_core.config import TrialConfig
+from er_core.data import DatasetBundle
+from er_core.data.augment import make_augmenter, use_gray_preset
+from er_core.models import SSLNetwork
+from er_core.objectives import objective_class
 from trainers.evaluation import knn_top1
 from trainers.linear_probe import linear_top1
 
@@ -189,7 +189,7 @@ class Diagnostics:
 
 def collapse_grade_metrics(z: torch.Tensor, metrics: dict[str, float], eval_labels: torch.Tensor,
                            num_classes: int, *, num_prototypes: int | None) -> dict[str, float]:
-    """The partial-collapse diagnostics (:class:`~er_tune.collapse.CollapseMonitor`) of one evaluation.
+    """The partial-collapse diagnostics (:class:`~er_core.collapse.CollapseMonitor`) of one evaluation.
 
     Args:
         z: projections of the clean evaluation images [N, d].

@@ -13,7 +13,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from er_tune.config import TrialConfig
+from er_core.config import TrialConfig
 
 
 def scaled_lr(base_lr: float, batch_size: int) -> float:

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from er_tune.collapse import CollapseMonitor
-from er_tune.config import TrialConfig
-from er_tune.data import DatasetBundle
-from er_tune.models import EMATeacher, SSLNetwork, build_network
-from er_tune.objectives import Objective, build_objective
+from er_core.collapse import CollapseMonitor
+from er_core.config import TrialConfig
+from er_core.data import DatasetBundle
+from er_core.models import EMATeacher, SSLNetwork, build_network
+from er_core.objectives import Objective, build_objective
 from trainers.optim import build_optimizer
 
 STATE_FILE = "trial_state.pt"

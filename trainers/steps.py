@@ -10,7 +10,7 @@ are never touched by it.
 A method's own recipe (SwAV's prototype freezing, renormalisation and queue, DeepCluster-v2's
 k-means targets) lives in its objective: :class:`TrainingStep` calls the objective's hooks at fixed
 points (``on_epoch_start``; per step ``before_forward``, ``add_inputs``, ``after_backward``; see
-:class:`er_tune.objectives.Objective`) and provides what they read (:class:`~er_tune.objectives.TrainingContext`).
+:class:`er_core.objectives.Objective`) and provides what they read (:class:`~er_core.objectives.TrainingContext`).
 Nothing here depends on which method is trained.
 """
 
@@ -22,12 +22,12 @@ from typing import Iterator
 
 import torch
 
-from er_tune.collapse import grad_is_finite
-from er_tune.config import TrialConfig
-from er_tune.data import DatasetBundle
-from er_tune.data.augment import make_augmenter, use_gray_preset
-from er_tune.models import SSLNetwork, ema_momentum
-from er_tune.objectives import ObjectiveInputs
+from er_core.collapse import grad_is_finite
+from er_core.config import TrialConfig
+from er_core.data import DatasetBundle
+from er_core.data.augment import make_augmenter, use_gray_preset
+from er_core.models import SSLNetwork, ema_momentum
+from er_core.objectives import ObjectiveInputs
 from trainers.optim import learning_rate, scaled_lr, set_learning_rate
 from trainers.state import TrialState
 
@@ -46,7 +46,7 @@ class EpochOutcome:
 
 class TrainingStep:
     """Runs the training steps of an epoch for one :class:`TrialState`; the objective's hooks'
-    :class:`~er_tune.objectives.TrainingContext`."""
+    :class:`~er_core.objectives.TrainingContext`."""
 
     def __init__(self, state: TrialState, data: DatasetBundle) -> None:
         self.state = state

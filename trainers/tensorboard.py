@@ -5,7 +5,7 @@ Tags: ``epoch/<metric>`` for every per-epoch metric (x axis = epoch), ``train/lo
 the epoch axis (a ``collapse/severity`` scalar: 1 warning, 2 partial, 3 collapse, and the message
 as text under ``collapse/<severity>``), and one HParams session (:func:`write_session`) with the
 trial's hyperparameters, status and final metrics: written by the trial itself under
-``er-tune train``, and by the driver (:mod:`er_tune.service.observers`) under Ray Tune, so that
+``er-tune train``, and by the driver (:mod:`er_tune.observers`) under Ray Tune, so that
 trials ASHA stopped or that errored get one too. A resumed trial opens the writer with ``purge_step`` so that TensorBoard drops
 the steps logged after the checkpoint it resumed from instead of drawing them twice.
 """

@@ -2,12 +2,12 @@
 
 :func:`run_trial` is the single entry point, used unchanged by ``er-tune train`` (with a
 :class:`~trainers.reporters.LocalReporter`) and by the Ray Tune function trainable (with a
-:class:`~trainers.reporters.TuneReporter`). Per epoch it reports exactly the metrics of
+:class:`~er_tune.tune_reporter.TuneReporter`). Per epoch it reports exactly the metrics of
 :data:`EPOCH_METRICS` (plus the two ``assign_*`` for discrete methods, and ``linear_top1`` at the
 last epoch and every ``linear_probe_every`` epochs), all finite, and writes a checkpoint; a
 collapse is a result (status ``collapsed`` or ``diverged``), never an exception.
 Before the first step it measures the untrained network once, to calibrate the collapse detectors
-(:meth:`~er_tune.collapse.CollapseMonitor.calibrate`; the calibration is part of the checkpoint).
+(:meth:`~er_core.collapse.CollapseMonitor.calibrate`; the calibration is part of the checkpoint).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
-from er_tune.collapse import CALIBRATED, CollapseEvent
-from er_tune.config import TrialConfig
-from er_tune.data import DatasetBundle
-from er_tune.io import write_json_atomic
+from er_core.collapse import CALIBRATED, CollapseEvent
+from er_core.config import TrialConfig
+from er_core.data import DatasetBundle
+from er_core.io import write_json_atomic
 from trainers.diagnostics import Diagnostics
 from trainers.state import TrialState, build_state
 from trainers.steps import TrainingStep
@@ -96,11 +96,11 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
     Args:
         config: the trial's complete configuration.
         data: the dataset bundle (uint8 tensors on the CPU), shared by every trial of a study.
-        reporter: :class:`~trainers.reporters.LocalReporter` or :class:`~trainers.reporters.TuneReporter`.
+        reporter: :class:`~trainers.reporters.LocalReporter` or :class:`~er_tune.tune_reporter.TuneReporter`.
         log: optional callable receiving one human-readable line per epoch and per event.
         startup: optional start-up timings of the caller (wall-clock seconds); when given, the
             time the first training step begins is added as ``first_step`` and the dict is written
-            to ``startup.json`` in the trial directory (see :mod:`trainers.trainable`).
+            to ``startup.json`` in the trial directory (see :mod:`er_tune.trainable`).
     """
     state = build_state(config, data)
     if state.objective.loss_is_cross_entropy_over_prototypes:  # plateau criterion (CollapseMonitor)

@@ -1,0 +1,191 @@
+"""Datasets read from a local ``root`` through ``torchvision.datasets`` (``download=False``, never a download).
+
+Layouts are torchvision's and listed in :mod:`er_core.dataset_layout`; a missing root or file
+raises ``FileNotFoundError`` naming every expected path (the same text study validation and
+``er-tune train`` print before anything trains). Whole arrays are converted at once
+(``dataset.data``); only ImageFolder decodes files one by one.
+
+Integrity: torchvision's CIFAR/STL-10/SVHN classes MD5-hash every file before loading (STL-10 even
+its 2.7 GB ``unlabeled_X.bin``, which we never read) and reject re-packed subsets; here the files
+each loader reads are checked for presence and the parsers reject malformed content.
+
+Grayscale (MNIST, FashionMNIST; ImageFolder/SVHN-style inputs whose channels are identical) is
+replicated to three channels and recorded as ``bundle.grayscale``. MNIST-style 28 px digits are
+zero-padded (their background) to ``image_size`` when 28 < image_size <= 32 (LeNet-5's 32x32 frame,
+every native pixel kept, no interpolation blur) and resized otherwise.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import torch
+from torchvision import datasets
+
+from er_core.data.bundle import make_bundle
+from er_core.dataset_layout import IMAGE_EXTENSIONS, MNIST_FILES, MNIST_FOLDERS, find_mnist_files, root_problem
+
+MNIST_SIZE = 28
+MAX_PAD_SIZE = 32
+
+
+def _require(dataset: str, root: str) -> None:
+    problem = root_problem(dataset, root)
+    if problem:
+        raise FileNotFoundError(problem + " (never downloaded at run time)")
+
+
+def _presence_checked(cls: type) -> type:
+    """``cls`` without its MD5 pass and class-name metadata read (see the module docstring)."""
+    return type(f"Local{cls.__name__}", (cls,), {"_check_integrity": lambda self: True,
+                                                 "_load_meta": lambda self: None})
+
+
+_CIFAR10 = _presence_checked(datasets.CIFAR10)
+_CIFAR100 = _presence_checked(datasets.CIFAR100)
+_STL10 = _presence_checked(datasets.STL10)
+_SVHN = _presence_checked(datasets.SVHN)
+
+
+def _nhwc(array) -> torch.Tensor:
+    """numpy uint8 [N, H, W, C] -> a [N, C, H, W] view (no copy; make_bundle slices before copying)."""
+    return torch.from_numpy(array).permute(0, 3, 1, 2)
+
+
+def _labels(values) -> torch.Tensor:
+    return torch.as_tensor(values, dtype=torch.int64)
+
+
+def load_cifar10(*, root: str, image_size: int = 32, train_size: int = 50000, eval_size: int = 10000,
+                 seed: int = 0):
+    _require("cifar10", root)
+    train, test = _CIFAR10(root, train=True), _CIFAR10(root, train=False)
+    return make_bundle("cifar10", 10, _nhwc(train.data), _labels(train.targets), _nhwc(test.data),
+                       _labels(test.targets), image_size=image_size, train_size=train_size, eval_size=eval_size)
+
+
+def load_cifar100(*, root: str, image_size: int = 32, train_size: int = 50000, eval_size: int = 10000,
+                  seed: int = 0):
+    _require("cifar100", root)
+    train, test = _CIFAR100(root, train=True), _CIFAR100(root, train=False)  # fine labels
+    return make_bundle("cifar100", 100, _nhwc(train.data), _labels(train.targets), _nhwc(test.data),
+                       _labels(test.targets), image_size=image_size, train_size=train_size, eval_size=eval_size)
+
+
+def load_stl10(*, root: str, image_size: int = 96, train_size: int = 5000, eval_size: int = 8000,
+               seed: int = 0):
+    _require("stl10", root)
+    train, test = _STL10(root, split="train"), _STL10(root, split="test")  # data already [N, 3, H, W]
+    return make_bundle("stl10", 10, torch.from_numpy(train.data), _labels(train.labels),
+                       torch.from_numpy(test.data), _labels(test.labels), image_size=image_size,
+                       train_size=train_size, eval_size=eval_size)
+
+
+def load_svhn(*, root: str, image_size: int = 32, train_size: int = 73257, eval_size: int = 26032,
+              seed: int = 0):
+    """SVHN cropped digits (``train`` and ``test``; the 531k ``extra`` split is not read); label 10 -> 0."""
+    _require("svhn", root)
+    train, test = _SVHN(root, split="train"), _SVHN(root, split="test")
+    return make_bundle("svhn", 10, torch.from_numpy(train.data), _labels(train.labels),
+                       torch.from_numpy(test.data), _labels(test.labels), image_size=image_size,
+                       train_size=train_size, eval_size=eval_size)
+
+
+def _staged_mnist_root(files: dict[str, str], folder: str, staging: str) -> str:
+    """Lay the idx files out as torchvision expects (``staging/<folder>/raw``), gunzipping ``.gz`` ones.
+
+    Plain files are symlinked; the user's root is never written to.
+    """
+    raw = os.path.join(staging, folder, "raw")
+    os.makedirs(raw)
+    for name, path in files.items():
+        target = os.path.join(raw, name)
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as source, open(target, "wb") as sink:
+                shutil.copyfileobj(source, sink, length=1 << 20)
+        else:
+            os.symlink(os.path.abspath(path), target)
+    return staging
+
+
+def _mnist_like(dataset: str, root: str, image_size: int, train_size: int, eval_size: int):
+    _require(dataset, root)
+    folder = MNIST_FOLDERS[dataset]
+    cls = datasets.MNIST if dataset == "mnist" else datasets.FashionMNIST
+    files = find_mnist_files(root, dataset)
+    expected = {name: os.path.join(root, folder, "raw", name) for name in MNIST_FILES}
+    if files == expected:  # torchvision's own layout, uncompressed: read in place
+        train, test = cls(root, train=True), cls(root, train=False)
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"er_tune_{dataset}_") as staging:
+            _staged_mnist_root(files, folder, staging)
+            train, test = cls(staging, train=True), cls(staging, train=False)
+    fit = "pad" if MNIST_SIZE < image_size <= MAX_PAD_SIZE else "resize"
+    return make_bundle(dataset, 10, train.data.unsqueeze(1), train.targets, test.data.unsqueeze(1),
+                       test.targets, image_size=image_size, train_size=train_size, eval_size=eval_size, fit=fit)
+
+
+def load_mnist(*, root: str, image_size: int = 32, train_size: int = 60000, eval_size: int = 10000,
+               seed: int = 0):
+    return _mnist_like("mnist", root, image_size, train_size, eval_size)
+
+
+def load_fashion_mnist(*, root: str, image_size: int = 32, train_size: int = 60000, eval_size: int = 10000,
+                       seed: int = 0):
+    return _mnist_like("fashion_mnist", root, image_size, train_size, eval_size)
+
+
+class _ClassesOf(datasets.ImageFolder):
+    """ImageFolder over ``directory`` with the class list of another folder (the train split)."""
+
+    def __init__(self, directory: str, classes: list[str]) -> None:
+        self._classes = classes
+        super().__init__(directory, is_valid_file=_is_image, allow_empty=True)
+
+    def find_classes(self, directory):
+        return self._classes, {name: index for index, name in enumerate(self._classes)}
+
+
+def _is_image(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _decode(folder: datasets.ImageFolder, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every file of ``folder`` (torchvision's RGB loader), resized with PIL bilinear."""
+    from PIL import Image
+
+    images = torch.empty(len(folder.samples), image_size, image_size, 3, dtype=torch.uint8)
+    for row, (path, _) in enumerate(folder.samples):
+        rgb = folder.loader(path).resize((image_size, image_size), Image.BILINEAR)
+        images[row] = torch.from_numpy(np.array(rgb, dtype=np.uint8))
+    return images.permute(0, 3, 1, 2), _labels(folder.targets)
+
+
+def load_imagefolder(*, root: str, image_size: int = 32, train_size: int = 10**9, eval_size: int = 10**9,
+                     seed: int = 0):
+    """``root/train`` + ``root/test`` (or ``val``) class folders, or ``root/<class>`` with every fifth
+    image of each class (in file-name order) held out for evaluation; train order shuffled by ``seed``."""
+    _require("imagefolder", root)
+    eval_dir = next((os.path.join(root, d) for d in ("test", "val") if os.path.isdir(os.path.join(root, d))), None)
+    if os.path.isdir(os.path.join(root, "train")) and eval_dir:
+        train_folder = datasets.ImageFolder(os.path.join(root, "train"), is_valid_file=_is_image)
+        classes = train_folder.classes
+        train_x, train_y = _decode(train_folder, image_size)
+        eval_x, eval_y = _decode(_ClassesOf(eval_dir, classes), image_size)
+    else:
+        folder = datasets.ImageFolder(root, is_valid_file=_is_image, allow_empty=True)
+        classes = folder.classes
+        x, y = _decode(folder, image_size)
+        rank = torch.zeros_like(y)
+        for cls in range(len(classes)):
+            rows = (y == cls).nonzero().flatten()
+            rank[rows] = torch.arange(rows.numel())
+        to_eval = rank % 5 == 4
+        train_x, train_y, eval_x, eval_y = x[~to_eval], y[~to_eval], x[to_eval], y[to_eval]
+    order = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(seed))
+    return make_bundle("imagefolder", len(classes), train_x[order], train_y[order], eval_x, eval_y,
+                       image_size=image_size, train_size=train_size, eval_size=eval_size)

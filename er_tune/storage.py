@@ -1,0 +1,118 @@
+"""The experiment folder as a local path or a pyarrow filesystem URI (``s3://``, ``gs://``...).
+
+Ray Tune writes trials to either; the files er-tune itself writes (``study.yaml``, ``plan.json``,
+``best_configs.json``, the Optuna SQLite file) go through these helpers so that a URI experiment
+is a folder in the bucket like a local one. ``er-tune status``/``report`` read a URI experiment
+through :func:`local_mirror`, a local copy of everything but checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from er_core.outcome import storage_location
+
+OPTUNA_DB = "optuna.db"
+
+
+def is_uri(exp_dir: str) -> bool:
+    return "://" in exp_dir
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base.rstrip('/')}/{name}"
+
+
+def read_text(exp_dir: str, name: str) -> str | None:
+    """``<exp_dir>/<name>`` as text, or ``None`` when it does not exist."""
+    filesystem, path = storage_location(exp_dir)
+    if filesystem is None:
+        target = os.path.join(path, name)
+        if not os.path.exists(target):
+            return None
+        with open(target, encoding="utf-8") as handle:
+            return handle.read()
+    import pyarrow.fs
+
+    target = _join(path, name)
+    if filesystem.get_file_info(target).type != pyarrow.fs.FileType.File:
+        return None
+    with filesystem.open_input_stream(target) as stream:
+        return stream.read().decode("utf-8")
+
+
+def write_text(exp_dir: str, name: str, text: str, *, overwrite: bool = True) -> None:
+    """Write ``<exp_dir>/<name>`` (atomically on a local disk); keep it if ``overwrite`` is off."""
+    if not overwrite and read_text(exp_dir, name) is not None:
+        return
+    filesystem, path = storage_location(exp_dir)
+    if filesystem is None:
+        os.makedirs(path, exist_ok=True)
+        target = os.path.join(path, name)
+        with open(target + ".tmp", "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(target + ".tmp", target)
+        return
+    with filesystem.open_output_stream(_join(path, name)) as stream:
+        stream.write(text.encode("utf-8"))
+
+
+def cache_dir(exp_dir: str, purpose: str) -> str:
+    """A local folder for a URI experiment: ``$ER_TUNE_CACHE`` or ``~/.cache/er-tune``."""
+    root = os.environ.get("ER_TUNE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "er-tune")
+    digest = hashlib.sha256(exp_dir.encode()).hexdigest()[:12]
+    name = exp_dir.rstrip("/").rsplit("/", 1)[-1] or "experiment"
+    return os.path.join(root, f"{name}-{digest}", purpose)
+
+
+def optuna_dir(exp_dir: str) -> str:
+    """The folder of the default Optuna SQLite file: ``<exp>/optuna`` on a local disk; for a URI
+    experiment a local folder holding a copy of ``<exp>/optuna/optuna.db`` (SQLite cannot live in
+    an object store), uploaded again by :func:`upload_optuna` when the search phase ends."""
+    filesystem, path = storage_location(exp_dir)
+    if filesystem is None:
+        return os.path.join(path, "optuna")
+    local = cache_dir(exp_dir, "optuna")
+    os.makedirs(local, exist_ok=True)
+    import pyarrow.fs
+
+    remote = _join(path, f"optuna/{OPTUNA_DB}")
+    if filesystem.get_file_info(remote).type == pyarrow.fs.FileType.File:
+        with filesystem.open_input_stream(remote) as source, open(os.path.join(local, OPTUNA_DB), "wb") as target:
+            target.write(source.read())
+    return local
+
+
+def upload_optuna(exp_dir: str, local_dir: str) -> None:
+    """Copy the local Optuna SQLite file of a URI experiment to ``<exp>/optuna/optuna.db``."""
+    filesystem, path = storage_location(exp_dir)
+    source = os.path.join(local_dir, OPTUNA_DB)
+    if filesystem is None or not os.path.exists(source):
+        return
+    with open(source, "rb") as handle, filesystem.open_output_stream(_join(path, f"optuna/{OPTUNA_DB}")) as stream:
+        stream.write(handle.read())
+
+
+def local_mirror(exp_dir: str) -> str:
+    """A local folder with the experiment's files minus checkpoints: ``exp_dir`` itself when it is
+    a local path, else a copy under the cache refreshed from the URI (for ``status``/``report``)."""
+    filesystem, path = storage_location(exp_dir)
+    if filesystem is None:
+        return path
+    import pyarrow.fs
+
+    local = cache_dir(exp_dir, "mirror")
+    selector = pyarrow.fs.FileSelector(path, recursive=True, allow_not_found=False)
+    for info in filesystem.get_file_info(selector):
+        relative = info.path[len(path.rstrip("/")) + 1:]
+        if info.type != pyarrow.fs.FileType.File or "/checkpoint_" in f"/{relative}":
+            continue
+        target = os.path.join(local, relative)
+        if os.path.exists(target) and os.path.getsize(target) == info.size and "tfevents" in relative:
+            continue  # an event file already copied (written once, by a trial that has ended)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with filesystem.open_input_stream(info.path) as source, open(target + ".tmp", "wb") as handle:
+            handle.write(source.read())
+        os.replace(target + ".tmp", target)
+    return local
