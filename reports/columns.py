@@ -39,7 +39,7 @@ CONFIG_UNITS = {
     "sinkhorn_epsilon": "1", "sinkhorn_iterations": "iterations", "queue_length": "embeddings",
     "queue_start_epoch": "epochs", "freeze_prototypes_epochs": "epochs", "kappa": "1",
     "entropy_weight": "1", "kappa_eval": "1", "knn_k": "neighbours", "knn_temperature": "1",
-    "knn_bank_size": "images", "linear_probe_every": "epochs", "seed": "1", "device": "",
+    "knn_bank_size": "images", "linear_probe_every": "epochs", "final_eval_size": "images", "seed": "1", "device": "",
     "log_every_n_steps": "steps", "collapse": "",
 }
 
@@ -63,8 +63,19 @@ TRIALS = {
     "epochs_completed": Column("epochs", "epoch of the last result line (0: none)"),
     "max_epochs": Column("epochs", "epochs the trial was configured to run (TrialConfig.epochs)"),
     "best_knn_top1": Column("1", "highest kNN top-1 accuracy over its epochs (fraction)"),
-    "final_knn_top1": Column("1", "kNN top-1 accuracy at the last epoch (fraction)"),
-    "final_linear_top1": Column("1", "linear-probe top-1 accuracy at the last epoch (fraction; "
+    "final_knn_top1": Column("1", "kNN top-1 accuracy at the last epoch on final_knn_queries test "
+                                  "queries (fraction; the whole test split for datasets read from disk)"),
+    "final_knn_queries": Column("queries", "test queries of final_knn_top1 (final_eval_size, or eval_size "
+                                           "for trials that ran no final evaluation)"),
+    "linear_queries": Column("queries", "test queries of final_linear_top1 (as final_knn_queries)"),
+    "untrained_knn_top1": Column("1", "kNN top-1 of the trial's untrained network on the same final "
+                                      "queries (null: not measured)"),
+    "untrained_linear_top1": Column("1", "linear-probe top-1 of the trial's untrained network on the "
+                                         "same final queries (null: not measured)"),
+    "learned_knn_p": Column("1", "exact one-sided McNemar p of final kNN correctness above the "
+                                 "untrained network's, per query (the not_learned grade)"),
+    "learned_linear_p": Column("1", "the same test for the linear probe"),
+    "final_linear_top1": Column("1", "linear-probe top-1 accuracy at the last epoch on linear_queries test queries (fraction; "
                                      "null when no probe ran)"),
     "final_rankme": Column("1", "RankMe effective rank of the backbone features, last epoch"),
     "final_er_entropy": Column("nats", "er_entropy (leave-one-out vMF KDE entropy, eval set) at "
