@@ -245,7 +245,8 @@ class CollapseMonitor:
     evaluation at which any label-free statistic of :data:`WARNING_SIGNALS` falls below its
     ``warning_*_fraction`` × its running maximum (untrained network included; 0 disables a
     signal). The fractions are chosen, and their lead time before the kNN falls measured on a
-    held-out corpus, by ``benchmarks/early_warning.py``.
+    held-out corpus, by ``benchmarks/early_warning.py``. With ``stop_on_warning`` the early warning
+    has severity ``collapse``: a stopping rule, the trial stops there and counts as collapsed.
     """
 
     def __init__(self, config: CollapseConfig, *, discrete: bool, num_classes: int,
@@ -490,8 +491,10 @@ class CollapseMonitor:
                 continue
             value, best = float(metrics[signal]), self.highest[signal]
             if value < fraction * best:
-                self._emit(found, signal, "early_warning", "warning", epoch, step, value, fraction * best,
-                           f"early warning: {signal} {value:.4g} < {fraction:.0%} of its max {best:.4g}")
+                severity = "collapse" if self.config.stop_on_warning else "warning"
+                self._emit(found, signal, "early_warning", severity, epoch, step, value, fraction * best,
+                           f"early warning: {signal} {value:.4g} < {fraction:.0%} of its max {best:.4g}"
+                           + (" (stop_on_warning: counted as collapsed)" if self.config.stop_on_warning else ""))
                 return
 
     def _streak(self, found, kind, detector, condition, patience, epoch, step, value, threshold, message):

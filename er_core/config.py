@@ -146,6 +146,11 @@ class CollapseConfig:
             disables that signal. Default: RankMe of the features at 0.3 (chosen on the selection
             half of ``benchmarks/early_warning.py``'s corpus; the other signals, 0, gave more false
             alarms on the held-out half). The corpus is small: see the README's held-out table.
+        stop_on_warning: a stopping rule (off by default): the early warning is recorded with
+            severity ``collapse`` instead of ``warning``, so a warned trial stops there (with
+            ``stop_on_collapse``) and counts as completely collapsed at the warning's epoch
+            (``collapse_kind`` ``early_warning``). Measured on results/fmnist_dino_ema by
+            ``benchmarks/early_warning.py study`` (README).
     """
 
     stop_on_collapse: bool = True
@@ -170,6 +175,7 @@ class CollapseConfig:
     warning_rankme_projection_fraction: float = 0.0
     warning_std_ratio_fraction: float = 0.0
     warning_prototype_fraction: float = 0.0
+    stop_on_warning: bool = False
 
     def __post_init__(self) -> None:
         _check_fraction("collapse.std_ratio_threshold", self.std_ratio_threshold)

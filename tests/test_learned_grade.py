@@ -167,3 +167,32 @@ def test_make_bundle_keeps_the_whole_test_split_for_the_final_evaluation():
     small = make_bundle("x", 10, train, torch.arange(20) % 10, test, labels, image_size=12,
                         train_size=16, eval_size=30)
     assert small.test_images is None and small.final_images is small.eval_images
+
+
+def test_trials_table_reads_the_final_evaluation_and_says_how_many_queries_it_used():
+    from reports.tables import _final_evaluation
+
+    final = _final_evaluation({"eval_size": 1000}, {"knn_top1": 0.61, "linear_top1": 0.74, "final_knn_top1": 0.6,
+                                                    "final_linear_top1": 0.73, "final_queries": 10000,
+                                                    "untrained_final_knn_top1": 0.59, "learned_knn_p": 0.04})
+    assert (final["final_knn_top1"], final["final_linear_top1"], final["final_knn_queries"],
+            final["linear_queries"], final["untrained_knn_top1"], final["learned_knn_p"]) == (
+        0.6, 0.73, 10000, 10000, 0.59, 0.04)
+    older = _final_evaluation({"eval_size": 1000}, {"knn_top1": 0.61, "linear_top1": 0.74})
+    assert (older["final_knn_top1"], older["final_knn_queries"], older["linear_queries"],
+            older["untrained_knn_top1"]) == (0.61, 1000, 1000, None)
+    no_probe = _final_evaluation({"eval_size": 1000}, {"knn_top1": 0.61})  # stopped by ASHA
+    assert no_probe["final_knn_queries"] == 1000 and no_probe["linear_queries"] is None
+
+
+def test_stop_on_warning_turns_the_early_warning_into_a_collapse_at_its_epoch():
+    sequence = [epoch_metrics(rankme_projection=7.0, effective_prototypes=30.0),
+                epoch_metrics(rankme_projection=2.0, effective_prototypes=30.0)]  # < 0.3 x max 7.9
+    for stop, severity, reason, grade in ((False, "warning", "", "none"), (True, "collapse", "collapsed", "complete")):
+        m = CollapseMonitor(CollapseConfig(warmup_epochs=1, warning_rankme_fraction=0.0,
+                                           warning_rankme_projection_fraction=0.3, stop_on_warning=stop),
+                            discrete=True, num_classes=10)
+        m.calibrate({"rankme": 42.0, "rankme_projection": 7.9, "std_ratio": 0.13, "knn_top1": 0.6})
+        found = [e for epoch, metrics in enumerate(sequence, 1) for e in m.observe(metrics, epoch=epoch, step=epoch)]
+        assert [(e.kind, e.severity, e.epoch) for e in found] == [("early_warning", severity, 2)]
+        assert (m.stop_reason, m.grade) == (reason, grade)
