@@ -310,3 +310,28 @@ def test_with_ordered_halving_a_trial_that_outran_its_rung_competes_as_stopped_t
     unhalved = rules.best_by_group([("g", "completed", r.metrics_dataframe.to_dict("records"), r.config["trial"])
                                     for r in results], "knn_top1", "max")
     assert unhalved["g"].item == "outran" and unhalved["g"].epoch == 4
+
+
+def test_the_search_table_shows_the_choice_and_what_was_replicated(tmp_path):
+    from reports.commands import report_command
+
+    exp = tmp_path / "exp"
+    results = write_phase(exp, SEARCH, "swav/er")
+
+    def search_row(name):
+        assert report_command(str(exp), out=str(tmp_path / name), plots=False, stream=io.StringIO(),
+                              err=io.StringIO()) == 0
+        return pd.read_parquet(tmp_path / name / "search.parquet").iloc[0]
+
+    row = search_row("before")  # no best_configs.json: what was replicated is unknown
+    assert (row["best_trial_id"], row["compared_epoch"], row["compared_metric"]) == ("full_b", 4, 0.55)
+    assert row["replicated"] is None and pd.isna(row["replicated_trial_id"])
+    assert row["best_knn_top1"] == 0.7  # the highest kNN at any epoch: stop2's, not the choice
+
+    configs = {result.config["trial"]: result.config for result in results}
+    (exp / "best_configs.json").write_text(json.dumps({"swav/er": configs["stop2"]}))  # last-metric rule's pick
+    row = search_row("old_rule")
+    assert not row["replicated"] and row["replicated_trial_id"] == "stop2"
+    (exp / "best_configs.json").write_text(json.dumps({"swav/er": configs["full_b"]}))
+    row = search_row("same_rule")
+    assert row["replicated"] and row["replicated_trial_id"] == "full_b"
