@@ -10,23 +10,17 @@ search table says so (``replicated`` false).
 """
 from __future__ import annotations
 
-import json
 import os
 
 from er_core.halving import Halving
 
 from .discover import TrialData, trial_status
-from .status import best_per_group, read_plan, trial_rows
+from .status import best_per_group, read_json_object, read_plan, trial_rows
 
 
 def replicated_configs(exp_dir: str) -> dict | None:
     """``best_configs.json`` (``{group: config}``), or None when the experiment has none."""
-    try:
-        with open(os.path.join(exp_dir, "best_configs.json"), encoding="utf-8") as handle:
-            configs = json.load(handle)
-        return configs if isinstance(configs, dict) else None
-    except (OSError, ValueError):
-        return None
+    return read_json_object(exp_dir, "best_configs.json")
 
 
 def _matches(trial: TrialData, config: dict) -> bool:

@@ -35,13 +35,18 @@ from .discover import NotAnExperiment, discover, trial_status
 STALE_S = 600  # no result for this long while trials are unfinished: say so next to the ETA
 
 
-def read_plan(exp_dir: str) -> dict | None:
+def read_json_object(exp_dir: str, name: str) -> dict | None:
+    """``<exp_dir>/<name>`` as a JSON object, or None when missing, unreadable or not an object."""
     try:
-        with open(os.path.join(exp_dir, "plan.json"), encoding="utf-8") as handle:
-            plan = json.load(handle)
-        return plan if isinstance(plan, dict) else None
+        with open(os.path.join(exp_dir, name), encoding="utf-8") as handle:
+            data = json.load(handle)
+        return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
+
+
+def read_plan(exp_dir: str) -> dict | None:
+    return read_json_object(exp_dir, "plan.json")
 
 
 def trial_rows(trials, table, metric: str) -> dict[int, list[dict]]:
