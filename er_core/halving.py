@@ -86,13 +86,26 @@ def stops_below_cutoff(score: float, recorded: Sequence[float], reduction_factor
     return score < cutoff
 
 
+def epoch_of(row: Mapping) -> int | None:
+    """A result line's ``epoch`` (else ``training_iteration``) as an int; None when missing or not a
+    finite number (a pandas row of a line without it holds NaN)."""
+    epoch = row.get("epoch", row.get("training_iteration"))
+    if isinstance(epoch, bool):
+        return None
+    try:
+        epoch = float(epoch)
+    except (TypeError, ValueError):
+        return None
+    return int(epoch) if math.isfinite(epoch) else None
+
+
 def score_curve(rows: Sequence[Mapping], metric: str, sign: float) -> dict[int, float]:
     """``{epoch: signed metric}`` of a trial's result lines, ``-inf`` where the metric is not a finite
     number (a later line of the same epoch, from a resumed trial, wins)."""
     curve: dict[int, float] = {}
     for row in rows:
-        epoch = row.get("epoch", row.get("training_iteration"))
-        if epoch is None or isinstance(epoch, bool):
+        epoch = epoch_of(row)
+        if epoch is None:
             continue
         value = row.get(metric)
         try:

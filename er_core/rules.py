@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping, NamedTuple, Sequence
 
-from er_core.halving import UNDECIDED, Halving, ordered_stops, score_curve
+from er_core.halving import UNDECIDED, Halving, epoch_of, ordered_stops, score_curve
 
 # A study's Ray Tune experiments, in the order they run: ``<experiment>/<phase>/``.
 PHASES = ("search", "replicate")
@@ -137,8 +137,8 @@ def metric_curve(rows: Iterable[Mapping[str, Any]], metric: str) -> dict[int, fl
     """``{epoch: metric}`` over a trial's result lines, finite values only (later lines win)."""
     curve: dict[int, float] = {}
     for row in rows:
-        epoch = row.get("epoch", row.get("training_iteration"))
-        if epoch is None or isinstance(epoch, bool):
+        epoch = epoch_of(row)
+        if epoch is None:
             continue
         value = metric_value(row, metric)
         if value is None:

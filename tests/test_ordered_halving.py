@@ -196,3 +196,13 @@ def test_ordered_searcher_drops_the_epochs_a_stopped_trial_trained_past_its_rung
     outran = searcher.optuna_study(first["group"]).trials[1]
     assert outran.state == optuna.trial.TrialState.PRUNED and outran.intermediate_values == {1: 0.1}
     assert outran.user_attrs["status"] == "early_stopped"
+
+
+def test_result_lines_without_a_usable_epoch_are_skipped():
+    from er_core.halving import score_curve
+    from er_core.rules import metric_curve
+
+    rows = [{"epoch": 1.0, "m": 0.5}, {"epoch": NAN, "m": 0.9}, {"m": 0.8}, {"epoch": "x", "m": 0.7},
+            {"epoch": 2, "m": NAN}, {"training_iteration": 3, "m": 0.6}]
+    assert metric_curve(rows, "m") == {1: 0.5, 3: 0.6}
+    assert score_curve(rows, "m", -1.0) == {1: -0.5, 2: -INF, 3: -0.6}
