@@ -17,9 +17,14 @@ import math
 from typing import Any, Hashable, Iterable, Mapping, TypeVar
 
 # A study's Ray Tune experiments, in the order they run: ``<experiment>/<phase>/``.
-PHASES = ("search", "replicate")
+SEARCH, REPLICATE = PHASES = ("search", "replicate")
 # Ray Tune (and ``trainers.reporters.LocalReporter``) name a trial's checkpoints ``checkpoint_<n>``.
 CHECKPOINT_PREFIX = "checkpoint_"
+# The files of a trial directory: Ray Tune's (and LocalReporter's) configuration, one JSON result
+# line per epoch and the error of a failed attempt; the trial's own collapse events (one JSON line
+# per event) and start-up timings.
+PARAMS_FILE, RESULT_FILE, ERROR_FILE = "params.json", "result.json", "error.txt"
+EVENTS_FILE, STARTUP_FILE = "collapse_events.jsonl", "startup.json"
 
 # ``stop_reason`` on a trial's last result line when the trial stopped by itself.
 STOP_REASONS = ("completed", "collapsed", "diverged")
@@ -30,8 +35,10 @@ STATUSES = ("running", "pending", *ENDED_STATUSES)
 # Statuses that rank a trial below every healthy one when choosing a group's best configuration.
 COLLAPSE_STATUSES = ("collapsed", "diverged")
 
-# A trial's collapse grade, from least to most severe (issue 16: partial is never folded into complete).
+# A trial's collapse grade, from least to most severe (partial is never folded into complete).
 GRADES = ("none", "partial", "complete")
+# The result key under which a trial reports its grade so far (every epoch's result line).
+GRADE_KEY = "collapse_grade"
 
 _T = TypeVar("_T")
 
@@ -51,7 +58,7 @@ def collapse_grade(status: str | None, events: Iterable[Mapping[str, Any]]) -> s
 
 
 def trial_status(last: Mapping[str, Any] | None, *, epochs: Any = None, errored: bool = False,
-                 ray_status: str | None = None, has_params: bool = True) -> str:
+                 ray_status: str | None = None, has_params: bool = True, ended: bool = False) -> str:
     """er-tune status of a trial from its last result line and what else is known about it.
 
     Args:
@@ -60,6 +67,7 @@ def trial_status(last: Mapping[str, Any] | None, *, epochs: Any = None, errored:
         errored: Ray gave up on the trial (``error.txt`` exists, or ``on_trial_error`` fired).
         ray_status: Ray's own status if known (``RUNNING``, ``PENDING``, ``TERMINATED``, ``ERROR``).
         has_params: whether the trial's ``params.json`` was written.
+        ended: the caller knows the trial has ended (Ray called ``on_trial_complete``/``on_trial_error``).
 
     The rule, first match wins:
 
@@ -72,7 +80,8 @@ def trial_status(last: Mapping[str, Any] | None, *, epochs: Any = None, errored:
     5. Ray says ``RUNNING`` or ``PENDING`` -> ``running`` / ``pending``;
     6. nothing written at all (no params, no result) -> ``running``: the trial started since Ray's
        last copy of its directory to the storage;
-    7. no result line -> ``pending``;
+    7. no result line -> ``pending``, or ``early_stopped`` when the trial is known to have ended
+       (stopped before its first result);
     8. otherwise -> ``early_stopped`` (ASHA stopped it).
     """
     row = last or {}
@@ -87,9 +96,9 @@ def trial_status(last: Mapping[str, Any] | None, *, epochs: Any = None, errored:
         return "completed"
     if ray_status in ("RUNNING", "PENDING"):
         return ray_status.lower()
-    if not row and not has_params and not errored:
+    if not ended and not row and not has_params and not errored:
         return "running"
-    if not row:
+    if not row and not ended:
         return "pending"
     return "early_stopped"
 

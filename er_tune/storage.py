@@ -12,6 +12,7 @@ import hashlib
 import os
 
 from er_core.outcome import storage_location
+from er_core.rules import CHECKPOINT_PREFIX
 
 OPTUNA_DB = "optuna.db"
 
@@ -106,7 +107,7 @@ def local_mirror(exp_dir: str) -> str:
     selector = pyarrow.fs.FileSelector(path, recursive=True, allow_not_found=False)
     for info in filesystem.get_file_info(selector):
         relative = info.path[len(path.rstrip("/")) + 1:]
-        if info.type != pyarrow.fs.FileType.File or "/checkpoint_" in f"/{relative}":
+        if info.type != pyarrow.fs.FileType.File or f"/{CHECKPOINT_PREFIX}" in f"/{relative}":
             continue
         target = os.path.join(local, relative)
         if os.path.exists(target) and os.path.getsize(target) == info.size and "tfevents" in relative:

@@ -11,6 +11,8 @@ import os
 import shutil
 from typing import Any, Iterator, Mapping
 
+from er_core.rules import EVENTS_FILE
+
 
 def shared_trial_dir() -> str | None:
     """The trial's directory in the experiment storage, when that storage is a mounted path.
@@ -65,8 +67,8 @@ def restore_trial_files(local_dir: str) -> None:
 
     try:
         storage = get_storage()
-        copy_if_missing(storage.storage_filesystem, f"{storage.trial_fs_path}/collapse_events.jsonl",
-                        os.path.join(local_dir, "collapse_events.jsonl"))
+        copy_if_missing(storage.storage_filesystem, f"{storage.trial_fs_path}/{EVENTS_FILE}",
+                        os.path.join(local_dir, EVENTS_FILE))
     except Exception:  # noqa: BLE001 - a missing history must not fail the trial
         return
 

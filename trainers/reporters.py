@@ -28,7 +28,7 @@ import uuid
 from typing import Any, Iterator, Mapping
 
 from er_core.io import write_json_atomic
-from er_core.rules import CHECKPOINT_PREFIX
+from er_core.rules import CHECKPOINT_PREFIX, PARAMS_FILE, RESULT_FILE
 
 
 class LocalReporter:
@@ -48,7 +48,7 @@ class LocalReporter:
         self.trial_dir = os.path.abspath(trial_dir)
         self.keep = keep
         os.makedirs(self.trial_dir, exist_ok=True)
-        params_path = os.path.join(self.trial_dir, "params.json")
+        params_path = os.path.join(self.trial_dir, PARAMS_FILE)
         write_json_atomic(params_path, dict(params))
         self.trial_id = trial_id or uuid.uuid4().hex[:8]
         self._start = time.time()
@@ -56,7 +56,7 @@ class LocalReporter:
         self._time_offset = self._last_time_total()
 
     def _result_lines(self) -> list[dict]:
-        path = os.path.join(self.trial_dir, "result.json")
+        path = os.path.join(self.trial_dir, RESULT_FILE)
         if not os.path.exists(path):
             return []
         lines = []
@@ -84,7 +84,7 @@ class LocalReporter:
                     time_total_s=self._time_offset + time.time() - self._start,
                     timestamp=int(time.time()), hostname=socket.gethostname(), pid=os.getpid(),
                     done=bool(metrics.get("stop_reason")))
-        with open(os.path.join(self.trial_dir, "result.json"), "a", encoding="utf-8") as handle:
+        with open(os.path.join(self.trial_dir, RESULT_FILE), "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line, sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -92,7 +92,7 @@ class LocalReporter:
     def truncate_after(self, epoch: int) -> None:
         """Drop result lines of epochs after ``epoch``: a resumed trial reports them again."""
         lines = [line for line in self._result_lines() if int(line.get("epoch", 0)) <= epoch]
-        path = os.path.join(self.trial_dir, "result.json")
+        path = os.path.join(self.trial_dir, RESULT_FILE)
         if os.path.exists(path):
             with open(path + ".tmp", "w", encoding="utf-8") as handle:
                 handle.writelines(json.dumps(line, sort_keys=True) + "\n" for line in lines)
