@@ -18,6 +18,8 @@ from typing import Any, Hashable, Iterable, Mapping, TypeVar
 
 # A study's Ray Tune experiments, in the order they run: ``<experiment>/<phase>/``.
 SEARCH, REPLICATE = PHASES = ("search", "replicate")
+ALL_PHASES = "all"  # ``er-tune tune --phase``: one phase or both in order
+PHASE_CHOICES = (*PHASES, ALL_PHASES)
 # Ray Tune (and ``trainers.reporters.LocalReporter``) name a trial's checkpoints ``checkpoint_<n>``.
 CHECKPOINT_PREFIX = "checkpoint_"
 # The files of a trial directory: Ray Tune's (and LocalReporter's) configuration, one JSON result
@@ -26,14 +28,29 @@ CHECKPOINT_PREFIX = "checkpoint_"
 PARAMS_FILE, RESULT_FILE, ERROR_FILE = "params.json", "result.json", "error.txt"
 EVENTS_FILE, STARTUP_FILE = "collapse_events.jsonl", "startup.json"
 
-# ``stop_reason`` on a trial's last result line when the trial stopped by itself.
+# ``stop_reason`` on a trial's last result line when the trial stopped by itself (ran to its own end).
 STOP_REASONS = ("completed", "collapsed", "diverged")
 # Statuses of a trial that has ended, in display order.
 ENDED_STATUSES = ("completed", "early_stopped", "collapsed", "diverged", "errored")
+# Statuses of a trial still in flight.
+IN_FLIGHT_STATUSES = ("running", "pending")
 # Every status, a trial still in flight included.
-STATUSES = ("running", "pending", *ENDED_STATUSES)
+STATUSES = (*IN_FLIGHT_STATUSES, *ENDED_STATUSES)
 # Statuses that rank a trial below every healthy one when choosing a group's best configuration.
 COLLAPSE_STATUSES = ("collapsed", "diverged")
+
+# A collapse event (one ``collapse_events.jsonl`` line): its severity and kind. Partial kinds never
+# stop a trial; the early warning is a ``warning`` of kind ``early_warning``.
+SEVERITIES = ("warning", "partial", "collapse")
+PARTIAL_KINDS = ("dimensional", "prototype", "functional", "plateau")
+EARLY_WARNING_KIND = "early_warning"
+EVENT_KINDS = ("complete", "dimensional", "cluster", "uniform", "diverged", "knn_chance",
+               "prototype", "functional", "plateau", EARLY_WARNING_KIND)
+
+# Default level of every verdict and power statement (``--alpha`` of ``validate`` and ``report``).
+ALPHA = 0.05
+# Exit status of a command refused for bad input (a study, an option, a path), as argparse's own.
+EXIT_USAGE = 2
 
 # A trial's collapse grade, from least to most severe (partial is never folded into complete).
 GRADES = ("none", "partial", "complete")

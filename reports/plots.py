@@ -27,6 +27,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from er_core.rules import REPLICATE  # noqa: E402
+
 DPI = 150
 DODGE = 0.12  # x offset of each variant from its category, in category widths
 VARIANT_STYLE = {"original": ("original", "C0", "-", "o"), "er": ("ER", "C1", "--", "s")}
@@ -194,8 +196,8 @@ def plot_entropy(epochs: pa.Table, trials: pd.DataFrame | None, axes: list[str],
         on = ["trial_id", "phase"] if "phase" in ep.columns else ["trial_id"]
         merged = ep.merge(meta.astype({c: object for c in on}), on=on,
                           suffixes=("_epoch", ""))
-        if (merged["phase"] == "replicate").any():  # the phase the stability table reads
-            merged = merged[merged["phase"] == "replicate"]
+        if (merged["phase"] == REPLICATE).any():  # the phase the stability table reads
+            merged = merged[merged["phase"] == REPLICATE]
         for method, sub in merged.groupby("method", sort=True):
             for label, cell in _cells(sub, cell_cols):
                 panels.append((f"{method} {label}".strip(), cell))
