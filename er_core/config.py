@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from er_core.dataset_layout import (DATASET_NAMES, DATASETS, GRAYSCALE_DATASETS, NEEDS_ROOT,  # noqa: F401
+from er_core.dataset_layout import (DATASET_NAMES, DATASETS, NEEDS_ROOT,  # noqa: F401 (re-exported)
                                     root_problem)
 
 # The method names, torch-free so configs and study files are checked without importing torch.
@@ -315,7 +315,7 @@ class TrialConfig:
 
         ``augment: auto`` becomes ``gray`` or ``color`` when the images' colour is known: from
         ``grayscale`` (the loaded bundle's flag) or, before loading, from the dataset
-        (:data:`GRAYSCALE_DATASETS`; imagefolder stays ``auto`` until its images are read).
+        (:data:`er_core.dataset_layout.DATASETS`; imagefolder stays ``auto`` until its images are read).
         Training is identical before and after: the trial resolves ``auto`` the same way.
         """
         augment = self.augment

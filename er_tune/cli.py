@@ -177,7 +177,7 @@ def _tune(args: argparse.Namespace) -> int:
     from search_spaces.study import valid_name
 
     if args.name is not None and args.storage:
-        # --storage is the experiment directory itself; a --name beside it used to be dropped silently
+        # --storage is the experiment directory itself: a --name beside it would be ignored, so refuse it
         print(f"er-tune tune: --name {args.name} with --storage {args.storage}: --storage is the experiment "
               f"directory itself, so --name would be ignored; pass --storage "
               f"{args.storage.rstrip('/')}/{args.name} (or only --name for ./er_runs/{args.name})",

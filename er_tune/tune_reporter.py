@@ -11,6 +11,7 @@ import os
 import shutil
 from typing import Any, Iterator, Mapping
 
+from er_core.io import write_bytes_atomic
 from er_core.rules import EVENTS_FILE
 
 
@@ -54,9 +55,8 @@ def copy_if_missing(fs, remote_path: str, local_path: str) -> bool:
 
     if os.path.exists(local_path) or fs.get_file_info(remote_path).type != pyarrow.fs.FileType.File:
         return False
-    with fs.open_input_stream(remote_path) as source, open(local_path + ".tmp", "wb") as target:
-        target.write(source.read())
-    os.replace(local_path + ".tmp", local_path)
+    with fs.open_input_stream(remote_path) as source:
+        write_bytes_atomic(local_path, source.read())
     return True
 
 

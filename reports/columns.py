@@ -75,7 +75,7 @@ TRIALS = {
     "wall_time_s": Column("s", "trial wall time at its last epoch (Ray's time_total_s)"),
     "error": Column("", "error.txt of an errored trial (null otherwise)"),
     "trial_dir": Column("", "trial directory relative to the experiment directory (POSIX)"),
-    # columns of the verdicts work (issue 18 coordination); described here so they carry units
+    # the trial's collapse grade and what it rests on (reports.grades)
     "collapse_grade": Column("", "graded collapse outcome of the trial (none, partial, complete)"),
     "partial_kinds": Column("", "kinds of partial collapse the trial showed"),
     "first_warning_epoch": Column("epochs", "epoch of the first early_warning event "

@@ -1,4 +1,4 @@
-"""Trackers, HParams sessions of errored trials, Optuna storages, RAY_ADDRESS (issue 18 items 1-4).
+"""Trackers, HParams sessions of errored trials, Optuna storages, RAY_ADDRESS.
 
 One small Ray Tune run (a stand-in trainable, embedded Ray) drives er-tune's own callbacks:
 Ray's MLflow logger against a real SQLite MLflow tracking store, Ray's W&B logger in offline

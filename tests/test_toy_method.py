@@ -1,5 +1,5 @@
 """A method is one objective class: a sixth one, defined in this file alone, trains through the
-unchanged trainer (issue 19, item 2; the checklist is in docs/ARCHITECTURE.md, "Adding a method").
+unchanged trainer (the checklist is in docs/ARCHITECTURE.md, "Adding a method").
 
 The toy has an EMA teacher and prototypes (as DINO), BYOL's asymmetric views, and a recipe of its
 own: it renormalises the prototypes before every step and counts its epochs and steps in buffers.

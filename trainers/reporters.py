@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any, Iterator, Mapping
 
-from er_core.io import write_json_atomic
+from er_core.io import atomic_path, is_temporary, write_json_atomic, write_text_atomic
 from er_core.rules import CHECKPOINT_PREFIX, PARAMS_FILE, RESULT_FILE
 
 
@@ -94,26 +94,22 @@ class LocalReporter:
         lines = [line for line in self._result_lines() if int(line.get("epoch", 0)) <= epoch]
         path = os.path.join(self.trial_dir, RESULT_FILE)
         if os.path.exists(path):
-            with open(path + ".tmp", "w", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(line, sort_keys=True) + "\n" for line in lines)
-            os.replace(path + ".tmp", path)
+            write_text_atomic(path, "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
         self._iteration = len(lines)
         self._time_offset = float(lines[-1].get("time_total_s", 0.0)) if lines else 0.0
 
     def _store_checkpoint(self, checkpoint_dir: str) -> None:
         target = os.path.join(self.trial_dir, f"{CHECKPOINT_PREFIX}{self._iteration:06d}")
-        tmp = target + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(checkpoint_dir, tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            shutil.copytree(checkpoint_dir, tmp)
+            shutil.rmtree(target, ignore_errors=True)
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         for old in self._checkpoints()[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)
 
     def _checkpoints(self) -> list[str]:
         names = sorted(n for n in os.listdir(self.trial_dir)
-                       if n.startswith(CHECKPOINT_PREFIX) and not n.endswith(".tmp"))
+                       if n.startswith(CHECKPOINT_PREFIX) and not is_temporary(n))
         return [os.path.join(self.trial_dir, n) for n in names]
 
     @contextlib.contextmanager

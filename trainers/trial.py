@@ -25,7 +25,7 @@ from typing import Any, Callable
 from er_core.collapse import CALIBRATED, CollapseEvent
 from er_core.config import TrialConfig
 from er_core.data import DatasetBundle
-from er_core.io import write_json_atomic
+from er_core.io import write_json_atomic, write_text_atomic
 from er_core.rules import EVENTS_FILE, GRADE_KEY, STARTUP_FILE, trial_status
 from trainers.diagnostics import Diagnostics
 from trainers.state import TrialState, build_state
@@ -73,9 +73,7 @@ class EventLog:
                         kept.append(line if line.endswith("\n") else line + "\n")
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue
-        with open(self.path + ".tmp", "w", encoding="utf-8") as handle:
-            handle.writelines(kept)
-        os.replace(self.path + ".tmp", self.path)
+        write_text_atomic(self.path, "".join(kept))
 
     def append(self, events: list[CollapseEvent]) -> None:
         if not events:
