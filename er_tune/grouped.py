@@ -93,7 +93,7 @@ class GroupedOptunaSearcher(Searcher):
         self.live: dict[str, tuple[str, int]] = {}  # Ray trial id -> (group, Optuna trial number)
         self.names: dict[str, str] = {}  # Ray trial id -> trial directory name
         self._studies: dict[str, optuna.Study] = {}
-        self._storage: optuna.storages.BaseStorage | None = None
+        self._backend: optuna.storages.BaseStorage | None = None
         self._trials: dict[str, optuna.Trial] = {}
         self._reported: dict[str, set[int]] = {}
 
@@ -104,11 +104,11 @@ class GroupedOptunaSearcher(Searcher):
 
     def storage_backend(self) -> optuna.storages.BaseStorage:
         """The one storage object every group's study shares (opened on first use)."""
-        if self._storage is None:
+        if self._backend is None:
             if self.storage is None:
                 os.makedirs(self.storage_dir, exist_ok=True)
-            self._storage = optuna.storages.get_storage(optuna_storage(self.storage_url))
-        return self._storage
+            self._backend = optuna.storages.get_storage(optuna_storage(self.storage_url))
+        return self._backend
 
     def optuna_study(self, group: str) -> optuna.Study:
         if group not in self._studies:
@@ -212,13 +212,13 @@ class GroupedOptunaSearcher(Searcher):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_studies"], state["_trials"], state["_storage"] = {}, {}, None  # reopened lazily
+        state["_studies"], state["_trials"], state["_backend"] = {}, {}, None  # reopened lazily
         return state
 
     def __setstate__(self, state: dict) -> None:
         # a searcher pickled by an experiment that predates a field gets its default
         state.setdefault("storage", None)
-        state.setdefault("_storage", None)
+        state.setdefault("_backend", None)
         state.setdefault("trials_dir", None)
         state.setdefault("names", {})
         state.setdefault("_trials", {})
