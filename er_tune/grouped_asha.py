@@ -150,7 +150,7 @@ class GroupedASHA(FIFOScheduler):
             self.groups[name].curves, self.groups[name].ended = curves, set(ended)
 
     def __setstate__(self, state: dict) -> None:
-        state.setdefault("groups", {})  # pickled before the ordered mode existed
+        state.setdefault("groups", {})  # a scheduler pickled by an experiment that predates a field gets its default
         state.setdefault("halving", None)
         self.__dict__.update(state)
 

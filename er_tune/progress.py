@@ -87,7 +87,7 @@ class StudyProgress(Callback):
         """Unpickled by Ray for a resumed run: the phase's clock starts again."""
         if state.get("stream") == _STDOUT:
             state = {**state, "stream": sys.stdout}
-        state.setdefault("_rows", {})  # pickled before the best was compared epoch by epoch
+        state.setdefault("_rows", {})  # a callback pickled by an experiment that predates a field gets its default
         state.setdefault("halving", None)
         self.__dict__.update(state)
         self._started = self._printed = self.clock()

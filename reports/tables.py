@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from er_core.config import objective_name
+from er_core.rules import COLLAPSE_STATUSES, SEARCH
 
 from .discover import TrialData, trial_status
 from .grades import collapse_grade
@@ -184,8 +185,8 @@ def search_table(df: pd.DataFrame, hps: list[str], choices: dict[str, dict] | No
     highest ``best_knn_top1`` any of its trials reached at any epoch."""
     choices = choices or {}
     out = []
-    for g, sub in df[df["phase"] == "search"].groupby("group", dropna=True, sort=True):
-        ncol = int(sub["status"].isin(["collapsed", "diverged"]).sum())
+    for g, sub in df[df["phase"] == SEARCH].groupby("group", dropna=True, sort=True):
+        ncol = int(sub["status"].isin(COLLAPSE_STATUSES).sum())
         choice = choices.get(g) or {}
         by_dir = sub[sub["trial_dir"].map(os.path.basename) == choice.get("trial")]
         best = by_dir.iloc[0] if len(by_dir) else None
