@@ -32,12 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from er_core.config import CollapseConfig
-from er_core.rules import collapse_grade
+from er_core.rules import EARLY_WARNING_KIND, NOT_LEARNED_KIND, PARTIAL_KINDS, collapse_grade
 
-KINDS = ("complete", "dimensional", "cluster", "uniform", "diverged", "knn_chance",
-         "prototype", "functional", "plateau", "not_learned", "early_warning")
-SEVERITIES = ("warning", "partial", "collapse")
-PARTIAL_KINDS = ("dimensional", "prototype", "functional", "plateau", "not_learned")
 # Partial criteria that count only at an evaluation whose kNN is not above the untrained network's
 # (a structural sign alone, e.g. few prototypes in use, also marks healthy training).
 GATED_KINDS = ("dimensional", "prototype", "plateau")
@@ -366,9 +362,9 @@ class CollapseMonitor:
         p_knn, p_linear = mcnemar_greater_p(knn_correct, before_knn), mcnemar_greater_p(linear_correct, before_linear)
         self.learned_p = {"knn": p_knn, "linear": p_linear}
         alpha = self.config.learned_alpha
-        if min(p_knn, p_linear) > alpha and not any(e.kind == "not_learned" for e in self.events):
+        if min(p_knn, p_linear) > alpha and not any(e.kind == NOT_LEARNED_KIND for e in self.events):
             knn, linear = float(knn_correct.double().mean()), float(linear_correct.double().mean())
-            self._emit(found, "mcnemar", "not_learned", "partial", epoch, step, min(p_knn, p_linear), alpha,
+            self._emit(found, "mcnemar", NOT_LEARNED_KIND, "partial", epoch, step, min(p_knn, p_linear), alpha,
                        f"did not learn: final kNN {knn:.4f} (untrained {float(before_knn.double().mean()):.4f}, "
                        f"McNemar p = {p_knn:.3g}) and linear probe {linear:.4f} (untrained "
                        f"{float(before_linear.double().mean()):.4f}, p = {p_linear:.3g}) not above the "
@@ -483,7 +479,7 @@ class CollapseMonitor:
                            f"partial collapse: {message} for {c.partial_patience} evaluations")
 
     def _observe_early_warning(self, found, metrics, epoch, step) -> None:
-        if any(e.kind == "early_warning" for e in self.events):
+        if any(e.kind == EARLY_WARNING_KIND for e in self.events):
             return
         for signal, field in WARNING_SIGNALS.items():
             fraction = float(getattr(self.config, field))
@@ -492,7 +488,7 @@ class CollapseMonitor:
             value, best = float(metrics[signal]), self.highest[signal]
             if value < fraction * best:
                 severity = "collapse" if self.config.stop_on_warning else "warning"
-                self._emit(found, signal, "early_warning", severity, epoch, step, value, fraction * best,
+                self._emit(found, signal, EARLY_WARNING_KIND, severity, epoch, step, value, fraction * best,
                            f"early warning: {signal} {value:.4g} < {fraction:.0%} of its max {best:.4g}"
                            + (" (stop_on_warning: counted as collapsed)" if self.config.stop_on_warning else ""))
                 return

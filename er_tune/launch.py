@@ -30,10 +30,10 @@ from typing import Any
 
 from er_tune.legacy import install_legacy_modules
 from er_core.io import write_json_atomic
+from er_core.rules import Candidate, Choice
 from er_core.rules import best_by_group as _best_by_group
-from er_core.rules import trial_status
+from er_core.rules import ALL_PHASES, EXIT_USAGE, PHASE_CHOICES, REPLICATE, SEARCH, trial_status
 
-EXIT_USAGE = 2
 MAX_FAILURES = 2  # retries per trial (exceptions, lost nodes), each from the last checkpoint
 EMBEDDED_START_TRIES = 3  # an embedded Ray that does not register in 30 s is started again
 # A trial's actor process is handed the next trial (FunctionTrainable.reset_config) instead of a
@@ -55,8 +55,8 @@ def experiment_dir(study_name: str, storage: str | None, name: str | None) -> st
 
 
 def check_arguments(address: str | None, storage: str | None, phase: str) -> None:
-    if phase not in ("search", "replicate", "all"):
-        raise LaunchError(f"--phase={phase} is not allowed; allowed: search, replicate, all")
+    if phase not in PHASE_CHOICES:
+        raise LaunchError(f"--phase={phase} is not allowed; allowed: {', '.join(PHASE_CHOICES)}")
     if address is not None and not storage:
         raise LaunchError(
             "--address connects to a Ray cluster, whose trials may run on other nodes: pass "
@@ -97,7 +97,7 @@ def run_study(study_path: str, *, address: str | None = None, storage: str | Non
         exp_dir = experiment_dir(study.name, storage, name)
         check_experiment(exp_dir, study.raw)
         check_loggers(study)
-        if phase == "replicate" and study.tune is not None and not _search_finished(exp_dir):
+        if phase == REPLICATE and study.tune is not None and not _search_finished(exp_dir):
             raise LaunchError(f"--phase replicate needs a finished search phase in {exp_dir}/search; "
                               "run --phase search (or all) first")
     except (StudyError, LaunchError) as error:
@@ -109,15 +109,17 @@ def run_study(study_path: str, *, address: str | None = None, storage: str | Non
 
 def study_plan(study) -> dict[str, Any]:
     """What the study will run, written to ``<exp>/plan.json`` for ``er-tune status``."""
-    from search_spaces import condition_groups, search_trial_count
+    from search_spaces import condition_groups, halving_of, search_trial_count
 
     groups = condition_groups(study)
     epochs = study.schedule.max_epochs
+    halving = halving_of(study)
     return {"study": study.name, "metric": study.search.metric, "mode": study.search.mode,
+            "halving": halving.to_dict() if halving else None,
             "groups": [group.name for group in groups],
-            "phases": {"search": {"trials": search_trial_count(study) if study.tune else 0,
-                                  "max_epochs": epochs},
-                       "replicate": {"trials": len(groups) * len(study.seeds), "max_epochs": epochs}}}
+            "phases": {SEARCH: {"trials": search_trial_count(study) if study.tune else 0,
+                                "max_epochs": epochs},
+                       REPLICATE: {"trials": len(groups) * len(study.seeds), "max_epochs": epochs}}}
 
 
 def _search_finished(exp_dir: str) -> bool:
@@ -175,20 +177,27 @@ def trial_dirname(trial) -> str:
     return name(trial.config or {}, trial.trial_id)
 
 
-def best_by_group(results, metric: str, mode: str) -> dict[str, dict[str, Any]]:
-    """Best configuration per condition group from a finished search phase
-    (:func:`er_core.rules.best_by_group`, the rule ``er-tune status`` shows).
+def result_rows(result) -> list[dict[str, Any]]:
+    """A Ray ``Result``'s reported lines in order (its ``metrics_dataframe``), else its last one."""
+    frame = getattr(result, "metrics_dataframe", None)
+    if frame is not None and len(frame):
+        return frame.to_dict("records")
+    return [dict(result.metrics or {})]
 
-    A trial that collapsed or diverged ranks below every trial that did not, whatever its metric;
-    errored trials and trials without a finite metric are ignored. Ties keep the earlier trial.
-    """
+
+def best_by_group(results, metric: str, mode: str, halving=None) -> dict[str, Choice]:
+    """Best configuration per condition group from a finished search phase
+    (:func:`er_core.rules.best_by_group`, the rule ``er-tune status`` and the progress line show):
+    each trial's metric compared with its rivals' at the furthest epoch any of them reached.
+    ``Choice.item`` is the trial's config."""
     candidates = []
     for result in results:
         config, metrics = result.config or {}, result.metrics or {}
         status = trial_status(metrics, epochs=config.get("epochs"), errored=result.error is not None,
                               ray_status="ERROR" if result.error is not None else "TERMINATED")
-        candidates.append((config.get("group"), status, metrics, dict(config)))
-    return _best_by_group(candidates, metric, mode)
+        candidates.append(Candidate(config.get("group"), status, result_rows(result), dict(config),
+                                    int(config.get("optuna_trial", 0) or 0)))
+    return _best_by_group(candidates, metric, mode, halving)
 
 
 class StudyRunner:
@@ -216,11 +225,11 @@ class StudyRunner:
             trainable = self._trainable()
             errors = 0
             best: dict[str, dict[str, Any]] = {}
-            if self.study.tune is not None and phase in ("search", "all"):
+            if self.study.tune is not None and phase in (SEARCH, ALL_PHASES):
                 best, errors = self._search(trainable)
             elif self.study.tune is not None:
                 best = self._load_best()
-            if phase in ("replicate", "all"):
+            if phase in (REPLICATE, ALL_PHASES):
                 errors += self._replicate(trainable, best)
         finally:
             if embedded:
@@ -280,6 +289,7 @@ class StudyRunner:
 
         from er_tune.cleanup import PruneEndedCheckpoints
         from er_tune.progress import StudyProgress
+        from search_spaces import halving_of
 
         # max_failures also covers a lost node: the trial's actor dies with it and the trial is
         # retried from its last checkpoint (in the shared storage) on a node that is still alive.
@@ -292,7 +302,8 @@ class StudyRunner:
             sync_config=tune.SyncConfig(sync_artifacts=True) if "://" in self.exp_dir else None,
             callbacks=[StudyProgress(phase, total, self.stream, metric=self.study.search.metric,
                                      mode=self.study.search.mode, max_epochs=self.study.schedule.max_epochs,
-                                     verbosity=self.verbosity),
+                                     verbosity=self.verbosity,
+                                     halving=halving_of(self.study) if phase == "search" else None),
                        PruneEndedCheckpoints(keep_final=self.study.keep_final_checkpoint),
                        *self._observers()],
             verbose=0)
@@ -349,10 +360,13 @@ class StudyRunner:
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
                 reuse_actors=REUSE_ACTORS),
-                run_config=self._run_config("search", total))
+                run_config=self._run_config(SEARCH, total))
 
-        results = self._fit("search", trainable, make_tuner)
-        best = best_by_group(results, study.search.metric, study.search.mode)
+        results = self._fit(SEARCH, trainable, make_tuner)
+        from search_spaces import halving_of
+
+        choices = best_by_group(results, study.search.metric, study.search.mode, halving_of(study))
+        best = {group: choice.item for group, choice in choices.items()}
         self._save_best(best)
         return best, len(results.errors)
 
@@ -387,7 +401,7 @@ class StudyRunner:
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
                 reuse_actors=REUSE_ACTORS),
-                run_config=self._run_config("replicate", len(configs)))
+                run_config=self._run_config(REPLICATE, len(configs)))
 
-        results = self._fit("replicate", trainable, make_tuner)
+        results = self._fit(REPLICATE, trainable, make_tuner)
         return len(results.errors)

@@ -2,8 +2,8 @@
 
 A condition group is (method, variant, grid cell). Grid axes that do not apply to a method (the
 EMA coefficient for SimCLR, SwAV, DeepCluster-v2) are dropped from its cells instead of
-multiplying identical groups. Search trials all use the first seed; replicate trials use every
-seed; both phases use ``schedule.max_epochs``, so both variants of a method get the same budget.
+multiplying identical groups. Search trials all use ``search.trial_seed`` (by default one more
+than the largest replicate seed); replicate trials use every seed of ``seeds:``; both phases use ``schedule.max_epochs``, so both variants of a method get the same budget.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import sys
 from typing import Any, Mapping
 
 from er_core.config import TrialConfig, default_backbone
-from er_core.rules import check_alpha
+from er_core.halving import Halving, milestones
+from er_core.rules import ALPHA, EXIT_USAGE, REPLICATE, check_alpha
 from search_spaces.parse import load_study
 from search_spaces.study import ConditionGroup, Study, StudyError, condition_groups
 
-__all__ = ["ConditionGroup", "condition_groups", "searched_params", "trial_config", "search_trial_count",
+__all__ = ["ConditionGroup", "condition_groups", "searched_params", "trial_config", "search_trial_count", "halving_of",
            "replicate_configs", "data_configs", "describe", "describe_power", "validate_command"]
 
 
@@ -40,6 +41,16 @@ def _backbone_line(study: Study) -> str:
     return f"{default_backbone(study.base.get('dataset', 'shapes'))} (backbone: auto)"
 
 
+def halving_of(study: Study) -> Halving | None:
+    """The rungs of ordered successive halving when the study's ASHA runs in ``ordered`` mode
+    (:mod:`er_core.halving`), else ``None`` (asynchronous ASHA)."""
+    schedule = study.schedule
+    if schedule.asha_mode != "ordered":
+        return None
+    return Halving(milestones(schedule.max_epochs, schedule.grace_period, schedule.reduction_factor),
+                   schedule.reduction_factor, study.search.mode)
+
+
 def search_trial_count(study: Study) -> int:
     return 0 if study.tune is None else len(condition_groups(study)) * study.search.num_samples
 
@@ -51,13 +62,13 @@ def replicate_configs(study: Study, best_by_group: Mapping[str, Mapping[str, Any
         best = best_by_group.get(group.name, {})
         hparams = {d.name: best[d.name] for d in searched_params(study, group) if d.name in best}
         for seed in study.seeds:
-            configs.append(trial_config(study, group, phase="replicate", seed=seed, hparams=hparams))
+            configs.append(trial_config(study, group, phase=REPLICATE, seed=seed, hparams=hparams))
     return configs
 
 
 def data_configs(study: Study) -> list[dict[str, Any]]:
     """One representative trial config per group (data settings never depend on searched values)."""
-    return [trial_config(study, g, phase="replicate", seed=study.seeds[0]) for g in condition_groups(study)]
+    return [trial_config(study, g, phase=REPLICATE, seed=study.seeds[0]) for g in condition_groups(study)]
 
 
 def describe(study: Study) -> str:
@@ -78,18 +89,20 @@ def describe(study: Study) -> str:
     if study.tune is None:
         lines.append("  phase search: skipped (no tune: section; replicate uses the defaults)")
     else:
+        schedule = study.schedule
         lines.append(f"  phase search: {n_search} trials ({study.search.num_samples} per group, Optuna TPE seed "
-                     f"{study.search.seed}, metric {study.search.metric} {study.search.mode}), ASHA per group "
-                     f"(grace {study.schedule.grace_period}, reduction {study.schedule.reduction_factor}), "
-                     f"at most {n_search * epochs} epochs")
+                     f"{study.search.seed}, metric {study.search.metric} {study.search.mode}), {schedule.asha_mode} "
+                     f"ASHA per group (grace {schedule.grace_period}, reduction {schedule.reduction_factor}), "
+                     f"at most {n_search * epochs} epochs; training seed {study.search.trial_seed}"
+                     + (" (also a replicate seed)" if study.search.trial_seed in study.seeds else ""))
     lines.append(f"  phase replicate: {n_replicate} trials (best config per group x {len(study.seeds)} seeds), "
-                 f"{n_replicate * epochs} epochs")
+                 f"{n_replicate * epochs} epochs; training seeds {list(study.seeds)}")
     lines.append(f"  epoch budget: at most {(n_search + n_replicate) * epochs} trial-epochs; resources per trial: "
                  f"cpu={study.resources.cpu}, gpu={study.resources.gpu}")
     return "\n".join(lines)
 
 
-def describe_power(study: Study, alpha: float = 0.05) -> tuple[list[str], list[str]]:
+def describe_power(study: Study, alpha: float = ALPHA) -> tuple[list[str], list[str]]:
     """What the study's seeds can decide (er_core/power.py): lines and warnings.
 
     The cells are the (method, grid cell) pairs compared ER against original; Holm adjusts over
@@ -107,19 +120,19 @@ def describe_power(study: Study, alpha: float = 0.05) -> tuple[list[str], list[s
     return out, [f"  warning: {w}" for w in warns]
 
 
-def validate_command(path: str, stream=None, alpha: float = 0.05) -> int:
+def validate_command(path: str, stream=None, alpha: float = ALPHA) -> int:
     """``er-tune validate``: print the plan and what its seeds can decide (exit 0; a warning, not
     a failure, when they cannot decide something) or the error (stderr, exit 2)."""
     try:
         alpha = check_alpha(alpha)
     except ValueError as error:
         print(f"er-tune validate: --{error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         study = load_study(path)
     except StudyError as error:
         print(f"er-tune validate: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     lines, warns = describe_power(study, alpha)
     print("\n".join([describe(study)] + lines + warns), file=stream or sys.stdout)
     return 0
