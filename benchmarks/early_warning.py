@@ -343,8 +343,9 @@ def analyse(out: str, margin: float, select_seeds: tuple[int, ...], trials: list
               f"{sel['false_alarm']:.2f} of {sel['healthy']}")
     print("\nchosen fractions (CollapseConfig): " + ", ".join(f"{WARNING_SIGNALS[s]}={f:g}" for s, f in chosen.items()))
     if study:
-        for label, fractions in (("default", {s: float(getattr(CollapseConfig(), f)) for s, f in WARNING_SIGNALS.items()}),
-                                 ("chosen (combined)", combined)):
+        singles = [(f"chosen {signal}", {signal: fraction}) for signal, fraction in chosen.items() if fraction > 0]
+        for label, fractions in [("default", {s: float(getattr(CollapseConfig(), f)) for s, f in WARNING_SIGNALS.items()}),
+                                 *singles, ("chosen (combined)", combined)]:
             fractions = {s: f for s, f in fractions.items() if f > 0}
             held, saved = evaluate(held_out, fractions, margin), saved_by_stopping(held_out, fractions, margin)
             q = "/".join("nan" if math.isnan(v) else f"{v:g}" for v in held["lead_q"])
