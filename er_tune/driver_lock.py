@@ -4,8 +4,8 @@ Two drivers on one experiment (a double ``ray job submit``, a retry while the fi
 would train seeds twice and write two experiment and searcher states. ``er-tune tune`` therefore
 takes the experiment's lock before Ray starts, renews it every :data:`RENEW_S` seconds from a
 daemon thread while it runs, and removes it when it ends. The lock is a JSON file: ``host``,
-``pid``, ``started`` (ISO time), ``process_start`` (the process's creation time, so a reused pid
-is not mistaken for the holder), ``renewed`` (epoch seconds), ``lease_s`` and a random ``token``.
+``pid``, ``started`` (ISO time), ``process_start`` (the process's start time, so a reused pid is not
+mistaken for the holder), ``renewed`` (epoch seconds), ``lease_s`` and a random ``token``.
 
 A lock is *live*, and a second ``tune`` exits 2 naming its holder, when
 
@@ -36,6 +36,7 @@ LOCK_FILE = "driver.lock"
 LEASE_S = 90.0
 RENEW_S = 20.0
 SETTLE_S = 2.0
+clock = time.time  # wall-clock seconds; the lease compares times written by different hosts
 
 
 class LockHeld(RuntimeError):
@@ -43,25 +44,35 @@ class LockHeld(RuntimeError):
 
 
 def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (Linux: clock ticks since boot, from ``/proc/<pid>/stat``; elsewhere
+    0.0 while it exists), or ``None`` when there is no such process."""
     try:
-        import psutil
-
-        return float(psutil.Process(pid).create_time())
-    except Exception:  # noqa: BLE001 - no such process, or no permission: not the holder
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return float(handle.read().rsplit(")", 1)[1].split()[19])
+    except FileNotFoundError:
         return None
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return 0.0
+    return 0.0
 
 
 def describe(holder: dict[str, Any]) -> str:
     return (f"driver pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started')}"
-            f" (lock renewed {max(0.0, time.time() - float(holder.get('renewed', 0))):.0f} s ago)")
+            f" (lock renewed {max(0.0, clock() - float(holder.get('renewed', 0))):.0f} s ago)")
 
 
 def is_live(holder: dict[str, Any], *, now: float | None = None) -> bool:
     """Whether the driver that wrote ``holder`` still runs (see the module docstring)."""
-    now = time.time() if now is None else now
+    now = clock() if now is None else now
     if holder.get("host") == socket.gethostname():
         start = _process_start(int(holder.get("pid", -1)))
-        return start is not None and abs(start - float(holder.get("process_start", -1))) < 1.0
+        return start is not None and start == holder.get("process_start")
     return now - float(holder.get("renewed", 0)) < float(holder.get("lease_s", LEASE_S))
 
 
@@ -99,7 +110,7 @@ class DriverLock:
         self.record = {"host": socket.gethostname(), "pid": pid,
                        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "process_start": _process_start(pid), "lease_s": self.lease_s,
-                       "token": uuid.uuid4().hex, "renewed": time.time()}
+                       "token": uuid.uuid4().hex, "renewed": clock()}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -159,7 +170,7 @@ class DriverLock:
                 print(f"er-tune tune: warning: the lock of {self.exp_dir} was taken over by another "
                       f"{describe(current)}", flush=True)
                 return
-            self.record["renewed"] = time.time()
+            self.record["renewed"] = clock()
             try:
                 self._write()
             except OSError:
