@@ -101,6 +101,7 @@ class GroupedOptunaSearcher(Searcher):
         self.live: dict[str, tuple[str, int]] = {}  # Ray trial id -> (group, Optuna trial number)
         self.names: dict[str, str] = {}  # Ray trial id -> trial directory name
         self._studies: dict[str, optuna.Study] = {}
+        self._storage = None
         self._trials: dict[str, optuna.Trial] = {}
         self._reported: dict[str, set[int]] = {}
 
@@ -116,8 +117,13 @@ class GroupedOptunaSearcher(Searcher):
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             sampler = optuna.samplers.TPESampler(seed=group_seed(self.study.search.seed, group),
                                                  n_startup_trials=max(2, min(10, self.study.search.num_samples // 2)))
+            if self._storage is None:
+                # one storage (one database engine) for every group's study, not one per group
+                self._storage = optuna_storage(self.storage_url)
+                if isinstance(self._storage, str):
+                    self._storage = optuna.storages.RDBStorage(self._storage)
             self._studies[group] = optuna.create_study(
-                study_name=group, storage=optuna_storage(self.storage_url), sampler=sampler,
+                study_name=group, storage=self._storage, sampler=sampler,
                 load_if_exists=True, direction="maximize" if self.study.search.mode == "max" else "minimize")
         return self._studies[group]
 
@@ -184,12 +190,16 @@ class GroupedOptunaSearcher(Searcher):
             return
         group, number = self.live[trial_id]
         study = self.optuna_study(group)
-        told = study.get_trials(deepcopy=False)
-        if number < len(told) and told[number].state.is_finished():
+        try:
+            self._tell(trial_id, study, number, result, error)
+        except optuna.exceptions.UpdateFinishedTrialError:
             # restored from an experiment snapshot older than the Optuna storage (a killed
             # driver): the trial was already told; Optuna refuses a second tell
-            self._forget(trial_id)
-            return
+            pass
+        self._forget(trial_id)
+
+    def _tell(self, trial_id: str, study: optuna.Study, number: int, result: dict | None, error: bool) -> None:
+        # one trial looked up, not the group's whole history: this runs once per trial
         if result:
             # the result on which ASHA stopped the trial reaches only on_trial_complete
             self.on_trial_result(trial_id, result)
@@ -208,7 +218,6 @@ class GroupedOptunaSearcher(Searcher):
             study.tell(number, state=optuna.trial.TrialState.FAIL)
         else:
             study.tell(number, value)
-        self._forget(trial_id)
 
     def _forget(self, trial_id: str) -> None:
         self.live.pop(trial_id, None)
@@ -218,7 +227,7 @@ class GroupedOptunaSearcher(Searcher):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_studies"], state["_trials"] = {}, {}  # storage connections are reopened lazily
+        state["_studies"], state["_trials"], state["_storage"] = {}, {}, None  # reopened lazily
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -228,6 +237,7 @@ class GroupedOptunaSearcher(Searcher):
         state.setdefault("names", {})
         state.setdefault("_trials", {})
         state.setdefault("_reported", {})
+        state.setdefault("_storage", None)
         self.__dict__.update(state)
 
     def save(self, checkpoint_path: str) -> None:

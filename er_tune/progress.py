@@ -70,6 +70,7 @@ class StudyProgress(Callback):
         self._config: dict[str, dict[str, Any]] = {}
         self._status: dict[str, str] = {}  # ended trials
         self._order: list[str] = []
+        self._rebuild()
         self._started = clock()
         self._printed = self._started
         self._caught_up = False
@@ -85,8 +86,26 @@ class StudyProgress(Callback):
         if state.get("stream") == _STDOUT:
             state = {**state, "stream": sys.stdout}
         self.__dict__.update(state)
+        if "_index" not in state:  # pickled before the running sums existed
+            self._rebuild()
         self._started = self._printed = self.clock()
         self._caught_up = False
+
+    def _rebuild(self) -> None:
+        """The running sums behind :meth:`snapshot`, from the per-trial records.
+
+        A line is printed at every trial end, so the snapshot must not visit every trial seen:
+        it keeps the epochs done so far, the trials not yet ended, and each group's best among
+        its ended trials (``best_by_group`` picks the first maximum in trial order, so the best
+        of a group's ended bests and its unended trials is its best overall)."""
+        self._index = {trial_id: index for index, trial_id in enumerate(self._order)}
+        self._epochs = {trial_id: int((self._last.get(trial_id) or {}).get("epoch") or 0) for trial_id in self._order}
+        self._done = sum(self._epochs.values())
+        self._unended = {trial_id for trial_id in self._order if trial_id not in self._status}
+        self._ended_best: dict[Any, str] = {}
+        for trial_id in self._order:
+            if trial_id in self._status:
+                self._update_best(trial_id)
 
     # ------------------------------------------------------------------ Ray Tune callback hooks
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -99,6 +118,9 @@ class StudyProgress(Callback):
         self._see(trial)
         self.running.add(trial.trial_id)
         self._last[trial.trial_id] = result
+        epoch = int(result.get("epoch") or 0)
+        self._done += epoch - self._epochs.get(trial.trial_id, 0)
+        self._epochs[trial.trial_id] = epoch
         if self.verbosity >= 1 or self.clock() - self._printed >= self.interval_s:
             self.emit()
 
@@ -123,12 +145,28 @@ class StudyProgress(Callback):
             self._see(trial)
             if trial.last_result:
                 self._last[trial.trial_id] = trial.last_result
+                epoch = int(trial.last_result.get("epoch") or 0)
+                self._done += epoch - self._epochs.get(trial.trial_id, 0)
+                self._epochs[trial.trial_id] = epoch
             self._record_end(trial, errored=trial.status == "ERROR")
 
     def _see(self, trial) -> None:
         if trial.trial_id not in self._config:
+            self._index[trial.trial_id] = len(self._order)
             self._order.append(trial.trial_id)
             self._config[trial.trial_id] = dict(trial.config or {})
+            self._unended.add(trial.trial_id)
+
+    def _candidate(self, trial_id: str) -> tuple:
+        return (self._config[trial_id].get("group"), self.status_of(trial_id), self._last.get(trial_id), trial_id)
+
+    def _update_best(self, trial_id: str) -> None:
+        """Fold an ended trial into its group's best among ended trials."""
+        group = self._config[trial_id].get("group")
+        rivals = sorted({trial_id, self._ended_best.get(group, trial_id)}, key=self._index.__getitem__)
+        best = best_by_group([self._candidate(rival) for rival in rivals], self.metric, self.mode)
+        if group in best:
+            self._ended_best[group] = best[group]
 
     def _record_end(self, trial, *, errored: bool) -> str:
         trial_id = trial.trial_id
@@ -137,7 +175,9 @@ class StudyProgress(Callback):
                               ray_status="ERROR" if errored else "TERMINATED")
         self._status[trial_id] = status
         self.running.discard(trial_id)
+        self._unended.discard(trial_id)
         self.counts[status] += 1
+        self._update_best(trial_id)
         return status
 
     def _end(self, trial, *, errored: bool) -> None:
@@ -158,19 +198,16 @@ class StudyProgress(Callback):
         ended = sum(self.counts[name] for name in ENDED_STATUSES)
         running = len(self.running)
         pending = max(0, self.total - ended - running)
-        done = remaining = 0
-        for trial_id in self._order:
-            epoch = int((self._last.get(trial_id) or {}).get("epoch") or 0)
-            done += epoch
-            if trial_id not in self._status:
-                target = int(self._config[trial_id].get("epochs") or self.max_epochs)
-                remaining += max(0, target - epoch)
+        done, remaining = self._done, 0
+        for trial_id in self._unended:
+            target = int(self._config[trial_id].get("epochs") or self.max_epochs)
+            remaining += max(0, target - self._epochs.get(trial_id, 0))
         remaining += max(0, self.total - len(self._order)) * self.max_epochs
         elapsed = self.clock() - self._started
         rate = done / elapsed if elapsed > 0 and done else 0.0
         eta = remaining / rate if rate > 0 else (0.0 if not remaining else None)
-        candidates = [(self._config[trial_id].get("group"), self.status_of(trial_id), self._last.get(trial_id),
-                       trial_id) for trial_id in self._order]
+        rivals = sorted({*self._ended_best.values(), *self._unended}, key=self._index.__getitem__)
+        candidates = [self._candidate(trial_id) for trial_id in rivals]
         best = {group: {"value": float(self._last[trial_id][self.metric]), "status": self.status_of(trial_id),
                         "trial": trial_id}
                 for group, trial_id in best_by_group(candidates, self.metric, self.mode).items()}
