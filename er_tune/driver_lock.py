@@ -139,6 +139,7 @@ class DriverLock:
         self._thread.start()
 
     def _acquire_local(self, path: str, *, replace: bool) -> None:
+        self._created = not os.path.exists(path)
         os.makedirs(path, exist_ok=True)
         target = os.path.join(path, LOCK_FILE)
         if replace:
@@ -188,6 +189,8 @@ class DriverLock:
         try:
             if filesystem is None:
                 os.remove(os.path.join(path, LOCK_FILE))
+                if getattr(self, "_created", False) and not os.listdir(path):
+                    os.rmdir(path)  # Ray did not start: no half-created experiment is left behind
             else:
                 filesystem.delete_file(f"{path.rstrip('/')}/{LOCK_FILE}")
         except OSError:
