@@ -191,6 +191,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def worker_env() -> dict:
+    """This tree first on the path, then whatever the caller added (e.g. a database driver)."""
+    extra = os.environ.get("PYTHONPATH", "")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), extra])))
+
+
 def storage_worker(url: str, study_name: str, trials: int) -> None:
     import optuna
 
@@ -213,12 +219,13 @@ def storages(urls: dict[str, str], trials: int, processes: list[int]) -> str:
         for count in processes:
             start = time.time()
             workers = [subprocess.Popen([sys.executable, __file__, "--storage-worker", url, f"s{index}",
-                                         str(trials)], env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                                         str(trials)], env=worker_env())
                        for index in range(count)]
             codes = [worker.wait() for worker in workers]
             wall = time.time() - start
             state = "" if not any(codes) else f" (exit codes {codes})"
             lines.append(f"| {name} | {count} | {trials} | {wall:.1f} | {count * trials / wall:.1f}{state} |")
+            print(lines[-1], flush=True)
     return "\n".join(lines)
 
 
@@ -252,8 +259,13 @@ def main() -> int:
         urls = {"sqlite": f"sqlite:///{out / 'bench.db'}", "journal": f"journal:{out / 'bench.journal'}"}
         if args.postgres:
             urls["postgresql"] = args.postgres
-        for path in (out / "bench.db", out / "bench.journal"):
+        for path in (out / "bench.db", out / "bench.journal", out / "bench.journal.lock"):
             path.unlink(missing_ok=True)
+        if args.postgres:  # a fresh schema: drop the studies of an earlier run
+            import optuna
+
+            for summary in optuna.get_all_study_summaries(args.postgres):
+                optuna.delete_study(study_name=summary.study_name, storage=args.postgres)
         print(storages(urls, args.storages, args.processes), flush=True)
         return 0
     rows = []
@@ -261,7 +273,7 @@ def main() -> int:
         for side in args.sides:
             run = subprocess.run([sys.executable, __file__, "--one", side, str(trials), "--out", str(out),
                                   "--storage", args.storage], capture_output=True, text=True,
-                                 env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                                 env=worker_env())
             found = [line[7:] for line in run.stdout.splitlines() if line.startswith("RESULT ")]
             if not found:
                 print(f"{side} at {trials} trials failed:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}", flush=True)
@@ -274,7 +286,7 @@ def main() -> int:
         start = time.time()
         run = subprocess.run([sys.executable, "-m", "er_tune", "report", largest["exp"], "--no-plots", "-q",
                               "--out", str(out / "report")], capture_output=True, text=True,
-                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                             env=worker_env())
         print(f"er-tune report of {largest['trials']} trials: {time.time() - start:.1f} s (exit {run.returncode})",
               flush=True)
     return 0
