@@ -32,6 +32,10 @@ COLLAPSE_STATUSES = ("collapsed", "diverged")
 
 # A trial's collapse grade, from least to most severe (issue 16: partial is never folded into complete).
 GRADES = ("none", "partial", "complete")
+# Metrics every evaluation of every objective reports for the partial-collapse criteria (and the
+# early warning); a result line without them comes from a trial that was never graded for partial
+# collapse (reports/grades.py leaves its grade null).
+GRADE_METRICS = ("rankme_projection", "knn_chance_p")
 
 _T = TypeVar("_T")
 

@@ -75,14 +75,19 @@ TRIALS = {
     "error": Column("", "error.txt of an errored trial (null otherwise)"),
     "trial_dir": Column("", "trial directory relative to the experiment directory (POSIX)"),
     # columns of the verdicts work (issue 18 coordination); described here so they carry units
-    "collapse_grade": Column("", "graded collapse outcome of the trial (none, partial, complete)"),
-    "partial_kinds": Column("", "kinds of partial collapse the trial showed"),
+    "partial_graded": Column("", "whether the partial-collapse criteria ran (false: the trial "
+                                 "predates them or its results lack their inputs; its grade "
+                                 "columns are then null)"),
+    "collapse_grade": Column("", "graded collapse outcome of the trial (none, partial, complete; "
+                                 "null: not graded, partial_graded false)"),
+    "partial_kinds": Column("", "kinds of partial collapse the trial showed (null: none, or not "
+                                "graded)"),
     "first_warning_epoch": Column("epochs", "epoch of the first early_warning event "
-                                            "(null: none)"),
+                                            "(null: none, or not graded)"),
     "first_partial_epoch": Column("epochs", "epoch of the first partial-collapse event "
-                                            "(null: none)"),
+                                            "(null: none, or not graded)"),
     "any_collapse_epoch": Column("epochs", "epoch of the first collapse or partial event "
-                                           "(time to any collapse; null: none)"),
+                                           "(time to any collapse; null: none, or not graded)"),
 }
 
 EPOCHS = {
@@ -144,8 +149,9 @@ PER_VARIANT = {
     "n_seeds": Column("trials", "{v}: trials that ran to their own end (errored and "
                                 "early-stopped left out)"),
     "n_collapsed": Column("trials", "{v}: trials graded complete collapse (collapsed, diverged)"),
-    "n_partial": Column("trials", "{v}: trials graded partial collapse"),
-    "n_any_collapsed": Column("trials", "{v}: n_collapsed + n_partial"),
+    "n_partial": Column("trials", "{v}: trials graded partial collapse (null: a trial of the "
+                                  "variant was not graded)"),
+    "n_any_collapsed": Column("trials", "{v}: n_collapsed + n_partial (null: not graded)"),
     "partial_rate": Column("1", "{v}: n_partial / n_seeds"),
     "partial_rate_lo": Column("1", "{v}: partial rate, Wilson 95% lower bound"),
     "partial_rate_hi": Column("1", "{v}: partial rate, Wilson 95% upper bound"),
@@ -183,16 +189,19 @@ STABILITY = {
     "collapse_test": Column("", "test behind collapse_p (boschloo_exact or fisher_exact)"),
     "collapse_p": Column("1", "p-value of the collapse-count test"),
     "collapse_p_adj": Column("1", "collapse_p, Holm-adjusted across the cells of this table"),
-    "collapse_min_detectable": Column("1", "smallest collapse-rate difference vs none these seeds "
-                                           "decide (null: none)"),
+    "collapse_min_detectable": Column("1", "smallest collapse-rate difference k/n vs 0/n these "
+                                           "seeds decide at alpha / m, m = Holm's m of the "
+                                           "family with this cell counted (null: none)"),
     "logrank_test": Column("", "test behind logrank_p (permutation or asymptotic log-rank)"),
     "logrank_u": Column("events", "log-rank score U = observed − expected ER collapses"),
     "logrank_p": Column("1", "p-value of the log-rank test on epochs to first collapse"),
     "logrank_p_adj": Column("1", "logrank_p, Holm-adjusted across the cells of this table"),
     "alpha": Column("1", "level at which the adjusted p-values give a verdict"),
     "verdict": Column("", "collapse counts: er_more_stable, original_more_stable, no_difference, "
-                          "untested"),
-    "time_verdict": Column("", "time to collapse: same labels as verdict"),
+                          "untested (no informative cell: nothing collapsed in either variant or "
+                          "all did, p = 1 by construction), not_replicated"),
+    "time_verdict": Column("", "time to collapse: same labels as verdict (untested: no collapse "
+                               "in the cell)"),
     "knn_verdict": Column("", "kNN: er_better, original_better, no_difference, untested, "
                               "not_replicated"),
 }
