@@ -351,7 +351,7 @@ def any_counts(row: dict, variant: str, compact: bool) -> str:
         return "-"
     partial = row.get(variant + "_n_partial")
     if partial is None:  # not graded for partial collapse: unknown, not 0
-        return f"{row[variant + '_n_collapsed']}+?/{n} not graded"
+        return f"{row[variant + '_n_collapsed']}+?/{n}"  # the legend says what ? means
     count = f"{row[variant + '_n_collapsed']}+{partial}/{n}"
     return _counts_with_interval(row, variant, compact, count, "any_collapse_rate")
 

@@ -137,8 +137,9 @@ def test_holm_counts_only_cells_that_can_inform_the_collapse_families(tmp_path):
                and rows[e]["time_verdict"] == "untested"
                and rows[e]["collapse_min_detectable"] == pytest.approx(k / 5)
                for e in rows if e != 0.0)
-    table_lines = out.split("p_adj: Holm")[0]
-    assert f"untested≥{k / 5:.2f}" in table_lines and "=≥" not in table_lines
+    table_lines, legend = out.split("p_adj: Holm")
+    assert "untested" in table_lines and "=≥" not in table_lines
+    assert f"stab ≥{k / 5:.2f}" in " ".join(legend.split())
     table = pq.read_table(tmp_path / "report" / "stability.parquet")
     assert render.holm_sizes(table)["collapse"] == 1 and render.holm_sizes(table)["knn"] == 8
     assert "m = 1: cells where some but not all trials collapsed" in " ".join(out.split())
