@@ -6,6 +6,7 @@ import io
 import os
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -180,3 +181,44 @@ def test_ungraded_trials_leave_the_grade_unknown_not_zero(tmp_path):
     k, _ = power.min_detectable_collapse(6, 6, 0.05, 2)  # complete family: m = 1, + this cell
     assert f"stab ≥{k / 6:.2f}" in legend and "=≥" not in text.split("p_adj: Holm")[0]
     assert all(len(line) <= 100 for line in text.splitlines()[:-1])
+
+
+def test_rereport_from_parquet_matches_a_report_from_the_trial_dirs(tmp_path):
+    """A report written before the partial-collapse grade (grades 'none', no partial_graded, no
+    untested) is rewritten from its own Parquet tables into what a report of its trial dirs gives
+    today: the trial dirs are gone in the committed studies, the Parquet tables are not."""
+    import json
+    import shutil
+
+    from reports.rereport import rereport
+
+    ph = os.path.join(tmp_path, "exp", "replicate")
+    for s in range(4):
+        for variant in ("original", "er"):
+            write_trial(ph, f"{variant}{s}", method="dino", variant=variant, seed=s, epochs=3,
+                        knn=[0.1, 0.2, 0.3 + 0.01 * s + (0.05 if variant == "er" else 0)],
+                        grid={"ema": 0.0}, graded=False)
+    exp, fresh = os.path.join(tmp_path, "exp"), os.path.join(tmp_path, "fresh")
+    assert report_command(exp, out=fresh, stream=io.StringIO(), err=io.StringIO(),
+                          plots=False) == 0
+    old = os.path.join(tmp_path, "old")
+    shutil.copytree(fresh, old)
+    trials = pq.read_table(os.path.join(old, "trials.parquet")).to_pandas()
+    trials = trials.drop(columns="partial_graded").assign(collapse_grade="none")
+    pq.write_table(pa.Table.from_pandas(trials, preserve_index=False),
+                   os.path.join(old, "trials.parquet"))
+    stale = pq.read_table(os.path.join(old, "stability.parquet")).to_pandas()
+    stale = stale.assign(original_n_partial=0, er_n_partial=0, any_collapse_verdict="no_difference")
+    pq.write_table(pa.Table.from_pandas(stale, preserve_index=False).replace_schema_metadata(
+        pq.read_schema(os.path.join(fresh, "stability.parquet")).metadata),
+        os.path.join(old, "stability.parquet"))
+    with open(os.path.join(old, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    with open(os.path.join(old, "manifest.json"), "w") as handle:
+        json.dump({**manifest, "experiment": "/some/machine/exp"}, handle)
+    out = rereport(old)
+    for name in ("trials", "stability", "survival"):
+        assert (pq.read_table(os.path.join(old, f"{name}.parquet")).to_pylist()
+                == pq.read_table(os.path.join(fresh, f"{name}.parquet")).to_pylist()), name
+    assert out["experiment"] == "exp" and out["run"] is None
+    assert any("re-reported from its own Parquet" in note for note in out["notes"])
