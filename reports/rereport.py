@@ -76,6 +76,7 @@ def rereport(report_dir: str, alpha: float | None = None) -> dict:
     """Rewrite ``trials``/``stability``/``survival`` and manifest.json of ``report_dir``; return
     the manifest."""
     path = lambda name: os.path.join(report_dir, name)  # noqa: E731
+    code = code_version()  # before this writes anything (a committed report dirties the tree)
     with open(path("manifest.json"), encoding="utf-8") as handle:
         manifest = json.load(handle)
     old = pq.read_table(path("stability.parquet"))
@@ -104,7 +105,7 @@ def rereport(report_dir: str, alpha: float | None = None) -> dict:
     manifest.update({
         "schema_version": SCHEMA_VERSION, "alpha": alpha, "multiplicity": MULTIPLICITY,
         "experiment": os.path.basename(str(experiment).rstrip("/")) if experiment else None,
-        "versions": {"er_tune": __version__, **package_versions()}, "code": code_version(),
+        "versions": {"er_tune": __version__, **package_versions()}, "code": code,
         "run": None, "original_report_versions": manifest.get("original_report_versions",
                                                                manifest.get("versions")),
         "row_counts": {**manifest.get("row_counts", {}),
