@@ -28,18 +28,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from er_core.rules import GRADE_METRICS
+from er_core.rules import EARLY_WARNING_KIND, GRADE_KEY, GRADE_METRICS
 from er_core.rules import collapse_grade as grade_of
-
-PARTIAL_KINDS = ("dimensional", "prototype", "functional", "plateau")
-EARLY_WARNING_KIND = "early_warning"
 
 
 def has_grade_inputs(last: dict | None, events: list[dict], n_rows: int) -> bool:
-    """Whether a trial was graded for partial collapse: its last result line holds a value of
-    every ``GRADE_METRICS`` metric, it has a partial event (only the criteria emit one), or it
-    reported nothing (no epoch, nothing to grade: ``none``)."""
-    if n_rows == 0:
+    """Whether a trial was graded for partial collapse: its last result line reports its grade
+    (``GRADE_KEY``) or holds a value of every ``GRADE_METRICS`` metric, it has a partial event
+    (only the criteria emit one), or it reported nothing (no epoch, nothing to grade: ``none``)."""
+    if n_rows == 0 or (last is not None and last.get(GRADE_KEY) is not None):
         return True
     if any(e.get("severity") == "partial" for e in events):
         return True
