@@ -48,7 +48,7 @@ def _git(*args: str) -> str | None:
 
 
 def code_version() -> dict:
-    """``{"er_tune", "git_commit", "git_dirty"}`` of the source this process runs (module docstring)."""
+    """``{"er_tune", "git_commit", "git_dirty"}`` of the source this process runs (see above)."""
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
     return {"er_tune": __version__, "git_commit": commit.strip() if commit else None,

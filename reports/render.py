@@ -11,8 +11,8 @@ registry does not declare. An undecided ``=`` carries what the seeds could have 
 difference found with 80% power at the observed sd), ``=never`` (these seeds can never reach
 alpha). A family a cell cannot inform (nothing collapsed in either variant: p = 1 by
 construction) or whose trials were not graded is ``untested`` (``untested (≥0.50)``: what it could
-have decided; in the terminal view that goes to the legend), never ``=``. A search-phase report (no replicate phase) says it is not a replicated comparison and has
-no verdicts (``n/r``). Reports written before schema 2 (no p columns) render in the old layout.
+have decided; in the terminal view that goes to the legend), never ``=``. A search-phase report
+(no replicate phase) says it is not a replicated comparison and has no verdicts (``n/r``). Reports written before schema 2 (no p columns) render in the old layout.
 """
 from __future__ import annotations
 

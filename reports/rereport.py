@@ -44,7 +44,7 @@ NOTE = ("re-reported from its own Parquet tables (python -m reports.rereport): t
 
 
 def _frame(path: str) -> pd.DataFrame:
-    """A Parquet table as pandas with plain strings (dictionary labels would group as categoricals)."""
+    """A Parquet table as pandas with plain strings (dictionary labels group as categoricals)."""
     table = pq.read_table(path)
     columns = [column.cast(field.type.value_type) if pa.types.is_dictionary(field.type) else column
                for field, column in zip(table.schema, table.columns)]
@@ -95,7 +95,8 @@ def rereport(report_dir: str, alpha: float | None = None) -> dict:
         trials[column] = trials[column].astype(object).where(np.array(graded), None)
     hps = [c[len("hp_"):] for c in trials.columns if c.startswith("hp_")]
     alpha = manifest.get("alpha", 0.05) if alpha is None else alpha
-    phase, replicated = manifest.get("stability_phase", "replicate"), manifest.get("replicated", True)
+    phase = manifest.get("stability_phase", "replicate")
+    replicated = manifest.get("replicated", True)
     tables = {"trials": trials_table(_records(trials), axes, hps),
               "stability": stability_table(trials, axes, phase, alpha=alpha, replicated=replicated),
               "survival": survival_table(trials, axes, phase)}

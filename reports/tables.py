@@ -11,7 +11,8 @@ Ray's ``time_total_s`` becomes ``wall_time_s``. Units and descriptions: reports/
 last line's ``collapsed`` flag); ``collapse_grade`` (none/partial/complete), ``partial_kinds``,
 ``first_partial_epoch``, ``any_collapse_epoch`` and ``first_warning_epoch`` from grades.py;
 ``partial_graded`` false for a trial never graded for partial collapse, whose grade columns are
-then null (a complete collapse excepted: ``collapse_grade`` is still ``complete``). ``stability`` and ``survival``: see stability.py
+then null (a complete collapse excepted: ``collapse_grade`` is still ``complete``).
+``stability`` and ``survival``: see stability.py
 (per variant also ``*_linear_mean``/``*_linear_std`` of ``final_linear_top1``, the linear probe run at
 every trial's end).
 ``search`` groups by ``group``: best hp by best_knn_top1, counts, and ``collapse_fraction`` =
@@ -104,7 +105,8 @@ def trial_records(trials: list[TrialData], root: str | None = None
             rec["collapse_epoch"] = last.get("epoch")
         graded = has_grade_inputs(t.last, t.events, t.n_rows)
         grade = collapse_grade(rec["status"], t.events, rec["collapse_epoch"], graded=graded)
-        rec.update({"partial_graded": graded, "collapse_grade": grade.grade, "partial_kinds": grade.partial_kinds,
+        rec.update({"partial_graded": graded, "collapse_grade": grade.grade,
+                    "partial_kinds": grade.partial_kinds,
                     "first_partial_epoch": grade.first_partial_epoch,
                     "any_collapse_epoch": grade.any_collapse_epoch,
                     "first_warning_epoch": grade.first_warning_epoch})
@@ -128,8 +130,8 @@ def trials_table(recs: list[dict], axes: list[str], hps: list[str]) -> pa.Table:
     cols = (META_COLS + axes + ["seed"] + [f"hp_{h}" for h in hps] +
             ["status", "stop_reason", "epochs_completed", "max_epochs", "best_knn_top1",
              "final_knn_top1", "final_linear_top1", "final_rankme", "final_er_entropy", "collapse_kind",
-             "collapse_epoch", "partial_graded", "collapse_grade", "partial_kinds", "first_partial_epoch",
-             "any_collapse_epoch", "first_warning_epoch", "wall_time_s", "error", "trial_dir"])
+             "collapse_epoch", "partial_graded", "collapse_grade", "partial_kinds",
+             "first_partial_epoch", "any_collapse_epoch", "first_warning_epoch", "wall_time_s", "error", "trial_dir"])
     arrays = []
     for c in cols:
         vals = [r.get(c) for r in recs]
