@@ -30,6 +30,7 @@ from typing import Any
 
 from er_tune.legacy import install_legacy_modules
 from er_core.io import write_json_atomic
+from er_core.rules import Candidate, Choice
 from er_core.rules import best_by_group as _best_by_group
 from er_core.rules import ALL_PHASES, EXIT_USAGE, PHASE_CHOICES, REPLICATE, SEARCH, trial_status
 
@@ -108,11 +109,13 @@ def run_study(study_path: str, *, address: str | None = None, storage: str | Non
 
 def study_plan(study) -> dict[str, Any]:
     """What the study will run, written to ``<exp>/plan.json`` for ``er-tune status``."""
-    from search_spaces import condition_groups, search_trial_count
+    from search_spaces import condition_groups, halving_of, search_trial_count
 
     groups = condition_groups(study)
     epochs = study.schedule.max_epochs
+    halving = halving_of(study)
     return {"study": study.name, "metric": study.search.metric, "mode": study.search.mode,
+            "halving": halving.to_dict() if halving else None,
             "groups": [group.name for group in groups],
             "phases": {SEARCH: {"trials": search_trial_count(study) if study.tune else 0,
                                 "max_epochs": epochs},
@@ -174,20 +177,27 @@ def trial_dirname(trial) -> str:
     return name(trial.config or {}, trial.trial_id)
 
 
-def best_by_group(results, metric: str, mode: str) -> dict[str, dict[str, Any]]:
-    """Best configuration per condition group from a finished search phase
-    (:func:`er_core.rules.best_by_group`, the rule ``er-tune status`` shows).
+def result_rows(result) -> list[dict[str, Any]]:
+    """A Ray ``Result``'s reported lines in order (its ``metrics_dataframe``), else its last one."""
+    frame = getattr(result, "metrics_dataframe", None)
+    if frame is not None and len(frame):
+        return frame.to_dict("records")
+    return [dict(result.metrics or {})]
 
-    A trial that collapsed or diverged ranks below every trial that did not, whatever its metric;
-    errored trials and trials without a finite metric are ignored. Ties keep the earlier trial.
-    """
+
+def best_by_group(results, metric: str, mode: str, halving=None) -> dict[str, Choice]:
+    """Best configuration per condition group from a finished search phase
+    (:func:`er_core.rules.best_by_group`, the rule ``er-tune status`` and the progress line show):
+    each trial's metric compared with its rivals' at the furthest epoch any of them reached.
+    ``Choice.item`` is the trial's config."""
     candidates = []
     for result in results:
         config, metrics = result.config or {}, result.metrics or {}
         status = trial_status(metrics, epochs=config.get("epochs"), errored=result.error is not None,
                               ray_status="ERROR" if result.error is not None else "TERMINATED")
-        candidates.append((config.get("group"), status, metrics, dict(config)))
-    return _best_by_group(candidates, metric, mode)
+        candidates.append(Candidate(config.get("group"), status, result_rows(result), dict(config),
+                                    int(config.get("optuna_trial", 0) or 0)))
+    return _best_by_group(candidates, metric, mode, halving)
 
 
 class StudyRunner:
@@ -302,6 +312,7 @@ class StudyRunner:
 
         from er_tune.cleanup import PruneEndedCheckpoints
         from er_tune.progress import StudyProgress
+        from search_spaces import halving_of
 
         # max_failures also covers a lost node: the trial's actor dies with it and the trial is
         # retried from its last checkpoint (in the shared storage) on a node that is still alive.
@@ -314,7 +325,8 @@ class StudyRunner:
             sync_config=tune.SyncConfig(sync_artifacts=True) if "://" in self.exp_dir else None,
             callbacks=[StudyProgress(phase, total, self.stream, metric=self.study.search.metric,
                                      mode=self.study.search.mode, max_epochs=self.study.schedule.max_epochs,
-                                     verbosity=self.verbosity),
+                                     verbosity=self.verbosity,
+                                     halving=halving_of(self.study) if phase == "search" else None),
                        PruneEndedCheckpoints(keep_final=self.study.keep_final_checkpoint),
                        *self._observers()],
             verbose=0)
@@ -374,7 +386,10 @@ class StudyRunner:
                 run_config=self._run_config(SEARCH, total))
 
         results = self._fit(SEARCH, trainable, make_tuner)
-        best = best_by_group(results, study.search.metric, study.search.mode)
+        from search_spaces import halving_of
+
+        choices = best_by_group(results, study.search.metric, study.search.mode, halving_of(study))
+        best = {group: choice.item for group, choice in choices.items()}
         self._save_best(best)
         return best, len(results.errors)
 

@@ -24,6 +24,7 @@ from .discover import NotAnExperiment, discover
 from .parquet_io import SCHEMA_VERSION, write_table_atomic
 from .stability import stability_table, survival_table
 from .stats import ALPHA
+from .choices import search_choices
 from .tables import (epochs_table, events_table, relative_dir, search_table, trial_records,
                      trials_table)
 from .verdicts import tests_by_family
@@ -99,7 +100,7 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
         notes.append(f"no replicate phase: stability computed from the {stability_phase!r} phase, which is "
                      "not a replicated comparison (no verdicts; counts are descriptive)")
     tables = {"trials": trials_table(records, axes, hparams), "epochs": epochs_table(trials, rows),
-              "collapse_events": events_table(trials), "search": search_table(frame, hparams)
+              "collapse_events": events_table(trials), "search": search_table(frame, hparams, search_choices(experiment, trials, rows))
               if len(frame) else search_table(pd.DataFrame(columns=["phase"]), hparams),
               "stability": None, "survival": None}
     if not len(frame):

@@ -15,8 +15,11 @@ then null (a complete collapse excepted: ``collapse_grade`` is still ``complete`
 ``stability`` and ``survival``: see stability.py
 (per variant also ``*_linear_mean``/``*_linear_std`` of ``final_linear_top1``, the linear probe run at
 every trial's end).
-``search`` groups by ``group``: best hp by best_knn_top1, counts, and ``collapse_fraction`` =
-n_collapsed / n_trials (the share of sampled points of the searched space that collapsed).
+``search`` groups by ``group``: the configuration chosen by er_core.rules.best_by_group (metrics
+compared at the furthest epoch any trial of the group reached: ``compared_epoch``,
+``compared_metric``) and whether the replicate phase ran it (``replicated``), counts, and
+``collapse_fraction`` = n_collapsed / n_trials (the share of sampled points of the searched space
+that collapsed).
 """
 from __future__ import annotations
 
@@ -181,29 +184,40 @@ def events_table(trials: list[TrialData]) -> pa.Table:
     return pa.table({k: _array(v, EVENT_COLS[k]) for k, v in data.items()})
 
 
-def search_table(df: pd.DataFrame, hps: list[str]) -> pa.Table:
-    """Per condition group: best hp_*, n_trials, n_early_stopped, n_collapsed, collapse_fraction."""
+def search_table(df: pd.DataFrame, hps: list[str], choices: dict[str, dict] | None = None) -> pa.Table:
+    """Per condition group: the chosen configuration (``choices``, :func:`reports.choices.search_choices`:
+    ``best_trial_id``, ``best_hp_*``, ``compared_epoch``, ``compared_metric``, ``replicated``,
+    ``replicated_trial_id``), n_trials, n_early_stopped, n_collapsed, collapse_fraction and the
+    highest ``best_knn_top1`` any of its trials reached at any epoch."""
+    choices = choices or {}
     out = []
     for g, sub in df[df["phase"] == SEARCH].groupby("group", dropna=True, sort=True):
-        ok = sub["best_knn_top1"].notna()
-        best = sub.loc[sub.loc[ok, "best_knn_top1"].idxmax()] if ok.any() else None
         ncol = int(sub["status"].isin(COLLAPSE_STATUSES).sum())
+        choice = choices.get(g) or {}
+        by_dir = sub[sub["trial_dir"].map(os.path.basename) == choice.get("trial")]
+        best = by_dir.iloc[0] if len(by_dir) else None
+        replicated = sub[sub["trial_dir"].map(os.path.basename) == choice.get("replicated_trial")]
         row = {"group": g, "method": sub["method"].iloc[0], "variant": sub["variant"].iloc[0],
                "n_trials": len(sub),
                "n_early_stopped": int((sub["status"] == "early_stopped").sum()),
                "n_collapsed": ncol, "collapse_fraction": ncol / len(sub),
-               "best_knn_top1": None if best is None else float(best["best_knn_top1"]),
-               "best_trial_id": None if best is None else best["trial_id"]}
+               "best_knn_top1": _py(sub["best_knn_top1"].max()) if sub["best_knn_top1"].notna().any() else None,
+               "best_trial_id": None if best is None else best["trial_id"],
+               "compared_epoch": choice.get("epoch"), "compared_metric": choice.get("value"),
+               "replicated": choice.get("replicated"),
+               "replicated_trial_id": replicated["trial_id"].iloc[0] if len(replicated) else None}
         for h in hps:
             row[f"best_hp_{h}"] = None if best is None else _py(best.get(f"hp_{h}"))
         out.append(row)
     cols = ["group", "method", "variant", "n_trials", "n_early_stopped", "n_collapsed",
-            "collapse_fraction", "best_knn_top1", "best_trial_id"] + [f"best_hp_{h}" for h in hps]
+            "collapse_fraction", "best_knn_top1", "best_trial_id", "compared_epoch", "compared_metric",
+            "replicated", "replicated_trial_id"] + [f"best_hp_{h}" for h in hps]
     types = {"n_trials": pa.int64(), "n_early_stopped": pa.int64(), "n_collapsed": pa.int64(),
-             "collapse_fraction": pa.float64(), "best_knn_top1": pa.float64()}
+             "collapse_fraction": pa.float64(), "best_knn_top1": pa.float64(), "compared_epoch": pa.int64(),
+             "compared_metric": pa.float64(), "replicated": pa.bool_()}
     return pa.table([_array([r[c] for r in out], types.get(c, pa.string() if c in
-                     ("group", "method", "variant", "best_trial_id") else None)) for c in cols],
-                    names=cols)
+                     ("group", "method", "variant", "best_trial_id", "replicated_trial_id") else None))
+                     for c in cols], names=cols)
 
 
 def _py(v):
