@@ -57,6 +57,10 @@ EXIT_USAGE = 2
 
 # A trial's collapse grade, from least to most severe (partial is never folded into complete).
 GRADES = ("none", "partial", "complete")
+# Metrics every evaluation of every objective reports for the partial-collapse criteria (and the
+# early warning); a result line without them comes from a trial that was never graded for partial
+# collapse (reports/grades.py leaves its grade null).
+GRADE_METRICS = ("rankme_projection", "knn_chance_p")
 # The result key under which a trial reports its grade so far (every epoch's result line).
 GRADE_KEY = "collapse_grade"
 

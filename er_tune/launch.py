@@ -223,6 +223,7 @@ class StudyRunner:
             self._record_study()
             self.max_concurrent = self.study.resources.max_concurrent_trials or self._slots(ray)
             trainable = self._trainable()
+            self._record_provenance(ray)
             errors = 0
             best: dict[str, dict[str, Any]] = {}
             if self.study.tune is not None and phase in (SEARCH, ALL_PHASES):
@@ -248,6 +249,21 @@ class StudyRunner:
         write_text(self.exp_dir, "study.yaml", self.study.raw, overwrite=False)
         write_text(self.exp_dir, "plan.json", json.dumps(study_plan(self.study), indent=2, sort_keys=True))
 
+    def _record_provenance(self, ray) -> None:
+        """``provenance.json``: code, packages, device, cluster and data fingerprints of this run
+        (er_core/provenance.py; the report copies it into its manifest). Rewritten by every run
+        of the experiment, so a resumed one records what it read."""
+        from er_core.provenance import run_provenance
+        from er_tune.storage import write_text
+
+        total = ray.cluster_resources()
+        cluster = {"nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+                   "CPU": total.get("CPU"), "GPU": total.get("GPU"),
+                   "accelerator_types": sorted(k.split(":", 1)[1] for k in total
+                                               if k.startswith("accelerator_type:"))}
+        write_text(self.exp_dir, "provenance.json",
+                   json.dumps(run_provenance(self.data_records, cluster), indent=2, sort_keys=True))
+
     def _slots(self, ray) -> int:
         """How many trials the cluster's CPUs/GPUs fit at once (the default concurrency).
 
@@ -272,6 +288,7 @@ class StudyRunner:
         from trainers.trial_data import dataset_key, load_trial_data
 
         datasets = {}
+        self.data_records = []
         for values in data_configs(self.study):
             config = TrialConfig.from_dict(values)
             key = dataset_key(config)
@@ -280,6 +297,12 @@ class StudyRunner:
                 bundle = datasets[key]
                 self.say(f"data: {config.dataset} {tuple(bundle.train_images.shape)} train, "
                          f"{tuple(bundle.eval_images.shape)} eval (shipped once via the object store)")
+                # what the trials read, identified without the machine's path (data_root)
+                self.data_records.append({
+                    "dataset": config.dataset, "image_size": config.image_size,
+                    "train_size": config.train_size, "eval_size": config.eval_size,
+                    "data_seed": config.data_seed, "train_shape": list(bundle.train_images.shape),
+                    "eval_shape": list(bundle.eval_images.shape), "sha256": bundle.fingerprint()})
         resources = self.study.resources
         return tune.with_resources(tune.with_parameters(tune_trial, datasets=datasets),
                                    {"cpu": resources.cpu, "gpu": resources.gpu})

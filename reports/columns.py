@@ -76,14 +76,19 @@ TRIALS = {
     "error": Column("", "error.txt of an errored trial (null otherwise)"),
     "trial_dir": Column("", "trial directory relative to the experiment directory (POSIX)"),
     # the trial's collapse grade and what it rests on (reports.grades)
-    "collapse_grade": Column("", "graded collapse outcome of the trial (none, partial, complete)"),
-    "partial_kinds": Column("", "kinds of partial collapse the trial showed"),
+    "partial_graded": Column("", "whether the partial-collapse criteria ran (false: the trial "
+                                 "predates them or its results lack their inputs; its grade "
+                                 "columns are then null)"),
+    "collapse_grade": Column("", "graded collapse outcome of the trial (none, partial, complete; "
+                                 "null: not graded, partial_graded false)"),
+    "partial_kinds": Column("", "kinds of partial collapse the trial showed (null: none, or not "
+                                "graded)"),
     "first_warning_epoch": Column("epochs", "epoch of the first early_warning event "
-                                            "(null: none)"),
+                                            "(null: none, or not graded)"),
     "first_partial_epoch": Column("epochs", "epoch of the first partial-collapse event "
-                                            "(null: none)"),
+                                            "(null: none, or not graded)"),
     "any_collapse_epoch": Column("epochs", "epoch of the first collapse or partial event "
-                                           "(time to any collapse; null: none)"),
+                                           "(time to any collapse; null: none, or not graded)"),
 }
 
 EPOCHS = {
