@@ -5,7 +5,7 @@ import io
 import random
 from types import SimpleNamespace
 
-from er_core.rules import best_by_group
+from er_core.rules import Candidate, best_by_group
 from er_tune.progress import StudyProgress
 
 
@@ -28,9 +28,11 @@ def test_running_best_and_epochs_equal_the_rule_over_every_trial():
             (progress.on_trial_error if rng.random() < 0.1 else progress.on_trial_complete)(0, trials, trial)
             live.remove(trial)
         snap = progress.snapshot()
-        everyone = [(progress._config[t.trial_id]["group"], progress.status_of(t.trial_id),
-                     progress._last.get(t.trial_id), t.trial_id) for t in trials]
-        expected = best_by_group(everyone, "knn_top1", "max")
+        everyone = [Candidate(progress._config[t.trial_id]["group"], progress.status_of(t.trial_id),
+                              progress._rows.get(t.trial_id) or [progress._last.get(t.trial_id) or {}], t.trial_id, 0)
+                    for t in trials]
+        expected = {group: choice.item for group, choice in best_by_group(everyone, "knn_top1", "max").items()}
         assert {group: best["trial"] for group, best in snap["best"].items()} == expected
+        assert list(snap["best"]) == sorted(expected)
         assert snap["epochs_done"] == sum(int((t.last_result or {}).get("epoch", 0)) for t in trials)
         assert snap["epochs_remaining"] == sum(4 - int((t.last_result or {}).get("epoch", 0)) for t in live)
