@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from . import verdicts  # a verdict family describes its own stability columns
+from . import robustness, verdicts  # a verdict family describes its own stability columns
 
 
 class Column(NamedTuple):
@@ -210,9 +210,11 @@ SURVIVAL = {
     "ci_high": Column("1", "survival, log-log 95% upper bound"),
 }
 
+ROBUSTNESS = {name: Column(*entry) for name, entry in robustness.DESCRIPTIONS.items()}
+
 TABLES: dict[str, dict[str, Column]] = {
     "trials": TRIALS, "epochs": EPOCHS, "collapse_events": EVENTS, "search": SEARCH,
-    "stability": STABILITY, "survival": SURVIVAL,
+    "stability": STABILITY, "survival": SURVIVAL, "robustness": ROBUSTNESS,
 }
 
 # Strings kept plain (free text, or one value per row); every other string column is
@@ -243,7 +245,9 @@ def describe(table: str, name: str) -> Column | None:
         if name.startswith(prefix) and field in CONFIG_UNITS:
             return Column(CONFIG_UNITS[field], text.format(f=field))
     if name in CONFIG_UNITS:
-        return Column(CONFIG_UNITS[name], f"grid axis: the cell's TrialConfig.{name}")
+        cell = "the stressed cell's" if table == "robustness" else "the cell's"
+        return Column(CONFIG_UNITS[name], f"grid axis: {cell} TrialConfig.{name}"
+                      + (" (null: the method does not read it)" if table == "robustness" else ""))
     return None
 
 

@@ -8,8 +8,9 @@ import os
 def write_trial(phase_dir: str, name: str, *, method="simclr", variant="original", seed=0,
                 epochs=3, n_lines=None, stop_reason="completed", knn=None, entropy=None,
                 grid=None, searched=None, events=(), error=None, params=True, study="syn",
-                group=None, dataset="shapes") -> str:
-    """Write one trial dir; ``knn``/``entropy`` are per-epoch lists (defaults derived)."""
+                group=None, dataset="shapes", linear=None) -> str:
+    """Write one trial dir; ``knn``/``entropy`` are per-epoch lists (defaults derived); ``linear``:
+    the final linear_top1, on the last line only (the trainer probes at a trial's end)."""
     d = os.path.join(phase_dir, name)
     os.makedirs(d, exist_ok=True)
     grid = dict(grid or {})
@@ -35,6 +36,8 @@ def write_trial(phase_dir: str, name: str, *, method="simclr", variant="original
                    "stop_reason": stop_reason if last and stop_reason else "",
                    "trial_id": name, "training_iteration": e + 1, "time_total_s": 2.0 * (e + 1),
                    "done": False}
+            if last and linear is not None:
+                row["linear_top1"] = linear
             f.write(json.dumps(row) + "\n")
     if events:
         with open(os.path.join(d, "collapse_events.jsonl"), "w") as f:
