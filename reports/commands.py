@@ -29,8 +29,8 @@ from .tables import (epochs_table, events_table, relative_dir, search_table, tri
                      trials_table)
 from .verdicts import tests_by_family
 
-# what a report writes; robustness.parquet only when the study names a reference cell
-TABLES = ("trials", "epochs", "collapse_events", "search", "stability", "survival", "robustness")
+TABLES = ("trials", "epochs", "collapse_events", "search", "stability", "survival")  # what a report writes
+OPTIONAL_TABLES = ("robustness",)  # written when the study names a reference cell
 
 
 def _versions() -> dict:

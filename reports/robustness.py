@@ -167,6 +167,14 @@ def _t(values: np.ndarray) -> tuple[float | None, float | None, float | None]:
                  for x in (result.mean, result.lo, result.hi))
 
 
+def drop_test(original_ref, original_stress, er_ref, er_stress) -> stats.KnnTest:
+    """The seed-contrast t of delta_drop = 0 along the last axis (vectorised: arrays [..., n], one
+    seed per position): :func:`reports.stats.knn_test` of (o_ref − o_stress) − (e_ref − e_stress)."""
+    contrast = (np.asarray(original_ref, float) - np.asarray(original_stress, float)
+                - np.asarray(er_ref, float) + np.asarray(er_stress, float))
+    return stats.knn_test(contrast)
+
+
 def _row(arms: dict) -> dict:
     seeds = sorted(set.intersection(*(set(series.index) for series in arms.values())))
     row = {"n_seeds": len(seeds),
@@ -177,10 +185,9 @@ def _row(arms: dict) -> dict:
     for variant in ("original", "er"):
         drop = values[(variant, "ref")] - values[(variant, "stress")]
         row.update(zip((f"{variant}_drop{s}" for s in ("", "_lo", "_hi")), _t(drop)))
-    contrast = (values[("original", "ref")] - values[("original", "stress")]
-                - values[("er", "ref")] + values[("er", "stress")])
-    result = stats.knn_test(contrast) if contrast.size else None
-    row.update(zip(("delta_drop", "delta_drop_lo", "delta_drop_hi"), _t(contrast)))
+    result = drop_test(*(values[arm] for arm in ARMS)) if seeds else None
+    row.update(zip(("delta_drop", "delta_drop_lo", "delta_drop_hi"),
+                   _t(values[ARMS[0]] - values[ARMS[1]] - values[ARMS[2]] + values[ARMS[3]])))
     sign_flip = bool(result is not None and np.any(result.sign_flip))
     row["test"] = "sign_flip_exact" if sign_flip else "seed_contrast_t"
     p = None if result is None or not np.isfinite(result.p) else float(result.p)

@@ -72,3 +72,35 @@ def small_replicate(root: str) -> str:
                         grid={"batch_size": 64},
                         events=[event(epoch=3)] if coll else ())
     return root
+
+
+def robustness_experiment(root: str, planted: float = 0.0, seeds: int = 6, sd: float = 0.01,
+                          reference: str | None = "{ema: 0.99, batch_size: 256}") -> str:
+    """BYOL (grid ema x batch_size) and SimCLR (batch_size only: no teacher) at 0.70 (original) /
+    0.68 (ER) final accuracy at the reference ema=0.99, batch_size=256, every variant losing 0.05
+    at ema=0.8 and 0.03 at batch_size=32 (added when both), seed noise N(0, sd). ``planted``: an
+    extra drop of BYOL's original at ema=0.8, batch_size=256 only. ``study.yaml`` names
+    ``reference`` (none when None). Linear top-1 is the kNN value + 0.05."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    phase = os.path.join(root, "replicate")
+    for method, emas in (("byol", (0.8, 0.99)), ("simclr", (None,))):
+        for variant, base in (("original", 0.70), ("er", 0.68)):
+            for ema in emas:
+                for batch in (32, 256):
+                    drop = 0.05 * (ema == 0.8) + 0.03 * (batch == 32)
+                    if method == "byol" and variant == "original" and ema == 0.8 and batch == 256:
+                        drop += planted
+                    grid = {"batch_size": batch} if ema is None else {"batch_size": batch, "ema": ema}
+                    for seed in range(seeds):
+                        knn = float(base - drop + rng.normal(0.0, sd))
+                        write_trial(phase, f"{method}_{variant}_{ema}_{batch}_{seed}", method=method,
+                                    variant=variant, seed=seed, grid=grid, knn=[0.1, 0.2, knn],
+                                    linear=knn + 0.05, dataset="cifar10")
+    lines = ["name: syn", "methods: [byol, simclr]", "grid: {ema: [0.8, 0.99], batch_size: [32, 256]}"]
+    if reference is not None:
+        lines.append(f"reference: {reference}")
+    with open(os.path.join(root, "study.yaml"), "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return root
