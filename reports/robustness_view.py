@@ -93,7 +93,7 @@ def _legend(table: pa.Table, width: int) -> list[str]:
             "they ended with, errored ones do not count. verdict: seed-contrast t on delta_drop = "
             "original drop − ER drop, Holm over the rows of each metric ("
             + ", ".join(f"{k}: m = {v}" for k, v in holm.items())
-            + f"), p_adj <= {alpha:g}: ER = ER lost less (er_more_robust), orig = the original lost "
+            + f"), p on the verdict line = Holm-adjusted p, verdict when <= {alpha:g}: ER = ER lost less (er_more_robust), orig = the original lost "
               "less; '=|Δ|≥d': d is the delta_drop found with 80% power at the observed sd; n/a: "
               "fewer than 2 seeds in all four arms.")
     if meta.get(b"comparison") == NOT_REPLICATED.encode():

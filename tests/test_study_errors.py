@@ -287,3 +287,28 @@ def test_shipped_studies_search_only_live_keys_and_comparable_dimensions(tmp_pat
         # every original whose loss has a hyperparameter searches one (BYOL's 2 - 2 cos has none)
         assert own or method == "byol", (name, method)
         assert abs(len(er) - len(original)) <= (2 if method == "byol" else 1), (name, method, original, er)
+
+
+def test_gpu_reference_study_mirrors_the_papers_table(tmp_path):
+    """Reference at the usual values, the paper's stressed points (EMA 0.8, a batch 8x smaller),
+    BYOL, DINO and SimCLR first; its comment names benchmark files that exist."""
+    from search_spaces.study import stressed_cells
+
+    study = shipped("cifar10_reference_gpu", tmp_path)
+    assert study.methods[:3] == ("byol", "dino", "simclr")
+    reference = dict(study.reference)
+    assert reference["ema"] in (0.99, 0.996) and reference["batch_size"] in (256, 512)
+    single = {(r.method, r.axes, tuple(r.cell.values())) for r in stressed_cells(study) if len(r.axes) == 1}
+    for method in ("byol", "dino"):
+        assert (method, ("ema",), (0.8, reference["batch_size"])) in single
+        assert (method, ("batch_size",), (reference["ema"], reference["batch_size"] // 8)) in single
+    assert ("simclr", ("batch_size",), (reference["batch_size"] // 8,)) in single
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_study_comments_name_files_that_exist(name):
+    import re
+
+    text = (STUDIES / f"{name}.yaml").read_text()
+    for path in re.findall(r"benchmarks/[\w./-]+", text):
+        assert (STUDIES.parents[1] / path.rstrip(".")).is_file(), (name, path)
