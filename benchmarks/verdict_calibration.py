@@ -8,8 +8,8 @@ collapse-mixture nulls), of the permutation log-rank, of the old percentile boot
 Holm-adjusted family over 4 cells; then what each seed count can detect (Holm over m cells); then
 the robustness table's test of a difference of accuracy drops (seed-contrast t) next to a
 Welch-Satterthwaite t of the four means: false-positive rates under equal drops (equal sds, a 12:1
-range of sds, the stressed original piled at chance, and that floored arm dominating 15:1, where
-neither holds) and power at gaps of 0.03, 0.05 and 0.08 with sd 0.02 in every arm.
+range of sds, one sd 10 times the others, the stressed original piled at chance, and that floored
+arm dominating 15:1, where neither holds) and power at gaps of 0.03, 0.05 and 0.08 with sd 0.02 in every arm.
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def main() -> None:
 
 def drops(reps: int) -> None:
     """The robustness table's delta_drop test against Welch on the four means."""
-    kinds = ("equal", "unequal", "floor", "floor_dominant")
+    kinds = ("equal", "unequal", "dominant", "floor", "floor_dominant")
     print(f"\ndelta_drop = original_drop - er_drop = 0 (equal drops): false-positive rates at alpha "
           f"0.05, {reps} reps; seed-contrast t / Welch-Satterthwaite of the four means")
     print("n   " + "  ".join(f"{kind:<16}" for kind in kinds))

@@ -56,6 +56,7 @@ def null_diffs(kind: str, reps: int, n_seeds: int, rng: np.random.Generator) -> 
 # Seed sds of the four arms (original at the reference, original stressed, ER at the reference,
 # ER stressed) in the unequal-variance null: a 12:1 range, the stressed original the widest.
 UNEQUAL_SDS = (0.005, 0.06, 0.01, 0.03)
+DOMINANT_SDS = (0.02, 0.002, 0.002, 0.002)  # one sd 10x the others (Welch's worst case found)
 CHANCE = 0.1
 
 
@@ -71,14 +72,15 @@ def drop_arms(kind: str, reps: int, n_seeds: int, rng: np.random.Generator, gap:
     expected drops differ by ``gap`` (original_drop − er_drop; 0: the null of equal drops).
 
     ``kind``: ``equal`` (normal, seed sd ``sd`` in every arm), ``unequal`` (sds
-    :data:`UNEQUAL_SDS`), ``floor`` (the stressed original collapsed to chance: max(0.1, N(0.1,
+    :data:`UNEQUAL_SDS`), ``dominant`` (sds :data:`DOMINANT_SDS`: one arm's variance dominates,
+    where Welch-Satterthwaite on the four means is liberal at 3 seeds), ``floor`` (the stressed original collapsed to chance: max(0.1, N(0.1,
     sd)), half its seeds exactly at chance; the others normal with sd ``sd``), ``floor_dominant``
     (the same floored arm with sd 0.03 next to arms of sd 0.002: a 15:1 spread, where no test of
     means holds at these seed counts; the benchmark prints it)."""
     def normal(mean, spread):
         return rng.normal(mean, spread, (reps, n_seeds))
-    if kind in ("equal", "unequal"):
-        sds = (sd,) * 4 if kind == "equal" else UNEQUAL_SDS
+    if kind in ("equal", "unequal", "dominant"):
+        sds = {"equal": (sd,) * 4, "unequal": UNEQUAL_SDS, "dominant": DOMINANT_SDS}[kind]
         return (normal(0.70, sds[0]), normal(0.45, sds[1]), normal(0.68, sds[2]),
                 normal(0.43 + gap, sds[3]))
     if kind in ("floor", "floor_dominant"):
@@ -87,7 +89,8 @@ def drop_arms(kind: str, reps: int, n_seeds: int, rng: np.random.Generator, gap:
         mean = floored_mean(CHANCE, floor_sd)  # the expected accuracy of the floored arm
         return (normal(0.70, other), stressed, normal(0.68, other),
                 normal(0.68 - (0.70 - mean) + gap, other))
-    raise ValueError(f"unknown kind {kind!r}; allowed: equal, unequal, floor, floor_dominant")
+    raise ValueError(f"unknown kind {kind!r}; allowed: equal, unequal, dominant, floor, "
+                     "floor_dominant")
 
 
 def welch_contrast_pvalues(arms, weights=(1.0, -1.0, -1.0, 1.0)) -> np.ndarray:
