@@ -20,6 +20,9 @@ from typing import Any, Hashable, Iterable, Mapping, TypeVar
 PHASES = ("search", "replicate")
 # Ray Tune (and ``trainers.reporters.LocalReporter``) name a trial's checkpoints ``checkpoint_<n>``.
 CHECKPOINT_PREFIX = "checkpoint_"
+# The untrained network's evaluation (knn_top1 and the collapse diagnostics, measured once before the
+# first step), written by ``trainers.trial.run_trial`` into the trial dir, read by the report.
+UNTRAINED_FILE = "untrained.json"
 
 # ``stop_reason`` on a trial's last result line when the trial stopped by itself.
 STOP_REASONS = ("completed", "collapsed", "diverged")

@@ -66,6 +66,8 @@ TRIALS = {
     "final_knn_top1": Column("1", "kNN top-1 accuracy at the last epoch (fraction)"),
     "final_linear_top1": Column("1", "linear-probe top-1 accuracy at the last epoch (fraction; "
                                      "null when no probe ran)"),
+    "untrained_knn_top1": Column("1", "kNN top-1 of the untrained network, measured before the first "
+                                      "step (untrained.json; null when the trial wrote none)"),
     "final_rankme": Column("1", "RankMe effective rank of the backbone features, last epoch"),
     "final_er_entropy": Column("nats", "er_entropy (leave-one-out vMF KDE entropy, eval set) at "
                                        "the last epoch"),

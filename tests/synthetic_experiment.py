@@ -8,9 +8,10 @@ import os
 def write_trial(phase_dir: str, name: str, *, method="simclr", variant="original", seed=0,
                 epochs=3, n_lines=None, stop_reason="completed", knn=None, entropy=None,
                 grid=None, searched=None, events=(), error=None, params=True, study="syn",
-                group=None, dataset="shapes", linear=None) -> str:
+                group=None, dataset="shapes", linear=None, untrained=None) -> str:
     """Write one trial dir; ``knn``/``entropy`` are per-epoch lists (defaults derived); ``linear``:
-    the final linear_top1, on the last line only (the trainer probes at a trial's end)."""
+    the final linear_top1, on the last line only (the trainer probes at a trial's end);
+    ``untrained``: the untrained network's kNN top-1, written to untrained.json as the trainer does."""
     d = os.path.join(phase_dir, name)
     os.makedirs(d, exist_ok=True)
     grid = dict(grid or {})
@@ -39,6 +40,9 @@ def write_trial(phase_dir: str, name: str, *, method="simclr", variant="original
             if last and linear is not None:
                 row["linear_top1"] = linear
             f.write(json.dumps(row) + "\n")
+    if untrained is not None:
+        with open(os.path.join(d, "untrained.json"), "w") as f:
+            json.dump({"knn_top1": untrained, "std_ratio": 0.02}, f)
     if events:
         with open(os.path.join(d, "collapse_events.jsonl"), "w") as f:
             for ev in events:
@@ -80,7 +84,8 @@ def robustness_experiment(root: str, planted: float = 0.0, seeds: int = 6, sd: f
     0.68 (ER) final accuracy at the reference ema=0.99, batch_size=256, every variant losing 0.05
     at ema=0.8 and 0.03 at batch_size=32 (added when both), seed noise N(0, sd). ``planted``: an
     extra drop of BYOL's original at ema=0.8, batch_size=256 only. ``study.yaml`` names
-    ``reference`` (none when None). Linear top-1 is the kNN value + 0.05."""
+    ``reference`` (none when None). Linear top-1 is the kNN value + 0.05; the untrained network's
+    kNN 0.30 + 0.01 x seed."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -97,7 +102,7 @@ def robustness_experiment(root: str, planted: float = 0.0, seeds: int = 6, sd: f
                         knn = float(base - drop + rng.normal(0.0, sd))
                         write_trial(phase, f"{method}_{variant}_{ema}_{batch}_{seed}", method=method,
                                     variant=variant, seed=seed, grid=grid, knn=[0.1, 0.2, knn],
-                                    linear=knn + 0.05, dataset="cifar10")
+                                    linear=knn + 0.05, dataset="cifar10", untrained=0.3 + 0.01 * seed)
     lines = ["name: syn", "methods: [byol, simclr]", "grid: {ema: [0.8, 0.99], batch_size: [32, 256]}"]
     if reference is not None:
         lines.append(f"reference: {reference}")

@@ -110,13 +110,22 @@ def test_every_column_is_described_and_the_report_prints_the_table(planted):
     assert verdict.split()[2] == "ER" and "=|Δ|≥" in verdict
 
 
-def test_plot_one_png_per_method(planted, tmp_path):
-    from reports.robustness_plot import plot_robustness
+def test_plot_one_png_per_method_with_chance_and_the_untrained_network(planted, tmp_path, monkeypatch):
+    from reports import robustness_plot
 
     root, _ = planted
+    figures = {}
+    save = robustness_plot._save
+    monkeypatch.setattr(robustness_plot, "_save", lambda fig, path: figures.setdefault(
+        os.path.basename(path), [line.get_label() for ax in fig.axes for line in ax.get_lines()]) and save(fig, path))
     rows = [r for r in _rows(root) if r["method"] == "simclr"]
-    paths = plot_robustness(pa.Table.from_pylist(rows), str(tmp_path))
+    trials = pq.read_table(os.path.join(root, "report", "trials.parquet"))
+    paths = robustness_plot.plot_robustness(pa.Table.from_pylist(rows), str(tmp_path), trials=trials)
     assert paths == [str(tmp_path / "robustness_simclr.png")] and os.path.getsize(paths[0]) > 10_000
+    labels = figures["robustness_simclr.png"]  # two panels: linear_top1, knn_top1 vs batch_size
+    assert labels.count("chance 1/10 = 0.100") == 2 and labels.count("reference") == 2
+    # untrained.json holds the kNN only: drawn on the knn panel (mean of 0.30..0.35), not the linear one
+    assert [label for label in labels if label.startswith("untrained")] == ["untrained network 0.325"]
 
 
 def test_show_prints_it_again_and_json_carries_it(planted, capsys):
