@@ -150,8 +150,8 @@ def test_nothing_outside_the_objectives_branches_on_a_method_name():
     # a quoted method or objective name, a comparison of .method, or the config's name-derived sets
     pattern = re.compile(rf"""["']({names})(_er)?["']|\.method\s*(==|!=|\bin\b)|\bmethod\s+(==|!=|in)\s"""
                          r"|\.is_discrete\b|\.uses_ema\b")
-    files = [*sorted((ROOT / "trainers").glob("*.py")), *sorted((ROOT / "er_tune" / "models").glob("*.py")),
-             ROOT / "er_tune" / "data" / "augment.py"]
+    files = [*sorted((ROOT / "trainers").glob("*.py")), *sorted((ROOT / "er_core" / "models").glob("*.py")),
+             ROOT / "er_core" / "data" / "augment.py"]
     found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}" for path in files
              for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert len(files) > 10 and found == []
