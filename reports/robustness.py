@@ -54,8 +54,7 @@ ARM_COLUMNS = tuple(f"{variant}_{where}_{stat}" for variant, where in ARMS
                     for stat in ("mean", "lo", "hi"))
 DROP_COLUMNS = tuple(f"{name}{suffix}" for name in ("original_drop", "er_drop", "delta_drop")
                      for suffix in ("", "_lo", "_hi"))
-NO_REFERENCE = ("no robustness table: the study has no reference: (one value per grid axis, "
-                "e.g. reference: {ema: 0.99, batch_size: 256})")
+NO_REFERENCE = "no robustness table: no reference: in the study (e.g. {ema: 0.99, batch_size: 256})"
 
 
 _WHERE = {"ref": "at the reference cell", "stress": "at the stressed cell"}
