@@ -8,7 +8,7 @@ cell; a method whose cells drop an axis (no teacher: no ``ema``) has a reference
 other cell of the method is a stressed cell, ``axis`` naming the axes that differ.
 
 Which trials count: those of the stability phase that ran to their own end (completed, collapsed,
-diverged; :data:`reports.stability.FINISHED_STATUSES`) with a finite final value of the metric. A
+diverged: the statuses :data:`er_core.rules.STOP_REASONS` names) with a finite final value of the metric. A
 trial that collapsed keeps the accuracy it ended with (the collapse *is* the accuracy it lost);
 errored and early-stopped trials do not count. A row uses the seeds with such a trial in all four
 arms (original and ER, at the reference and at the stressed cell): means, drops and delta_drop are
@@ -40,9 +40,9 @@ import pyarrow as pa
 import yaml
 
 from er_core.power import knn_min_detectable_effect
+from er_core.rules import STOP_REASONS
 
 from . import stats
-from .stability import FINISHED_STATUSES
 from .tables import _array, _py
 
 METRICS = {"linear_top1": "final_linear_top1", "knn_top1": "final_knn_top1"}  # headline first
@@ -148,7 +148,7 @@ def check_reference(reference: dict, axes: list[str], frame: pd.DataFrame) -> No
 
 def _arm(cell: pd.DataFrame, variant: str, column: str) -> pd.Series:
     """Final ``column`` by seed over the finished trials of ``variant`` with a finite value."""
-    rows = cell[(cell["variant"] == variant) & cell["status"].isin(FINISHED_STATUSES)]
+    rows = cell[(cell["variant"] == variant) & cell["status"].isin(STOP_REASONS)]
     if column not in rows:
         return pd.Series(dtype=float)
     values = pd.to_numeric(rows[column], errors="coerce")
