@@ -238,10 +238,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from er_tune.driver_lock import holder_status
     from er_tune.storage import local_mirror
     from reports.status import status_command
 
-    return status_command(local_mirror(args.experiment), as_json=args.json)
+    return status_command(local_mirror(args.experiment), as_json=args.json,
+                          driver=holder_status(args.experiment))
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -89,22 +89,54 @@ def run_study(study_path: str, *, address: str | None = None, storage: str | Non
     """Validate, then run the requested phases; returns the process exit code.
 
     ``verbosity``: 1 prints the live progress line at every result (``er-tune tune -v``)."""
+    from er_tune.driver_lock import DriverLock, LockHeld
+    from er_tune.redact import protect
     from search_spaces import StudyError, load_study
 
+    if cluster_address(address) is None:
+        embedded_on_loopback()
     try:
         check_arguments(address, storage, phase)
-        study = load_study(study_path)
+        study = protect(load_study(study_path))  # credentials: masked in study.yaml and pickles
         exp_dir = experiment_dir(study.name, storage, name)
+        check_services(study_path, study, exp_dir)
         check_experiment(exp_dir, study.raw)
         check_loggers(study)
         if phase == REPLICATE and study.tune is not None and not _search_finished(exp_dir):
             raise LaunchError(f"--phase replicate needs a finished search phase in {exp_dir}/search; "
                               "run --phase search (or all) first")
-    except (StudyError, LaunchError) as error:
+        lock = DriverLock(exp_dir)
+        lock.acquire(say=lambda line: print(f"er-tune tune: {line}", file=sys.stderr, flush=True))
+    except (StudyError, LaunchError, LockHeld) as error:
         print(f"er-tune tune: {error}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        return StudyRunner(study, exp_dir, address=address, stream=stream, verbosity=verbosity).run(phase)
+    finally:
+        lock.release()
 
-    return StudyRunner(study, exp_dir, address=address, stream=stream, verbosity=verbosity).run(phase)
+
+def embedded_on_loopback() -> None:
+    """An embedded Ray listens on 127.0.0.1 only: with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` Ray
+    takes the loopback address as the node's address (as it does on macOS and Windows), and its GCS,
+    raylet, agents and workers bind to it instead of every interface. Read by Ray when it is
+    imported, so this runs before the first ``import ray``; the user's own setting wins."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def check_services(study_path: str, study, exp_dir: str) -> None:
+    """Fail fast (:mod:`er_tune.preflight`): the storages and trackers the study names answer."""
+    from er_tune.preflight import run_checks, storage_problem, study_checks
+    from er_tune.redact import mask, study_secrets, url_secrets
+
+    shown = mask(exp_dir, url_secrets(exp_dir))
+    problem = storage_problem(exp_dir)
+    if problem:
+        raise LaunchError(f"--storage {shown}: {problem}")
+    problems = run_checks(study_checks(study, exp_dir), study_secrets(study))
+    if problems:
+        raise LaunchError("\n".join(line.replace("--storage", f"--storage {shown}", 1) if line.startswith("--storage")
+                                    else f"{study_path}: {line}" for line in problems))
 
 
 def study_plan(study) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Mapping
 
 from er_core.io import write_bytes_atomic
 from er_core.rules import EVENTS_FILE
+from er_tune.ray_storage import trial_storage
 
 
 def shared_trial_dir() -> str | None:
@@ -27,25 +28,22 @@ def shared_trial_dir() -> str | None:
     Returns ``None`` for URI storage (``s3://``...), where Ray syncs the staging directory instead.
     """
     import pyarrow.fs
-    from ray.train._internal.session import get_storage
 
+    storage = trial_storage()
     try:
-        storage = get_storage()
         if not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
             return None
         return storage.trial_fs_path
-    except Exception:  # noqa: BLE001 - a developer API: fall back to Ray's staging directory
+    except Exception:  # noqa: BLE001 - no storage context: fall back to Ray's staging directory
         return None
 
 
 def artifact_dir() -> str | None:
     """For URI storage: the trial's working directory, which Ray uploads to the storage trial dir
     at every checkpoint when the run has ``SyncConfig(sync_artifacts=True)`` (set by er-tune)."""
-    from ray.train._internal.session import get_storage
-
     try:
-        return get_storage().trial_working_directory
-    except Exception:  # noqa: BLE001 - developer API
+        return trial_storage().trial_working_directory
+    except Exception:  # noqa: BLE001 - no storage context
         return None
 
 
@@ -63,10 +61,8 @@ def copy_if_missing(fs, remote_path: str, local_path: str) -> bool:
 def restore_trial_files(local_dir: str) -> None:
     """A trial retried on another node starts with an empty working directory: fetch its
     ``collapse_events.jsonl`` from the storage first, so the upload does not drop earlier events."""
-    from ray.train._internal.session import get_storage
-
+    storage = trial_storage()
     try:
-        storage = get_storage()
         copy_if_missing(storage.storage_filesystem, f"{storage.trial_fs_path}/{EVENTS_FILE}",
                         os.path.join(local_dir, EVENTS_FILE))
     except Exception:  # noqa: BLE001 - a missing history must not fail the trial

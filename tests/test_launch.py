@@ -137,6 +137,8 @@ def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path):
     run = er_tune("tune", str(SMOKE), "--storage", str(exp))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "resuming" in run.stdout
+    assert "taking over the lock of a driver that is gone: driver pid %d" % driver.pid in run.stderr
+    assert not (exp / "driver.lock").exists()
     study = load_study(str(SMOKE))
     groups = condition_groups(study)
     for phase, expected in (("search", len(groups) * study.search.num_samples),
