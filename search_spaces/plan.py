@@ -85,7 +85,7 @@ def describe(study: Study) -> str:
     lines.append(f"  phase replicate: {n_replicate} trials (best config per group x {len(study.seeds)} seeds), "
                  f"{n_replicate * epochs} epochs")
     lines.append(f"  epoch budget: at most {(n_search + n_replicate) * epochs} trial-epochs; resources per trial: "
-                 f"cpu={study.resources.cpu}, gpu={study.resources.gpu}")
+                 f"workers={study.resources.workers} x (cpu={study.resources.cpu}, gpu={study.resources.gpu})")
     return "\n".join(lines)
 
 

@@ -33,10 +33,10 @@ MODEL_KEYS = ("backbone", "projector_dim", "projector_hidden_dim", "num_prototyp
 SEARCH_KEYS = ("num_samples", "metric", "mode", "seed", "storage")
 SCHEDULE_KEYS = ("max_epochs", "asha")
 ASHA_KEYS = ("grace_period", "reduction_factor")
-RESOURCE_KEYS = ("cpu", "gpu", "max_concurrent_trials")
+RESOURCE_KEYS = ("workers", "cpu", "gpu", "max_concurrent_trials")
 CHECKPOINT_KEYS = ("keep_final",)
 # Keys a study sets through its own sections, not through ``trial:`` / ``grid:`` / ``tune:``.
-RESERVED = ("method", "variant", "seed", "epochs", "collapse", *DATA_KEYS.values())
+RESERVED = ("method", "variant", "seed", "epochs", "collapse", "world_size", *DATA_KEYS.values())
 TRIAL_FIELDS = tuple(f.name for f in fields(TrialConfig))
 
 
@@ -98,9 +98,20 @@ class ScheduleSettings:
 
 @dataclass(frozen=True)
 class Resources:
+    """Per trial: ``workers`` data-parallel workers (``world_size``), each with ``cpu`` and ``gpu``."""
+
     cpu: float = 1.0
     gpu: float = 0.0
     max_concurrent_trials: int = 0  # 0: as many as the cluster's resources allow
+    workers: int = 1
+
+    @property
+    def trial_cpu(self) -> float:
+        return self.cpu * self.workers
+
+    @property
+    def trial_gpu(self) -> float:
+        return self.gpu * self.workers
 
 
 @dataclass(frozen=True)
