@@ -31,6 +31,7 @@ from typing import Any, Iterator, Mapping
 
 from er_core.config import TrialConfig
 from er_core.data import DatasetBundle
+from trainers.reporters import LocalReporter
 from trainers.trial import run_trial
 from trainers.trial_data import dataset_key, load_trial_data
 
@@ -74,6 +75,36 @@ class TrainWorkerReporter:
             yield directory
 
 
+class LocalWorkerReporter:
+    """``er-tune train --workers N``: worker 0 writes ``--out`` as a single-process trial's
+    :class:`~trainers.reporters.LocalReporter` does; every worker restores from its checkpoints."""
+
+    def __init__(self, out: str, params: Mapping[str, Any], rank: int) -> None:
+        self.rank = rank
+        self._local = LocalReporter(out, params)  # params.json written atomically, the same by all
+        self.writes_hparams = rank == 0
+        self.trial_dir = self._local.trial_dir if rank == 0 else tempfile.mkdtemp(prefix=f"er_tune_worker{rank}_")
+
+    def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
+        if self.rank == 0:
+            self._local.report(metrics, checkpoint_dir)
+        elif checkpoint_dir is not None:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    def truncate_after(self, epoch: int) -> None:
+        if self.rank == 0:
+            self._local.truncate_after(epoch)
+
+    def latest_checkpoint(self):
+        return self._local.latest_checkpoint()
+
+
+def _reporter(loop_config: Mapping[str, Any], rank: int):
+    if loop_config.get("local_params") is not None:
+        return LocalWorkerReporter(loop_config["trial_dir"], loop_config["local_params"], rank)
+    return TrainWorkerReporter(loop_config["trial_dir"], rank)
+
+
 def train_worker(loop_config: Mapping[str, Any]) -> None:
     """The function every Train worker runs: one :func:`run_trial` over the process group."""
     import ray
@@ -87,12 +118,14 @@ def train_worker(loop_config: Mapping[str, Any]) -> None:
         torch.cuda.set_device(ray.train.torch.get_device())  # "cuda" is then this worker's GPU
     data_ref = loop_config.get("data")
     data = ray.get(data_ref) if data_ref is not None else load_trial_data(config)
-    reporter = TrainWorkerReporter(loop_config["trial_dir"], context.get_world_rank())
-    run_trial(config, data, reporter)
+    rank = context.get_world_rank()
+    log = print if rank == 0 and loop_config.get("log") else None
+    run_trial(config, data, _reporter(loop_config, rank), log=log)
 
 
 def torch_trainer(config: TrialConfig, *, cpu: float, gpu: float, trial_dir: str, storage_path: str,
-                  data: Any = None, max_failures: int = 2, callbacks: list | None = None):
+                  data: Any = None, max_failures: int = 2, callbacks: list | None = None,
+                  local_params: Mapping[str, Any] | None = None, log: bool = False, train_fn=train_worker):
     """The ``TorchTrainer`` of one data-parallel trial (``config.world_size`` workers).
 
     Args:
@@ -103,6 +136,10 @@ def torch_trainer(config: TrialConfig, *, cpu: float, gpu: float, trial_dir: str
         data: an object reference to the trial's :class:`DatasetBundle` (None: each worker loads it).
         max_failures: restarts of the worker group, each from the latest checkpoint.
         callbacks: Train callbacks (``TuneReportCallback`` inside a Tune trial).
+        local_params: outside Tune (``er-tune train``): the trial's ``params.json``; worker 0 then
+            writes ``trial_dir`` as a local trial (:class:`LocalWorkerReporter`).
+        log: worker 0 prints one line per epoch.
+        train_fn: the workers' function (:func:`train_worker`; tests wrap it to inject faults).
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -110,8 +147,9 @@ def torch_trainer(config: TrialConfig, *, cpu: float, gpu: float, trial_dir: str
     use_gpu = gpu > 0
     resources = {"CPU": cpu, **({"GPU": gpu} if use_gpu else {})}
     return TorchTrainer(
-        train_worker,
-        train_loop_config={"config": config.to_dict(), "trial_dir": trial_dir, "data": data},
+        train_fn,
+        train_loop_config={"config": config.to_dict(), "trial_dir": trial_dir, "data": data,
+                           "local_params": dict(local_params) if local_params is not None else None, "log": log},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=config.world_size, use_gpu=use_gpu,
                                                resources_per_worker=resources),
@@ -143,3 +181,37 @@ def data_parallel_trial(config: Mapping[str, Any], datasets: Mapping[str, Datase
     trainer = torch_trainer(trial_config, cpu=cpu, gpu=gpu, trial_dir=trial_dir, storage_path=trial_dir,
                             data=data, max_failures=max_failures, callbacks=[TuneReportCallback()])
     trainer.fit()
+
+
+def train_locally(config: TrialConfig, data: DatasetBundle, out: str, params: Mapping[str, Any], *,
+                  log: bool = True) -> dict[str, Any]:
+    """``er-tune train --workers N``: one data-parallel trial on an embedded Ray, files in ``out``.
+
+    Each worker gets one GPU when the trial runs on CUDA, else an equal share of the local CPUs
+    (at most one each). Returns the last result line (``{}`` if no epoch finished).
+    """
+    import json
+
+    import ray
+    import torch
+
+    use_gpu = config.device != "cpu" and torch.cuda.is_available()
+    cpus = os.cpu_count() or 1
+    cpu = min(1.0, cpus / config.world_size) * 0.99  # a whole trial fits the machine
+    out = os.path.abspath(out)
+    embedded = not ray.is_initialized()
+    if embedded:
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=log)
+    try:
+        trainer = torch_trainer(config, cpu=cpu, gpu=1.0 if use_gpu else 0.0, trial_dir=out,
+                                storage_path=out, data=ray.put(data), local_params=params, log=log)
+        trainer.fit()
+    finally:
+        if embedded:
+            ray.shutdown()
+    path = os.path.join(out, "result.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        lines = [json.loads(line) for line in handle if line.strip()]
+    return lines[-1] if lines else {}

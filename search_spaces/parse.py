@@ -285,7 +285,8 @@ def _parse_resources(path: str, value: Any, parsed: Parsed) -> None:
         gpu=_number(path, "resources.gpu", resources_raw.get("gpu", 0), minimum=0),
         max_concurrent_trials=_number(path, "resources.max_concurrent_trials",
                                       resources_raw.get("max_concurrent_trials", 0), integer=True, minimum=0),
-        workers=_number(path, "resources.workers", resources_raw.get("workers", 1), integer=True, minimum=1))
+        workers=_number(path, "resources.workers", resources_raw.get("workers", 1), integer=True, minimum=1),
+        images_per_s=_number(path, "resources.images_per_s", resources_raw.get("images_per_s", 0), minimum=0))
     if resources.cpu == 0 and resources.gpu == 0:
         raise StudyError(path, "resources", "a trial needs some cpu or gpu", "cpu > 0 or gpu > 0")
     _check_gpu(path, resources.gpu)

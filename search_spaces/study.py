@@ -33,7 +33,7 @@ MODEL_KEYS = ("backbone", "projector_dim", "projector_hidden_dim", "num_prototyp
 SEARCH_KEYS = ("num_samples", "metric", "mode", "seed", "storage")
 SCHEDULE_KEYS = ("max_epochs", "asha")
 ASHA_KEYS = ("grace_period", "reduction_factor")
-RESOURCE_KEYS = ("workers", "cpu", "gpu", "max_concurrent_trials")
+RESOURCE_KEYS = ("workers", "cpu", "gpu", "max_concurrent_trials", "images_per_s")
 CHECKPOINT_KEYS = ("keep_final",)
 # Keys a study sets through its own sections, not through ``trial:`` / ``grid:`` / ``tune:``.
 RESERVED = ("method", "variant", "seed", "epochs", "collapse", "world_size", *DATA_KEYS.values())
@@ -104,6 +104,7 @@ class Resources:
     gpu: float = 0.0
     max_concurrent_trials: int = 0  # 0: as many as the cluster's resources allow
     workers: int = 1
+    images_per_s: float = 0.0  # training images/s of one whole trial, for the cost estimate (0: none)
 
     @property
     def trial_cpu(self) -> float:
