@@ -62,7 +62,7 @@ def test_imagenet100_study_lists_the_100_synsets_and_prints_its_assumed_gpu_hour
     assert study.resources.workers == 8 and study.base["world_size"] == 8
     assert study.base["backbone"] == "resnet50"
     plan = describe(study)
-    # 20 groups x 6 seeds x 400 epochs x 126,689 images at 8,000 images/s, x 8 GPUs
-    hours = 20 * 6 * 400 * 126_689 / 8000 / 3600
+    # 20 groups x (4 search trials + 8 seeds) x 400 epochs x 126,689 images at 8,000 images/s, x 8 GPUs
+    hours = 20 * (4 + 8) * 400 * 126_689 / 8000 / 3600
     assert f"{hours:,.0f} trial-hours x 8 GPU(s) per trial = {hours * 8:,.0f} GPU-hours" in plan
     assert "ASSUMED throughput" in plan
