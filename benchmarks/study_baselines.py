@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from er_core.config import TrialConfig
+    from er_core.rules import EXIT_USAGE
     from search_spaces import StudyError, condition_groups, load_study
     from search_spaces.plan import trial_config
     from trainers.baselines import random_network_knn, random_network_linear, raw_pixel_knn, raw_pixel_linear
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         study = load_study(args.study)
     except StudyError as error:
         print(error, file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(study.seeds)
     # one row per distinct (data, backbone, projector) setting; the rest of a cell changes no baseline

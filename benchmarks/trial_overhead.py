@@ -49,7 +49,7 @@ from er_core.models import EMATeacher, build_network, ema_momentum
 from er_core.objectives import ObjectiveInputs, build_objective
 from trainers.optim import build_optimizer
 from trainers.reporters import LocalReporter
-from trainers.trial import STARTUP_FILE
+from er_core.rules import STARTUP_FILE
 from trainers.trial_data import load_trial_data
 from trainers.trial import run_trial
 

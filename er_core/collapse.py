@@ -30,12 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from er_core.config import CollapseConfig
-from er_core.rules import collapse_grade
+from er_core.rules import EARLY_WARNING_KIND, PARTIAL_KINDS, collapse_grade
 
-KINDS = ("complete", "dimensional", "cluster", "uniform", "diverged", "knn_chance",
-         "prototype", "functional", "plateau", "early_warning")
-SEVERITIES = ("warning", "partial", "collapse")
-PARTIAL_KINDS = ("dimensional", "prototype", "functional", "plateau")
 # Statistics whose collapse thresholds are calibrated against the untrained network (CollapseMonitor).
 CALIBRATED = ("std_ratio", "rankme", "assign_entropy", "assign_sample_entropy")
 # Statistics whose running extrema (untrained network included) the partial and early-warning rules read.
@@ -384,7 +380,7 @@ class CollapseMonitor:
                            f"partial collapse: {message} for {c.partial_patience} evaluations")
 
     def _observe_early_warning(self, found, metrics, epoch, step) -> None:
-        if any(e.kind == "early_warning" for e in self.events):
+        if any(e.kind == EARLY_WARNING_KIND for e in self.events):
             return
         for signal, field in WARNING_SIGNALS.items():
             fraction = float(getattr(self.config, field))
@@ -392,7 +388,7 @@ class CollapseMonitor:
                 continue
             value, best = float(metrics[signal]), self.highest[signal]
             if value < fraction * best:
-                self._emit(found, signal, "early_warning", "warning", epoch, step, value, fraction * best,
+                self._emit(found, signal, EARLY_WARNING_KIND, "warning", epoch, step, value, fraction * best,
                            f"early warning: {signal} {value:.4g} < {fraction:.0%} of its max {best:.4g}")
                 return
 

@@ -14,23 +14,19 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-# Torch-free mirror of the objectives registry (er_core.objectives.OBJECTIVES, where each method is
-# described), so configs and study files are checked without importing torch. The trainer, models,
-# augmentation and diagnostics read the objective classes, never these; tests/test_objectives.py and
-# tests/test_toy_method.py check that they agree with the classes' declared support and needs_teacher.
+from er_core.dataset_layout import (DATASET_NAMES, DATASETS, NEEDS_ROOT,  # noqa: F401 (re-exported)
+                                    root_problem)
+
+# The method names, torch-free so configs and study files are checked without importing torch.
+# Everything else about a method is its objective class (er_core.objectives.OBJECTIVES), which
+# checks these names and OBJECTIVE_KEYS against its classes when it is imported.
 METHODS = ("simclr", "byol", "dino", "swav", "deepcluster")
 VARIANTS = ("original", "er")
-DISCRETE_METHODS = ("dino", "swav", "deepcluster")
-EMA_METHODS = ("byol", "dino")
 OPTIMIZERS = ("sgd", "lars")
 EMA_SCHEDULES = ("cosine", "constant")
-# Registry names, kept here (no torch import) so configs and study files are checked before any heavy
-# import; tests assert they equal the keys of er_core.data.DATASETS and er_core.models.BACKBONES.
-DATASET_NAMES = ("shapes", "digits", "cifar10", "cifar100", "stl10", "imagefolder", "svhn", "mnist",
-                 "fashion_mnist")
-NEEDS_ROOT = ("cifar10", "cifar100", "stl10", "imagefolder", "svhn", "mnist", "fashion_mnist")
 # Augmentation preset: "auto" picks "gray" for grayscale bundles (no saturation/hue/grayscale ops).
 AUGMENTS = ("auto", "color", "gray")
+# er_core.models.BACKBONES checks its keys against these names when it is imported.
 BACKBONE_NAMES = ("convnet", "resnet18_cifar", "resnet18", "resnet50", "resnet_small")
 # ``backbone: auto`` (the default): the backbone measured to learn on a CPU at each kind of data.
 # Generated/bundled data (shapes, digits) keep ``convnet``, built for their 16 px objects; every
@@ -39,9 +35,6 @@ BACKBONE_NAMES = ("convnet", "resnet18_cifar", "resnet18", "resnet50", "resnet_s
 # data?"). GPU studies name their backbone (resnet18_cifar).
 BACKBONE_CHOICES = ("auto",) + BACKBONE_NAMES
 GENERATED_BACKBONE, REAL_DATA_BACKBONE = "convnet", "resnet_small"
-# Datasets whose images are grey whatever the files hold (``augment: auto`` resolves to ``gray``
-# before the data is read); imagefolder is decided from its images (``bundle.grayscale``).
-GRAYSCALE_DATASETS = ("digits", "mnist", "fashion_mnist")
 DEVICES = ("auto", "cpu", "cuda")
 
 # Keys the study service adds to a trial's Ray config next to the TrialConfig fields.
@@ -327,14 +320,6 @@ class TrialConfig:
         return objective_name(self.method, self.variant)
 
     @property
-    def is_discrete(self) -> bool:
-        return self.method in DISCRETE_METHODS
-
-    @property
-    def uses_ema(self) -> bool:
-        return self.method in EMA_METHODS
-
-    @property
     def backbone_name(self) -> str:
         """The backbone a trial builds: ``backbone``, or for ``auto`` the one for its dataset."""
         return default_backbone(self.dataset) if self.backbone == "auto" else self.backbone
@@ -344,13 +329,13 @@ class TrialConfig:
 
         ``augment: auto`` becomes ``gray`` or ``color`` when the images' colour is known: from
         ``grayscale`` (the loaded bundle's flag) or, before loading, from the dataset
-        (:data:`GRAYSCALE_DATASETS`; imagefolder stays ``auto`` until its images are read).
+        (:data:`er_core.dataset_layout.DATASETS`; imagefolder stays ``auto`` until its images are read).
         Training is identical before and after: the trial resolves ``auto`` the same way.
         """
         augment = self.augment
         if augment == "auto":
-            if grayscale is None and self.dataset not in ("imagefolder",):
-                grayscale = self.dataset in GRAYSCALE_DATASETS
+            if grayscale is None:
+                grayscale = DATASETS[self.dataset].grayscale
             if grayscale is not None:
                 augment = "gray" if grayscale else "color"
         return self.replace(backbone=self.backbone_name, augment=augment)
@@ -411,8 +396,6 @@ def data_root_problem(dataset: str, root: str) -> str:
     """
     if dataset not in NEEDS_ROOT:
         return ""
-    from er_core.dataset_layout import root_problem
-
     return root_problem(dataset, root)
 
 

@@ -1,4 +1,7 @@
-"""Where each local dataset's files live under its ``data_root`` (pure ``os``; no torch import).
+"""Every dataset er-tune knows (:data:`DATASETS`) and where each local one's files live under its
+``data_root`` (pure ``os``; no torch import, so configs and study files are checked before any
+heavy import). ``er_core.data.DATASETS`` holds the loaders and checks its keys against this table
+when it is imported.
 
 The layouts are torchvision's (``torchvision.datasets.X(root, download=False)``), so a root that
 torchvision's own ``download=True`` filled works as is:
@@ -20,6 +23,32 @@ torchvision's own ``download=True`` filled works as is:
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
+
+
+class Dataset(NamedTuple):
+    """What a dataset is before it is loaded."""
+
+    needs_root: bool  # read from files under ``data_root`` (else generated or bundled)
+    grayscale: bool | None  # images are grey whatever the files hold (None: decided from the images)
+    num_classes: int | None  # None: however many class folders (imagefolder)
+
+
+DATASETS = {
+    "shapes": Dataset(False, False, 10),
+    "digits": Dataset(False, True, 10),
+    "cifar10": Dataset(True, False, 10),
+    "cifar100": Dataset(True, False, 100),
+    "stl10": Dataset(True, False, 10),
+    "imagefolder": Dataset(True, None, None),
+    "svhn": Dataset(True, False, 10),
+    "mnist": Dataset(True, True, 10),
+    "fashion_mnist": Dataset(True, True, 10),
+}
+DATASET_NAMES = tuple(DATASETS)
+NEEDS_ROOT = tuple(name for name, info in DATASETS.items() if info.needs_root)
+GRAYSCALE_DATASETS = tuple(name for name, info in DATASETS.items() if info.grayscale)
+NUM_CLASSES = {name: info.num_classes for name, info in DATASETS.items()}
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp")
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -33,6 +62,11 @@ FIXED_FILES = {
               "stl10_binary/test_y.bin"),
     "svhn": ("train_32x32.mat", "test_32x32.mat"),
 }
+
+
+if set(NEEDS_ROOT) != set(FIXED_FILES) | set(MNIST_FOLDERS) | {"imagefolder"}:
+    raise ImportError("er_core.dataset_layout: every dataset read from a data root needs a file "
+                      f"layout here, and only those: {sorted(NEEDS_ROOT)}")
 
 
 def expected_layout(dataset: str) -> str:

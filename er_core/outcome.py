@@ -3,10 +3,11 @@
 Shared by the TensorBoard HParams writer and the Optuna searcher (both run in the driver), so the
 two tools and ``er-tune status`` use the same words:
 
-- status: ``completed``, ``collapsed``, ``diverged`` (the trial stopped itself, ``stop_reason``),
-  ``early_stopped`` (ended without a ``stop_reason``: ASHA stopped it) or ``errored``;
+- status: :func:`er_core.rules.trial_status` with ``ended=True`` (``completed``, ``collapsed``,
+  ``diverged``, ``early_stopped`` or ``errored``);
 - collapse grade: ``none`` / ``partial`` / ``complete`` (:func:`er_core.rules.collapse_grade`, the
-  rule the report and the trial's own monitor apply).
+  rule the report and the trial's own monitor apply). Every result line a trial reports carries its
+  grade so far (``collapse_grade``, :func:`reported_grade`), so the driver needs no trial file.
 """
 
 from __future__ import annotations
@@ -17,20 +18,18 @@ from typing import Any, Iterable, Mapping
 
 from er_core import rules
 
-EVENTS_FILE = "collapse_events.jsonl"
-
-
-def trial_status(result: Mapping[str, Any] | None, error: bool = False) -> str:
-    """Status of a trial that has ended (:func:`er_core.rules.trial_status`; an ended trial that
-    reported nothing and did not error was stopped before its first result: ``early_stopped``)."""
-    status = rules.trial_status(result, errored=error)
-    return "early_stopped" if status == "pending" else status
-
 
 def collapse_grade(result: Mapping[str, Any] | None, events: Iterable[Mapping[str, Any]],
                    error: bool = False) -> str:
-    """The trial's grade (:func:`er_core.rules.collapse_grade`) from its last result and its events."""
-    return rules.collapse_grade(trial_status(result, error), events)
+    """The grade (:func:`er_core.rules.collapse_grade`) of an ended trial from its last result and events."""
+    return rules.collapse_grade(rules.trial_status(result, errored=error, ended=True), events)
+
+
+def reported_grade(result: Mapping[str, Any] | None) -> str | None:
+    """The ``collapse_grade`` a trial reported in ``result`` (its grade up to that epoch), or
+    ``None`` when the result carries none (no result, or a trial written before results had it)."""
+    grade = (result or {}).get(rules.GRADE_KEY)
+    return grade if grade in rules.GRADES else None
 
 
 def parse_events(text: str) -> list[dict[str, Any]]:
@@ -47,7 +46,7 @@ def parse_events(text: str) -> list[dict[str, Any]]:
 
 def read_events(trial_path: str, filesystem=None) -> list[dict[str, Any]]:
     """The collapse events of a trial directory: a local path, or a path on a pyarrow filesystem."""
-    path = f"{trial_path.rstrip('/')}/{EVENTS_FILE}"
+    path = f"{trial_path.rstrip('/')}/{rules.EVENTS_FILE}"
     try:
         if filesystem is None:
             with open(path, encoding="utf-8") as handle:

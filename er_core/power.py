@@ -31,6 +31,8 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as sps
 
+from er_core.rules import ALPHA
+
 # Draws of the imputation-permutation log-rank (unequal follow-up, reports/survival.py); the
 # permutation log-rank under equal follow-up enumerates every split exactly.
 IMPUTATION_RESAMPLES = 1_999
@@ -69,7 +71,7 @@ def collapse_pvalue(k_er: int, n_er: int, k_orig: int, n_orig: int) -> float:
     return _boschloo(*min(candidates))
 
 
-def min_detectable_collapse(n_er: int, n_orig: int, alpha: float = 0.05,
+def min_detectable_collapse(n_er: int, n_orig: int, alpha: float = ALPHA,
                             m: int = 1) -> tuple[int, float] | None:
     """Smallest k such that 0/n_er vs k/n_orig collapses rejects at alpha/m, and its p.
 
@@ -82,7 +84,7 @@ def min_detectable_collapse(n_er: int, n_orig: int, alpha: float = 0.05,
     return None
 
 
-def min_seeds_collapse(alpha: float = 0.05, m: int = 1, n_max: int = 64) -> int | None:
+def min_seeds_collapse(alpha: float = ALPHA, m: int = 1, n_max: int = 64) -> int | None:
     """Smallest n (seeds per variant) at which n/n vs 0/n can reject at alpha/m."""
     for n in range(1, n_max + 1):
         if collapse_pvalue(0, n, n, n) <= alpha / max(m, 1):
@@ -90,7 +92,7 @@ def min_seeds_collapse(alpha: float = 0.05, m: int = 1, n_max: int = 64) -> int 
     return None
 
 
-def collapse_power(p_er: float, p_orig: float, n: int, alpha: float = 0.05, m: int = 1) -> float:
+def collapse_power(p_er: float, p_orig: float, n: int, alpha: float = ALPHA, m: int = 1) -> float:
     """Exact probability that the collapse test rejects at alpha/m with n seeds per variant when
     the true collapse probabilities are p_er and p_orig: the sum of Binomial(n, p_er) x
     Binomial(n, p_orig) over the (n + 1)^2 tables whose p-value is <= alpha/m."""
@@ -117,7 +119,7 @@ def sign_flip_min_pvalue(n: int) -> float:
     return 1.0 if n < 1 else min(1.0, 2.0 / 2.0 ** n)
 
 
-def min_seeds_logrank(alpha: float = 0.05, m: int = 1, n_max: int = 64) -> int | None:
+def min_seeds_logrank(alpha: float = ALPHA, m: int = 1, n_max: int = 64) -> int | None:
     """Smallest n (seeds per variant) at which the permutation log-rank can reject at alpha/m."""
     for n in range(1, n_max + 1):
         if logrank_min_pvalue(n, n) <= alpha / max(m, 1):
@@ -125,7 +127,7 @@ def min_seeds_logrank(alpha: float = 0.05, m: int = 1, n_max: int = 64) -> int |
     return None
 
 
-def knn_power(effect: float, n: int, alpha: float = 0.05, m: int = 1) -> float:
+def knn_power(effect: float, n: int, alpha: float = ALPHA, m: int = 1) -> float:
     """Power of the two-sided paired t-test at alpha/m for a mean difference of ``effect`` paired
     sds with n pairs: P(|T| > t_crit), T ~ noncentral t(n − 1, effect·sqrt(n))."""
     if n < 2:
@@ -139,7 +141,7 @@ def knn_power(effect: float, n: int, alpha: float = 0.05, m: int = 1) -> float:
     return float(min(1.0, upper + lower))
 
 
-def knn_min_detectable_effect(n: int, alpha: float = 0.05, m: int = 1,
+def knn_min_detectable_effect(n: int, alpha: float = ALPHA, m: int = 1,
                               power: float = 0.8) -> float | None:
     """Smallest |mean(ER − original)| in units of the paired-difference sd that the paired t-test
     (alpha/m, two-sided) detects with probability ``power``; None when n < 2."""
@@ -152,7 +154,7 @@ def knn_min_detectable_effect(n: int, alpha: float = 0.05, m: int = 1,
                                  upper, xtol=1e-10))
 
 
-def power_lines(n_er: int, n_orig: int, m: int, alpha: float = 0.05) -> tuple[list[str], list[str]]:
+def power_lines(n_er: int, n_orig: int, m: int, alpha: float = ALPHA) -> tuple[list[str], list[str]]:
     """Printable statements (and warnings) of what n_er / n_orig seeds can decide over m cells."""
     lines, warns = [], []
     level = alpha / max(m, 1)

@@ -17,21 +17,45 @@ import math
 from typing import Any, Hashable, Iterable, Mapping, TypeVar
 
 # A study's Ray Tune experiments, in the order they run: ``<experiment>/<phase>/``.
-PHASES = ("search", "replicate")
+SEARCH, REPLICATE = PHASES = ("search", "replicate")
+ALL_PHASES = "all"  # ``er-tune tune --phase``: one phase or both in order
+PHASE_CHOICES = (*PHASES, ALL_PHASES)
 # Ray Tune (and ``trainers.reporters.LocalReporter``) name a trial's checkpoints ``checkpoint_<n>``.
 CHECKPOINT_PREFIX = "checkpoint_"
+# The files of a trial directory: Ray Tune's (and LocalReporter's) configuration, one JSON result
+# line per epoch and the error of a failed attempt; the trial's own collapse events (one JSON line
+# per event) and start-up timings.
+PARAMS_FILE, RESULT_FILE, ERROR_FILE = "params.json", "result.json", "error.txt"
+EVENTS_FILE, STARTUP_FILE = "collapse_events.jsonl", "startup.json"
 
-# ``stop_reason`` on a trial's last result line when the trial stopped by itself.
+# ``stop_reason`` on a trial's last result line when the trial stopped by itself (ran to its own end).
 STOP_REASONS = ("completed", "collapsed", "diverged")
 # Statuses of a trial that has ended, in display order.
 ENDED_STATUSES = ("completed", "early_stopped", "collapsed", "diverged", "errored")
+# Statuses of a trial still in flight.
+IN_FLIGHT_STATUSES = ("running", "pending")
 # Every status, a trial still in flight included.
-STATUSES = ("running", "pending", *ENDED_STATUSES)
+STATUSES = (*IN_FLIGHT_STATUSES, *ENDED_STATUSES)
 # Statuses that rank a trial below every healthy one when choosing a group's best configuration.
 COLLAPSE_STATUSES = ("collapsed", "diverged")
 
-# A trial's collapse grade, from least to most severe (issue 16: partial is never folded into complete).
+# A collapse event (one ``collapse_events.jsonl`` line): its severity and kind. Partial kinds never
+# stop a trial; the early warning is a ``warning`` of kind ``early_warning``.
+SEVERITIES = ("warning", "partial", "collapse")
+PARTIAL_KINDS = ("dimensional", "prototype", "functional", "plateau")
+EARLY_WARNING_KIND = "early_warning"
+EVENT_KINDS = ("complete", "dimensional", "cluster", "uniform", "diverged", "knn_chance",
+               "prototype", "functional", "plateau", EARLY_WARNING_KIND)
+
+# Default level of every verdict and power statement (``--alpha`` of ``validate`` and ``report``).
+ALPHA = 0.05
+# Exit status of a command refused for bad input (a study, an option, a path), as argparse's own.
+EXIT_USAGE = 2
+
+# A trial's collapse grade, from least to most severe (partial is never folded into complete).
 GRADES = ("none", "partial", "complete")
+# The result key under which a trial reports its grade so far (every epoch's result line).
+GRADE_KEY = "collapse_grade"
 
 _T = TypeVar("_T")
 
@@ -51,7 +75,7 @@ def collapse_grade(status: str | None, events: Iterable[Mapping[str, Any]]) -> s
 
 
 def trial_status(last: Mapping[str, Any] | None, *, epochs: Any = None, errored: bool = False,
-                 ray_status: str | None = None, has_params: bool = True) -> str:
+                 ray_status: str | None = None, has_params: bool = True, ended: bool = False) -> str:
     """er-tune status of a trial from its last result line and what else is known about it.
 
     Args:
@@ -60,6 +84,7 @@ def trial_status(last: Mapping[str, Any] | None, *, epochs: Any = None, errored:
         errored: Ray gave up on the trial (``error.txt`` exists, or ``on_trial_error`` fired).
         ray_status: Ray's own status if known (``RUNNING``, ``PENDING``, ``TERMINATED``, ``ERROR``).
         has_params: whether the trial's ``params.json`` was written.
+        ended: the caller knows the trial has ended (Ray called ``on_trial_complete``/``on_trial_error``).
 
     The rule, first match wins:
 
@@ -72,7 +97,8 @@ def trial_status(last: Mapping[str, Any] | None, *, epochs: Any = None, errored:
     5. Ray says ``RUNNING`` or ``PENDING`` -> ``running`` / ``pending``;
     6. nothing written at all (no params, no result) -> ``running``: the trial started since Ray's
        last copy of its directory to the storage;
-    7. no result line -> ``pending``;
+    7. no result line -> ``pending``, or ``early_stopped`` when the trial is known to have ended
+       (stopped before its first result);
     8. otherwise -> ``early_stopped`` (ASHA stopped it).
     """
     row = last or {}
@@ -87,9 +113,9 @@ def trial_status(last: Mapping[str, Any] | None, *, epochs: Any = None, errored:
         return "completed"
     if ray_status in ("RUNNING", "PENDING"):
         return ray_status.lower()
-    if not row and not has_params and not errored:
+    if not ended and not row and not has_params and not errored:
         return "running"
-    if not row:
+    if not row and not ended:
         return "pending"
     return "early_stopped"
 

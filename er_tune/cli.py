@@ -18,7 +18,7 @@ import argparse
 import sys
 from typing import Sequence
 
-EXIT_USAGE = 2
+from er_core.rules import ALPHA, EXIT_USAGE, PHASE_CHOICES
 
 
 def package_version() -> str:
@@ -75,13 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--name", default=None,
                       help="experiment name, the directory ./er_runs/<name> (default: the study's name); "
                            "with --storage, name the directory in the --storage path instead")
-    tune.add_argument("--phase", default="all", choices=("search", "replicate", "all"))
+    tune.add_argument("--phase", default="all", choices=PHASE_CHOICES)
 
     validate = commands.add_parser("validate", help="check a study file and print its plan",
                                    parents=[verbosity])
     validate.add_argument("study")
-    validate.add_argument("--alpha", type=float, default=0.05,
-                          help="level the power statements assume (default 0.05)")
+    validate.add_argument("--alpha", type=float, default=ALPHA,
+                          help=f"level the power statements assume (default {ALPHA})")
 
     report = commands.add_parser("report", help="stability tables (Parquet), terminal view, plots",
                                  parents=[verbosity])
@@ -89,8 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="output directory (default <experiment>/report)")
     report.add_argument("--markdown", default=None, metavar="FILE", help="also write markdown here")
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    report.add_argument("--alpha", type=float, default=0.05,
-                        help="level of the Holm-adjusted verdicts (default 0.05)")
+    report.add_argument("--alpha", type=float, default=ALPHA,
+                        help=f"level of the Holm-adjusted verdicts (default {ALPHA})")
 
     status = commands.add_parser("status", help="phase, trials by state, collapses, best, ETA of a study",
                                  description="Where a running or finished study stands; reads only "
@@ -132,6 +132,7 @@ def _train(args: argparse.Namespace) -> int:
     from trainers.reporters import LocalReporter
     from trainers.trial_data import load_trial_data
     from trainers.trial import run_trial
+    from search_spaces.study import group_key
 
     try:
         data = load_trial_data(config)
@@ -140,7 +141,7 @@ def _train(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     chosen = _auto_choices(config, data.grayscale)
     config = config.resolved(data.grayscale)
-    params = config.to_dict() | {"phase": "single", "group": f"{config.method}/{config.variant}",
+    params = config.to_dict() | {"phase": "single", "group": group_key(config.method, config.variant),
                                  "grid_axes": [], "searched": [], "study": ""}
     log = None if _verbosity(args) < 0 else print
     if log:
@@ -199,7 +200,7 @@ def _tune(args: argparse.Namespace) -> int:
     from search_spaces.study import valid_name
 
     if args.name is not None and args.storage:
-        # --storage is the experiment directory itself; a --name beside it used to be dropped silently
+        # --storage is the experiment directory itself: a --name beside it would be ignored, so refuse it
         print(f"er-tune tune: --name {args.name} with --storage {args.storage}: --storage is the experiment "
               f"directory itself, so --name would be ignored; pass --storage "
               f"{args.storage.rstrip('/')}/{args.name} (or only --name for ./er_runs/{args.name})",

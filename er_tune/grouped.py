@@ -11,7 +11,8 @@ learn one group's landscape from another's trials.
   (optuna-dashboard's learning curves), and tells each study how its trials ended: COMPLETE with
   the final metric, PRUNED for a trial ASHA stopped, FAIL for an errored or non-finite one. User
   attributes link each Optuna trial to its Ray trial (``ray_trial_id``, ``ray_trial_name``,
-  ``ray_trial_dir``) and record its ``status`` and ``collapse_grade``.
+  ``ray_trial_dir``) and record its ``status`` and ``collapse_grade`` (the grade the trial reports
+  in its last result, :func:`er_core.outcome.reported_grade`).
 - :class:`GroupedASHA` applies asynchronous successive halving (Li et al. 2020, one bracket, as
   Ray's ``ASHAScheduler`` does by default) with rungs recorded per group. A NaN/Inf/missing metric
   counts as the worst value; a collapsed trial is not stopped by the scheduler (it stops itself),
@@ -31,7 +32,8 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from er_core.io import dump_state, load_state
-from er_core.outcome import collapse_grade, read_events, storage_location, trial_dirname, trial_status
+from er_core.outcome import reported_grade, trial_dirname
+from er_core.rules import SEARCH, metric_value, trial_status
 from search_spaces.plan import condition_groups, searched_params, trial_config
 from search_spaces.study import Study
 
@@ -68,16 +70,6 @@ def optuna_storage(url: str):
     return url
 
 
-def finite_metric(result: dict | None, metric: str) -> float | None:
-    if not result or metric not in result:
-        return None
-    try:
-        value = float(result[metric])
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
 class GroupedOptunaSearcher(Searcher):
     """One Optuna TPE study per condition group; ``num_samples`` trials each.
 
@@ -86,7 +78,7 @@ class GroupedOptunaSearcher(Searcher):
         storage_dir: the folder of the default SQLite storage (``<experiment>/optuna``).
         storage: an Optuna storage URL or ``journal:PATH`` instead of the default.
         trials_dir: the phase folder holding the Ray trial directories (a path or a pyarrow URI),
-            read for each ended trial's ``collapse_events.jsonl`` (its collapse grade).
+            recorded in each Optuna trial's ``ray_trial_dir`` attribute (never read).
     """
 
     def __init__(self, study: Study, storage_dir: str, *, storage: str | None = None,
@@ -101,6 +93,7 @@ class GroupedOptunaSearcher(Searcher):
         self.live: dict[str, tuple[str, int]] = {}  # Ray trial id -> (group, Optuna trial number)
         self.names: dict[str, str] = {}  # Ray trial id -> trial directory name
         self._studies: dict[str, optuna.Study] = {}
+        self._backend: optuna.storages.BaseStorage | None = None
         self._trials: dict[str, optuna.Trial] = {}
         self._reported: dict[str, set[int]] = {}
 
@@ -109,15 +102,21 @@ class GroupedOptunaSearcher(Searcher):
         """The storage as given to ``optuna-dashboard`` / ``optuna.load_study``."""
         return self.storage or f"sqlite:///{os.path.join(self.storage_dir, 'optuna.db')}"
 
-    def optuna_study(self, group: str) -> optuna.Study:
-        if group not in self._studies:
+    def storage_backend(self) -> optuna.storages.BaseStorage:
+        """The one storage object every group's study shares (opened on first use)."""
+        if self._backend is None:
             if self.storage is None:
                 os.makedirs(self.storage_dir, exist_ok=True)
+            self._backend = optuna.storages.get_storage(optuna_storage(self.storage_url))
+        return self._backend
+
+    def optuna_study(self, group: str) -> optuna.Study:
+        if group not in self._studies:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             sampler = optuna.samplers.TPESampler(seed=group_seed(self.study.search.seed, group),
                                                  n_startup_trials=max(2, min(10, self.study.search.num_samples // 2)))
             self._studies[group] = optuna.create_study(
-                study_name=group, storage=optuna_storage(self.storage_url), sampler=sampler,
+                study_name=group, storage=self.storage_backend(), sampler=sampler,
                 load_if_exists=True, direction="maximize" if self.study.search.mode == "max" else "minimize")
         return self._studies[group]
 
@@ -125,7 +124,9 @@ class GroupedOptunaSearcher(Searcher):
         if trial_id not in self._trials:
             group, number = self.live[trial_id]
             study = self.optuna_study(group)
-            storage_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+            storage = self.storage_backend()
+            storage_id = storage.get_trial_id_from_study_id_trial_number(
+                storage.get_study_id_from_name(group), number)
             self._trials[trial_id] = optuna.Trial(study, storage_id)
         return self._trials[trial_id]
 
@@ -146,7 +147,7 @@ class GroupedOptunaSearcher(Searcher):
         trial = self.optuna_study(group_name).ask(distributions)
         self.suggested[group_name] += 1
         self.live[trial_id] = (group_name, trial.number)
-        config = trial_config(self.study, group, phase="search", seed=self.study.seeds[0], hparams=trial.params)
+        config = trial_config(self.study, group, phase=SEARCH, seed=self.study.seeds[0], hparams=trial.params)
         config["optuna_trial"] = trial.number
         name = trial_dirname(config, trial_id)
         self.names[trial_id] = name
@@ -161,7 +162,7 @@ class GroupedOptunaSearcher(Searcher):
         """Each epoch's metric becomes an Optuna intermediate value (ASHA, not Optuna, prunes)."""
         if trial_id not in self.live:
             return
-        value = finite_metric(result, self.study.search.metric)
+        value = metric_value(result, self.study.search.metric)
         step = result.get("epoch", result.get("training_iteration"))
         reported = self._reported.setdefault(trial_id, set())
         if value is None or step is None or int(step) in reported:
@@ -171,13 +172,6 @@ class GroupedOptunaSearcher(Searcher):
             self._optuna_trial(trial_id).report(value, int(step))
         except (RuntimeError, ValueError, KeyError):
             return  # already finished in the storage (a restore from an older snapshot)
-
-    def _collapse_grade(self, trial_id: str, result: dict | None, error: bool) -> str | None:
-        name = self.names.get(trial_id)
-        if not self.trials_dir or name is None:
-            return None
-        filesystem, path = storage_location(self.trials_dir)
-        return collapse_grade(result, read_events(f"{path}/{name}", filesystem), error)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:
@@ -193,15 +187,15 @@ class GroupedOptunaSearcher(Searcher):
         if result:
             # the result on which ASHA stopped the trial reaches only on_trial_complete
             self.on_trial_result(trial_id, result)
-        status = trial_status(result, error=error)
+        status = trial_status(result, errored=error, ended=True)
         trial = self._optuna_trial(trial_id)
         trial.set_user_attr("status", status)
-        grade = self._collapse_grade(trial_id, result, error)
+        grade = reported_grade(result)
         if grade is not None:
             trial.set_user_attr("collapse_grade", grade)
         if result and "epoch" in result:
             trial.set_user_attr("epochs", int(result["epoch"]))
-        value = None if error else finite_metric(result, self.study.search.metric)
+        value = None if error else metric_value(result, self.study.search.metric)
         if status == "early_stopped":
             study.tell(number, state=optuna.trial.TrialState.PRUNED)
         elif value is None:
@@ -218,12 +212,13 @@ class GroupedOptunaSearcher(Searcher):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_studies"], state["_trials"] = {}, {}  # storage connections are reopened lazily
+        state["_studies"], state["_trials"], state["_backend"] = {}, {}, None  # reopened lazily
         return state
 
     def __setstate__(self, state: dict) -> None:
-        # experiments pickled before intermediate values and user attributes existed
+        # a searcher pickled by an experiment that predates a field gets its default
         state.setdefault("storage", None)
+        state.setdefault("_backend", None)
         state.setdefault("trials_dir", None)
         state.setdefault("names", {})
         state.setdefault("_trials", {})
@@ -269,7 +264,7 @@ class GroupedASHA(FIFOScheduler):
 
     def score(self, result: dict) -> float:
         """Signed metric, higher is better; NaN/Inf/missing is the worst possible value."""
-        value = finite_metric(result, self._metric)
+        value = metric_value(result, self._metric)
         return -math.inf if value is None else self.sign * value
 
     def _record(self, trial, result: dict) -> str:

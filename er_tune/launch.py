@@ -31,9 +31,8 @@ from typing import Any
 from er_tune.legacy import install_legacy_modules
 from er_core.io import write_json_atomic
 from er_core.rules import best_by_group as _best_by_group
-from er_core.rules import trial_status
+from er_core.rules import ALL_PHASES, EXIT_USAGE, PHASE_CHOICES, REPLICATE, SEARCH, trial_status
 
-EXIT_USAGE = 2
 MAX_FAILURES = 2  # retries per trial (exceptions, lost nodes), each from the last checkpoint
 EMBEDDED_START_TRIES = 3  # an embedded Ray that does not register in 30 s is started again
 # A trial's actor process is handed the next trial (FunctionTrainable.reset_config) instead of a
@@ -56,8 +55,8 @@ def experiment_dir(study_name: str, storage: str | None, name: str | None) -> st
 
 
 def check_arguments(address: str | None, storage: str | None, phase: str) -> None:
-    if phase not in ("search", "replicate", "all"):
-        raise LaunchError(f"--phase={phase} is not allowed; allowed: search, replicate, all")
+    if phase not in PHASE_CHOICES:
+        raise LaunchError(f"--phase={phase} is not allowed; allowed: {', '.join(PHASE_CHOICES)}")
     if address is not None and not storage:
         raise LaunchError(
             "--address connects to a Ray cluster, whose trials may run on other nodes: pass "
@@ -98,7 +97,7 @@ def run_study(study_path: str, *, address: str | None = None, storage: str | Non
         exp_dir = experiment_dir(study.name, storage, name)
         check_experiment(exp_dir, study.raw)
         check_loggers(study)
-        if phase == "replicate" and study.tune is not None and not _search_finished(exp_dir):
+        if phase == REPLICATE and study.tune is not None and not _search_finished(exp_dir):
             raise LaunchError(f"--phase replicate needs a finished search phase in {exp_dir}/search; "
                               "run --phase search (or all) first")
     except (StudyError, LaunchError) as error:
@@ -116,9 +115,9 @@ def study_plan(study) -> dict[str, Any]:
     epochs = study.schedule.max_epochs
     return {"study": study.name, "metric": study.search.metric, "mode": study.search.mode,
             "groups": [group.name for group in groups],
-            "phases": {"search": {"trials": search_trial_count(study) if study.tune else 0,
-                                  "max_epochs": epochs},
-                       "replicate": {"trials": len(groups) * len(study.seeds), "max_epochs": epochs}}}
+            "phases": {SEARCH: {"trials": search_trial_count(study) if study.tune else 0,
+                                "max_epochs": epochs},
+                       REPLICATE: {"trials": len(groups) * len(study.seeds), "max_epochs": epochs}}}
 
 
 def _search_finished(exp_dir: str) -> bool:
@@ -223,11 +222,11 @@ class StudyRunner:
             trainable = self._trainable()
             errors = 0
             best: dict[str, dict[str, Any]] = {}
-            if self.study.tune is not None and phase in ("search", "all"):
+            if self.study.tune is not None and phase in (SEARCH, ALL_PHASES):
                 best, errors = self._search(trainable)
             elif self.study.tune is not None:
                 best = self._load_best()
-            if phase in ("replicate", "all"):
+            if phase in (REPLICATE, ALL_PHASES):
                 errors += self._replicate(trainable, best)
         finally:
             if embedded:
@@ -367,9 +366,9 @@ class StudyRunner:
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
                 reuse_actors=self._reuse_actors()),
-                run_config=self._run_config("search", total))
+                run_config=self._run_config(SEARCH, total))
 
-        results = self._fit("search", trainable, make_tuner)
+        results = self._fit(SEARCH, trainable, make_tuner)
         best = best_by_group(results, study.search.metric, study.search.mode)
         self._save_best(best)
         return best, len(results.errors)
@@ -405,7 +404,7 @@ class StudyRunner:
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
                 reuse_actors=self._reuse_actors()),
-                run_config=self._run_config("replicate", len(configs)))
+                run_config=self._run_config(REPLICATE, len(configs)))
 
-        results = self._fit("replicate", trainable, make_tuner)
+        results = self._fit(REPLICATE, trainable, make_tuner)
         return len(results.errors)

@@ -19,7 +19,8 @@ from typing import Any, Mapping
 
 from ray.tune import Callback
 
-from er_core.outcome import collapse_grade, read_events, trial_status
+from er_core.outcome import collapse_grade, read_events
+from er_core.rules import trial_status
 
 AUTO_LOGGERS_ENV = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
@@ -99,7 +100,7 @@ def write_trial_session(trial, *, error: bool) -> None:
     filesystem = storage.storage_filesystem
     local = isinstance(filesystem, pyarrow.fs.LocalFileSystem)
     result = dict(trial.last_result or {})
-    status = trial_status(result, error=error)
+    status = trial_status(result, errored=error, ended=True)
     grade = collapse_grade(result, read_events(trial.path, None if local else filesystem), error)
     hparams = session_hparams(trial.config or {}, status, collapse_grade=grade)
     target = f"{trial.path}/{SESSION_RUN}"

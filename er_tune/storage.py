@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 
+from er_core.io import write_bytes_atomic, write_text_atomic
 from er_core.outcome import storage_location
+from er_core.rules import CHECKPOINT_PREFIX
 
 OPTUNA_DB = "optuna.db"
 
@@ -49,10 +51,7 @@ def write_text(exp_dir: str, name: str, text: str, *, overwrite: bool = True) ->
     filesystem, path = storage_location(exp_dir)
     if filesystem is None:
         os.makedirs(path, exist_ok=True)
-        target = os.path.join(path, name)
-        with open(target + ".tmp", "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(target + ".tmp", target)
+        write_text_atomic(os.path.join(path, name), text, fsync=False)
         return
     with filesystem.open_output_stream(_join(path, name)) as stream:
         stream.write(text.encode("utf-8"))
@@ -106,13 +105,12 @@ def local_mirror(exp_dir: str) -> str:
     selector = pyarrow.fs.FileSelector(path, recursive=True, allow_not_found=False)
     for info in filesystem.get_file_info(selector):
         relative = info.path[len(path.rstrip("/")) + 1:]
-        if info.type != pyarrow.fs.FileType.File or "/checkpoint_" in f"/{relative}":
+        if info.type != pyarrow.fs.FileType.File or f"/{CHECKPOINT_PREFIX}" in f"/{relative}":
             continue
         target = os.path.join(local, relative)
         if os.path.exists(target) and os.path.getsize(target) == info.size and "tfevents" in relative:
             continue  # an event file already copied (written once, by a trial that has ended)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        with filesystem.open_input_stream(info.path) as source, open(target + ".tmp", "wb") as handle:
-            handle.write(source.read())
-        os.replace(target + ".tmp", target)
+        with filesystem.open_input_stream(info.path) as source:
+            write_bytes_atomic(target, source.read(), fsync=False)
     return local

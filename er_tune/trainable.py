@@ -23,8 +23,9 @@ from typing import Any, Mapping
 
 from er_core.config import TrialConfig
 from er_core.data import DatasetBundle
+from er_core.rules import STARTUP_FILE
 from er_tune.tune_reporter import TuneReporter
-from trainers.trial import STARTUP_FILE, run_trial
+from trainers.trial import run_trial
 from trainers.trial_data import dataset_key, load_trial_data
 
 __all__ = ["STARTUP_FILE", "dataset_key", "load_trial_data", "tune_trial"]

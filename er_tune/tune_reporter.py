@@ -11,6 +11,9 @@ import os
 import shutil
 from typing import Any, Iterator, Mapping
 
+from er_core.io import write_bytes_atomic
+from er_core.rules import EVENTS_FILE
+
 
 def shared_trial_dir() -> str | None:
     """The trial's directory in the experiment storage, when that storage is a mounted path.
@@ -52,9 +55,8 @@ def copy_if_missing(fs, remote_path: str, local_path: str) -> bool:
 
     if os.path.exists(local_path) or fs.get_file_info(remote_path).type != pyarrow.fs.FileType.File:
         return False
-    with fs.open_input_stream(remote_path) as source, open(local_path + ".tmp", "wb") as target:
-        target.write(source.read())
-    os.replace(local_path + ".tmp", local_path)
+    with fs.open_input_stream(remote_path) as source:
+        write_bytes_atomic(local_path, source.read())
     return True
 
 
@@ -65,8 +67,8 @@ def restore_trial_files(local_dir: str) -> None:
 
     try:
         storage = get_storage()
-        copy_if_missing(storage.storage_filesystem, f"{storage.trial_fs_path}/collapse_events.jsonl",
-                        os.path.join(local_dir, "collapse_events.jsonl"))
+        copy_if_missing(storage.storage_filesystem, f"{storage.trial_fs_path}/{EVENTS_FILE}",
+                        os.path.join(local_dir, EVENTS_FILE))
     except Exception:  # noqa: BLE001 - a missing history must not fail the trial
         return
 

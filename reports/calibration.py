@@ -14,10 +14,9 @@ import numpy as np
 from scipy import stats as sps
 
 from er_core import power
+from er_core.rules import ALPHA
 
 from .survival import logrank_test
-
-ALPHA = 0.05
 
 
 def rejection_prob(reject: np.ndarray, n_seeds: int, p_collapse: float) -> float:

@@ -7,8 +7,9 @@ Units: ``""`` for labels and text, ``"1"`` for dimensionless numbers, otherwise 
 
 Besides the fixed names, three families are described by rule: a grid axis (a ``TrialConfig`` field
 named as the column), ``hp_<field>`` (trials: the searched value) and ``best_hp_<field>`` (search),
-with the field's unit from ``CONFIG_UNITS``; and in ``stability`` the ``original_*``/``er_*`` columns
-from ``PER_VARIANT``. ``tests/test_report_schema.py`` fails when a column of a report (or a
+with the field's unit from ``CONFIG_UNITS``. The stability table's verdict, effect, p-value,
+per-variant and shared columns are described by the verdict registry (:func:`reports.verdicts.describe`),
+nowhere else. ``tests/test_report_schema.py`` fails when a column of a report (or a
 ``TrialConfig`` field) has no entry here: a new column must be described.
 """
 from __future__ import annotations
@@ -74,7 +75,7 @@ TRIALS = {
     "wall_time_s": Column("s", "trial wall time at its last epoch (Ray's time_total_s)"),
     "error": Column("", "error.txt of an errored trial (null otherwise)"),
     "trial_dir": Column("", "trial directory relative to the experiment directory (POSIX)"),
-    # columns of the verdicts work (issue 18 coordination); described here so they carry units
+    # the trial's collapse grade and what it rests on (reports.grades)
     "collapse_grade": Column("", "graded collapse outcome of the trial (none, partial, complete)"),
     "partial_kinds": Column("", "kinds of partial collapse the trial showed"),
     "first_warning_epoch": Column("epochs", "epoch of the first early_warning event "
@@ -114,6 +115,8 @@ EPOCHS = {
     "collapsed": Column("", "a collapse-severity event has fired (bool)"),
     "stop_reason": Column("", "'' while running; completed, collapsed or diverged on the last "
                               "line"),
+    "collapse_grade": Column("", "collapse grade of the trial up to this epoch (none, partial, "
+                                 "complete; er_core.rules.collapse_grade)"),
     "wall_time_s": Column("s", "seconds since the trial started (Ray's time_total_s)"),
 }
 
@@ -140,62 +143,7 @@ SEARCH = {
     "best_trial_id": Column("", "trial with that best_knn_top1"),
 }
 
-PER_VARIANT = {
-    "n_seeds": Column("trials", "{v}: trials that ran to their own end (errored and "
-                                "early-stopped left out)"),
-    "n_collapsed": Column("trials", "{v}: trials graded complete collapse (collapsed, diverged)"),
-    "n_partial": Column("trials", "{v}: trials graded partial collapse"),
-    "n_any_collapsed": Column("trials", "{v}: n_collapsed + n_partial"),
-    "partial_rate": Column("1", "{v}: n_partial / n_seeds"),
-    "partial_rate_lo": Column("1", "{v}: partial rate, Wilson 95% lower bound"),
-    "partial_rate_hi": Column("1", "{v}: partial rate, Wilson 95% upper bound"),
-    "any_collapse_rate": Column("1", "{v}: n_any_collapsed / n_seeds"),
-    "any_collapse_rate_lo": Column("1", "{v}: any-collapse rate, Wilson 95% lower bound"),
-    "any_collapse_rate_hi": Column("1", "{v}: any-collapse rate, Wilson 95% upper bound"),
-    "median_time_to_any_collapse": Column("epochs", "{v}: Kaplan–Meier median epochs to any "
-                                                    "collapse (null: not reached)"),
-    "collapse_rate": Column("1", "{v}: n_collapsed / n_seeds"),
-    "collapse_rate_lo": Column("1", "{v}: collapse rate, Wilson 95% lower bound"),
-    "collapse_rate_hi": Column("1", "{v}: collapse rate, Wilson 95% upper bound"),
-    "median_time_to_collapse": Column("epochs", "{v}: Kaplan–Meier median epochs to first "
-                                                "collapse (null: not reached)"),
-    "knn_mean": Column("1", "{v}: mean final kNN top-1 over seeds (fraction)"),
-    "knn_std": Column("1", "{v}: sd (ddof 1) of final kNN top-1 over seeds"),
-    "entropy_drift": Column("nats", "{v}: mean over seeds of final − first-epoch er_entropy"),
-    "linear_mean": Column("1", "{v}: mean final linear-probe top-1 over seeds (fraction)"),
-    "linear_std": Column("1", "{v}: sd (ddof 1) of final linear-probe top-1 over seeds"),
-}
-
-STABILITY = {
-    "method": _ID["method"],
-    "n_paired": Column("seeds", "seeds present in both variants (paired kNN test)"),
-    "knn_diff": Column("1", "mean paired ER − original final kNN top-1"),
-    "knn_diff_lo": Column("1", "knn_diff, t 95% lower bound"),
-    "knn_diff_hi": Column("1", "knn_diff, t 95% upper bound"),
-    "knn_test": Column("", "test behind knn_p (paired_t; sign_flip_exact where every paired "
-                           "difference is equal)"),
-    "knn_p": Column("1", "p-value of the kNN test"),
-    "knn_p_adj": Column("1", "knn_p, Holm-adjusted across the cells of this table"),
-    "knn_min_detectable": Column("1", "kNN difference found with 80% power at the observed sd"),
-    "collapse_diff": Column("1", "ER − original collapse rate (risk difference)"),
-    "collapse_diff_lo": Column("1", "collapse_diff, Newcombe 95% lower bound"),
-    "collapse_diff_hi": Column("1", "collapse_diff, Newcombe 95% upper bound"),
-    "collapse_test": Column("", "test behind collapse_p (boschloo_exact or fisher_exact)"),
-    "collapse_p": Column("1", "p-value of the collapse-count test"),
-    "collapse_p_adj": Column("1", "collapse_p, Holm-adjusted across the cells of this table"),
-    "collapse_min_detectable": Column("1", "smallest collapse-rate difference vs none these seeds "
-                                           "decide (null: none)"),
-    "logrank_test": Column("", "test behind logrank_p (permutation or asymptotic log-rank)"),
-    "logrank_u": Column("events", "log-rank score U = observed − expected ER collapses"),
-    "logrank_p": Column("1", "p-value of the log-rank test on epochs to first collapse"),
-    "logrank_p_adj": Column("1", "logrank_p, Holm-adjusted across the cells of this table"),
-    "alpha": Column("1", "level at which the adjusted p-values give a verdict"),
-    "verdict": Column("", "collapse counts: er_more_stable, original_more_stable, no_difference, "
-                          "untested"),
-    "time_verdict": Column("", "time to collapse: same labels as verdict"),
-    "knn_verdict": Column("", "kNN: er_better, original_better, no_difference, untested, "
-                              "not_replicated"),
-}
+STABILITY = {"method": _ID["method"]}  # the other columns: reports.verdicts.describe
 
 SURVIVAL = {
     "method": _ID["method"],
@@ -219,23 +167,15 @@ TABLES: dict[str, dict[str, Column]] = {
 # dictionary-encoded (pandas reads it as a categorical).
 FREE_TEXT = {"error", "message", "trial_dir"}
 
-_VARIANT_WORDS = {"original_": "original", "er_": "ER"}
-
 
 def describe(table: str, name: str) -> Column | None:
     """The declared entry of column ``name`` of report table ``table``; None when undeclared."""
     fixed = TABLES.get(table, {})
     if name in fixed:
         return fixed[name]
-    if table == "stability":
-        for family in verdicts.FAMILIES:
-            if name in family.descriptions:
-                return Column(*family.descriptions[name])
-        for prefix, word in _VARIANT_WORDS.items():
-            base = name[len(prefix):]
-            if name.startswith(prefix) and base in PER_VARIANT:
-                unit, text = PER_VARIANT[base]
-                return Column(unit, text.format(v=word))
+    registered = verdicts.describe(name) if table == "stability" else None
+    if registered is not None:
+        return Column(*registered)
     for prefix, text in (("best_hp_", "searched {f} of the group's best trial (TrialConfig.{f})"),
                          ("hp_", "searched {f} of this trial (TrialConfig.{f}); null when its "
                                  "group did not search it")):

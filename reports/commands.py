@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from er_core import __version__
 from er_core.io import write_json_atomic
-from er_core.rules import check_alpha
+from er_core.rules import EXIT_USAGE, REPLICATE, SEARCH, check_alpha
 
 from . import render
 from .discover import NotAnExperiment, discover
@@ -54,12 +54,12 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
         alpha = check_alpha(alpha)
     except ValueError as exc:
         print(f"error: --{exc}", file=err)
-        return 2
+        return EXIT_USAGE
     try:
         trials, rows = discover(experiment)
     except (NotAnExperiment, OSError) as exc:
         print(f"error: {exc}", file=err)
-        return 2
+        return EXIT_USAGE
     for trial in trials:
         for problem in trial.problems:
             print(f"warning: {trial.trial_dir}: {problem}", file=err)
@@ -68,10 +68,10 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
     records, axes, hparams = trial_records(trials, root=experiment)
     frame = pd.DataFrame(records)
     phases = sorted(set(frame["phase"])) if len(frame) else []
-    stability_phase = "replicate" if "replicate" in phases else (
-        "search" if "search" in phases else (phases[0] if phases else "replicate"))
+    stability_phase = REPLICATE if REPLICATE in phases else (
+        SEARCH if SEARCH in phases else (phases[0] if phases else REPLICATE))
     notes = []
-    replicated = stability_phase == "replicate"
+    replicated = stability_phase == REPLICATE
     if not replicated:
         notes.append(f"no replicate phase: stability computed from the {stability_phase!r} phase, which is "
                      "not a replicated comparison (no verdicts; counts are descriptive)")
@@ -156,7 +156,7 @@ def show_command(report_dir: str, stream=None, *, as_json: bool = False) -> int:
     if "stability" not in files:
         print(f"error: {report_dir!r} holds no stability.parquet (not a report dir)",
               file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if as_json:
         stream.write(json.dumps(report_json(report_dir, files), indent=1, allow_nan=False) + "\n")
         return 0

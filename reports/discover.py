@@ -22,11 +22,11 @@ import os
 from dataclasses import dataclass, field
 
 from er_core import rules
-from er_core.rules import PHASES
+from er_core.rules import ERROR_FILE, EVENTS_FILE, PARAMS_FILE, PHASES, RESULT_FILE, SEARCH
 
 from .results_io import drop_superseded, first_last, json_objects, read_many
 
-TRIAL_FILES = ("params.json", "result.json", "error.txt")
+TRIAL_FILES = (PARAMS_FILE, RESULT_FILE, ERROR_FILE)
 
 
 class NotAnExperiment(ValueError):
@@ -130,7 +130,7 @@ def read_trial(phase: str, trial_dir: str, states: dict[str, str]) -> TrialData:
     if not _is_trial_dir(trial_dir):
         trial.problems.append("empty trial directory")
         return trial
-    params_path = os.path.join(trial_dir, "params.json")
+    params_path = os.path.join(trial_dir, PARAMS_FILE)
     try:
         with open(params_path) as handle:
             trial.params = json.load(handle)
@@ -138,33 +138,33 @@ def read_trial(phase: str, trial_dir: str, states: dict[str, str]) -> TrialData:
             raise ValueError("not an object")
     except FileNotFoundError:
         trial.params = None
-        trial.problems.append("missing params.json")
+        trial.problems.append(f"missing {PARAMS_FILE}")
     except (ValueError, OSError) as exc:
         trial.params = None
-        trial.problems.append(f"unreadable params.json ({type(exc).__name__})")
-    result_path = os.path.join(trial_dir, "result.json")
+        trial.problems.append(f"unreadable {PARAMS_FILE} ({type(exc).__name__})")
+    result_path = os.path.join(trial_dir, RESULT_FILE)
     if os.path.isfile(result_path):
         try:
             with open(result_path, "rb") as handle:
                 trial.raw = handle.read()
         except OSError as exc:
-            trial.problems.append(f"unreadable result.json ({exc})")
-    events_path = os.path.join(trial_dir, "collapse_events.jsonl")
+            trial.problems.append(f"unreadable {RESULT_FILE} ({exc})")
+    events_path = os.path.join(trial_dir, EVENTS_FILE)
     if os.path.isfile(events_path):
         try:
             events, problems = read_jsonl(events_path)
             trial.events = unique_events(events)
             trial.problems.extend(problems)
         except OSError as exc:
-            trial.problems.append(f"unreadable collapse_events.jsonl ({exc})")
-    error_path = os.path.join(trial_dir, "error.txt")
+            trial.problems.append(f"unreadable {EVENTS_FILE} ({exc})")
+    error_path = os.path.join(trial_dir, ERROR_FILE)
     if os.path.isfile(error_path):
         try:
             with open(error_path, errors="replace") as handle:
                 lines = [line.rstrip() for line in handle.read().splitlines() if line.strip()]
             trial.error = "\n".join(lines[:3]) if lines else "error.txt (empty)"
         except OSError as exc:
-            trial.error = f"error.txt unreadable ({exc})"
+            trial.error = f"{ERROR_FILE} unreadable ({exc})"
     return trial
 
 
@@ -187,7 +187,7 @@ def discover(path: str):
         for subdir in subdirs:
             trial = read_trial(phase, subdir, states)
             if not trial.phase:
-                trial.phase = str((trial.params or {}).get("phase") or "search")
+                trial.phase = str((trial.params or {}).get("phase") or SEARCH)
             read.append((trial, states))
     table, counts, problems = read_many([trial.raw for trial, _ in read])
     table, counts, superseded = drop_superseded(table, counts)

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from er_core.rules import EARLY_WARNING_KIND
 from er_core.rules import collapse_grade as grade_of
-
-PARTIAL_KINDS = ("dimensional", "prototype", "functional", "plateau")
-EARLY_WARNING_KIND = "early_warning"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,5 @@
-"""Atomic Parquet writes with ``schema_version`` metadata (JSON: :mod:`er_core.io`).
-
-A table is written to ``<name>.parquet.tmp-<pid>`` in the target dir and moved into place with
-``os.replace`` (atomic on POSIX), so readers see the old file or the new one, never a partial one;
-a failed write removes its temp file. A report table (``reports.columns.TABLES``, named by the
+"""Atomic Parquet writes with ``schema_version`` metadata (:func:`er_core.io.atomic_path`, as
+every atomic write). A report table (``reports.columns.TABLES``, named by the
 file's stem or ``table=``) is written with each field's ``unit``/``description`` metadata and its
 label strings dictionary-encoded (``reports.columns.annotate``).
 """
@@ -14,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from er_core import __version__
+from er_core.io import atomic_path
 
 from .columns import TABLES, annotate
 
@@ -41,10 +39,5 @@ def write_table_atomic(table: pa.Table, path: str, table_name: str | None = None
     name = table_name or os.path.basename(path).split(".", 1)[0]
     if name in TABLES:
         table = annotate(name, table)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(with_metadata(table), tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

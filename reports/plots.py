@@ -27,12 +27,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from er_core.dataset_layout import NUM_CLASSES  # noqa: E402
+from er_core.rules import REPLICATE  # noqa: E402
+
 DPI = 150
 DODGE = 0.12  # x offset of each variant from its category, in category widths
 VARIANT_STYLE = {"original": ("original", "C0", "-", "o"), "er": ("ER", "C1", "--", "s")}
-# Classes per dataset (er_core.config.DATASET_NAMES; imagefolder: however many folders, unknown).
-NUM_CLASSES = {"shapes": 10, "digits": 10, "cifar10": 10, "cifar100": 100, "stl10": 10,
-               "imagefolder": None, "svhn": 10, "mnist": 10, "fashion_mnist": 10}
 # Most frequent class of the full test split where the split is not balanced (SVHN: digit 1,
 # 5,099 of 26,032; MNIST: digit 1, 1,135 of 10,000). The eval set is its first eval_size images.
 MAJORITY_RATE = {"svhn": 5099 / 26032, "mnist": 1135 / 10000}
@@ -194,8 +194,8 @@ def plot_entropy(epochs: pa.Table, trials: pd.DataFrame | None, axes: list[str],
         on = ["trial_id", "phase"] if "phase" in ep.columns else ["trial_id"]
         merged = ep.merge(meta.astype({c: object for c in on}), on=on,
                           suffixes=("_epoch", ""))
-        if (merged["phase"] == "replicate").any():  # the phase the stability table reads
-            merged = merged[merged["phase"] == "replicate"]
+        if (merged["phase"] == REPLICATE).any():  # the phase the stability table reads
+            merged = merged[merged["phase"] == REPLICATE]
         for method, sub in merged.groupby("method", sort=True):
             for label, cell in _cells(sub, cell_cols):
                 panels.append((f"{method} {label}".strip(), cell))

@@ -20,7 +20,7 @@ import textwrap
 
 import pyarrow as pa
 
-from .stats import NO_DIFFERENCE, NOT_REPLICATED
+from .stats import ALPHA, NO_DIFFERENCE, NOT_REPLICATED
 from . import verdicts
 from .verdicts import complete_counts, declared_columns, interval_text, knn_mean_text
 
@@ -146,7 +146,7 @@ def _not_replicated(table: pa.Table) -> bool:
 def legend(table: pa.Table, width: int = 100) -> str:
     """The tests behind the verdicts, Holm's m per family and how to read an undecided ``=``."""
     rows = table.to_pylist()
-    alpha = rows[0]["alpha"] if rows else 0.05
+    alpha = rows[0]["alpha"] if rows else ALPHA
     sizes = holm_sizes(table)
     parts = [f"p_adj: Holm within each family over its informative cells (the others keep p = 1, "
              f"which they have by construction); verdict when p_adj <= {alpha:g}."]

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from er_core.rules import COLLAPSE_STATUSES, IN_FLIGHT_STATUSES, STOP_REASONS
+
 from . import stats
 from .survival import ENDPOINTS, event_times, kaplan_meier
 from .tables import _array, _py
@@ -33,7 +35,6 @@ from . import verdicts
 from .verdicts import (INT_COLUMNS, SHARED_COLUMNS, VARIANT_COLUMNS, VARIANTS, CellData,
                        VariantData)
 
-FINISHED_STATUSES = ("completed", "collapsed", "diverged")
 SURVIVAL_COLS = ["endpoint", "variant", "epoch", "at_risk", "events", "censored", "survival",
                  "ci_low", "ci_high"]
 # trials-table column holding each endpoint's event epoch
@@ -43,7 +44,7 @@ ENDPOINT_GRADES = {"complete": ("complete",), "any": ("partial", "complete")}
 
 def _cells(df: pd.DataFrame, axes: list[str], phase: str):
     sub = df[(df["phase"] == phase) & df["method"].notna() & df["variant"].notna()]
-    sub = sub[~sub["status"].isin(["running", "pending"])]
+    sub = sub[~sub["status"].isin(IN_FLIGHT_STATUSES)]
     keys = ["method"] + axes
     for key, cell in sub.groupby(keys, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
@@ -53,7 +54,7 @@ def _cells(df: pd.DataFrame, axes: list[str], phase: str):
 def _grades(trials: pd.DataFrame) -> pd.Series:
     if "collapse_grade" in trials:
         return trials["collapse_grade"].fillna("none")
-    return trials["status"].map(lambda s: "complete" if s in ("collapsed", "diverged") else "none")
+    return trials["status"].map(lambda s: "complete" if s in COLLAPSE_STATUSES else "none")
 
 
 def endpoint_times(trials: pd.DataFrame, endpoint: str) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +69,7 @@ def endpoint_times(trials: pd.DataFrame, endpoint: str) -> tuple[np.ndarray, np.
 
 
 def _variant(trials: pd.DataFrame, variant: str, prefix: str) -> tuple[dict, VariantData]:
-    finished = trials[trials["status"].isin(FINISHED_STATUSES)]
+    finished = trials[trials["status"].isin(STOP_REASONS)]
     grades = _grades(finished)
     n = len(finished)
     complete, partial = int((grades == "complete").sum()), int((grades == "partial").sum())

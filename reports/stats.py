@@ -46,9 +46,8 @@ from scipy import stats as sps
 from statsmodels.stats.proportion import confint_proportions_2indep
 
 from er_core.power import collapse_pvalue
-from er_core.rules import check_alpha  # noqa: F401 (the one alpha rule; stats.check_alpha is used by stability.py)
+from er_core.rules import ALPHA, check_alpha  # noqa: F401 (the one level and its check, for stability.py)
 
-ALPHA = 0.05
 LEVEL = 0.95
 UNTESTED = "untested"
 NO_DIFFERENCE = "no_difference"

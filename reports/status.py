@@ -26,7 +26,7 @@ import sys
 import time
 from collections import Counter
 
-from er_core.rules import COLLAPSE_STATUSES, ENDED_STATUSES, PHASES, STATUSES, best_by_group
+from er_core.rules import COLLAPSE_STATUSES, ENDED_STATUSES, EXIT_USAGE, PHASES, SEARCH, STATUSES, best_by_group
 
 from .discover import NotAnExperiment, discover, trial_status
 
@@ -48,7 +48,7 @@ def best_per_group(trials, statuses: dict[int, str], metric: str, mode: str) -> 
 
     While the search runs this is the best so far; trials still running take part with their
     latest result."""
-    searched = [trial for trial in trials if trial.phase == "search"]
+    searched = [trial for trial in trials if trial.phase == SEARCH]
     candidates = []
     for trial in searched or trials:
         params = trial.params or {}
@@ -188,7 +188,7 @@ def status_command(experiment: str, stream=None, err=None, *, as_json: bool = Fa
         status = experiment_status(experiment)
     except (NotAnExperiment, OSError) as exc:
         print(f"er-tune status: {exc}", file=err)
-        return 2
+        return EXIT_USAGE
     if as_json:
         stream.write(json.dumps(status, indent=2, sort_keys=True, allow_nan=False) + "\n")
     else:

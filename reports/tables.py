@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from er_core.config import objective_name
+from er_core.rules import COLLAPSE_STATUSES, SEARCH
 
 from .discover import TrialData, trial_status
 from .grades import collapse_grade
@@ -177,10 +178,10 @@ def events_table(trials: list[TrialData]) -> pa.Table:
 def search_table(df: pd.DataFrame, hps: list[str]) -> pa.Table:
     """Per condition group: best hp_*, n_trials, n_early_stopped, n_collapsed, collapse_fraction."""
     out = []
-    for g, sub in df[df["phase"] == "search"].groupby("group", dropna=True, sort=True):
+    for g, sub in df[df["phase"] == SEARCH].groupby("group", dropna=True, sort=True):
         ok = sub["best_knn_top1"].notna()
         best = sub.loc[sub.loc[ok, "best_knn_top1"].idxmax()] if ok.any() else None
-        ncol = int(sub["status"].isin(["collapsed", "diverged"]).sum())
+        ncol = int(sub["status"].isin(COLLAPSE_STATUSES).sum())
         row = {"group": g, "method": sub["method"].iloc[0], "variant": sub["variant"].iloc[0],
                "n_trials": len(sub),
                "n_early_stopped": int((sub["status"] == "early_stopped").sum()),

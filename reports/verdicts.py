@@ -28,13 +28,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from er_core.config import VARIANTS
 from er_core.power import (collapse_test_name, knn_min_detectable_effect,
                            logrank_min_pvalue, min_detectable_collapse, sign_flip_min_pvalue)
 
 from . import stats
 from .survival import logrank_test
-
-VARIANTS = ("original", "er")
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,8 @@ class VerdictFamily:
     cells: tuple  # ((heading, row -> str), ...) drawn before p_adj and the mark
     tests: tuple[str, ...]  # the values ``test_column`` can take
     informative_rule: str  # which cells count in Holm's m (legend)
-    # column -> (unit, one-line description) for the Parquet field metadata (reports/columns.py
-    # reads it for any column it does not list itself)
+    # column -> (unit, one-line description): the Parquet field metadata of the family's columns
+    # (reports/columns.py reads it through :func:`describe`)
     descriptions: dict = field(default_factory=dict)
 
     @property
@@ -279,7 +278,19 @@ KNN = VerdictFamily(
     run=_knn_run, detectable=_knn_detectable, note=_knn_note,
     cells=(("Δknn [95%]", lambda row: interval_text(row.get("knn_diff"), row.get("knn_diff_lo"),
                                                         row.get("knn_diff_hi"), 3)),),
-    tests=("paired_t", "sign_flip_exact"), informative_rule="cells with 2 or more pairs")
+    tests=("paired_t", "sign_flip_exact"), informative_rule="cells with 2 or more pairs",
+    descriptions={
+        "knn_test": ("", "test behind knn_p (paired_t; sign_flip_exact where every paired "
+                         "difference is equal)"),
+        "n_paired": ("seeds", "seeds present in both variants (paired kNN test)"),
+        "knn_diff": ("1", "mean paired ER − original final kNN top-1"),
+        "knn_diff_lo": ("1", "knn_diff, t 95% lower bound"),
+        "knn_diff_hi": ("1", "knn_diff, t 95% upper bound"),
+        "knn_p": ("1", "p-value of the kNN test"),
+        "knn_p_adj": ("1", "knn_p, Holm-adjusted over the informative cells"),
+        "knn_min_detectable": ("1", "kNN difference found with 80% power at the observed sd"),
+        "knn_verdict": ("", "kNN: er_better, original_better, no_difference, untested, "
+                            "not_replicated")})
 
 FAMILIES: tuple[VerdictFamily, ...] = (
     _count_family("collapse", "stab",
@@ -301,14 +312,37 @@ FAMILY_BY_NAME = {family.name: family for family in FAMILIES}
 
 # ---- per-variant columns and blocks -----------------------------------------------------------------
 
-VARIANT_COLUMNS = ("n_seeds", "n_collapsed", "n_partial", "n_any_collapsed", "collapse_rate",
-                   "collapse_rate_lo", "collapse_rate_hi", "partial_rate", "partial_rate_lo",
-                   "partial_rate_hi", "any_collapse_rate", "any_collapse_rate_lo",
-                   "any_collapse_rate_hi", "median_time_to_collapse",
-                   "median_time_to_any_collapse", "knn_mean", "knn_std", "entropy_drift",
-                   "linear_mean", "linear_std")
+# Each variant's columns (``original_<name>``, ``er_<name>``) in table order: (unit, description
+# with ``{v}`` for the variant).
+VARIANT_COLUMNS: dict[str, tuple[str, str]] = {
+    "n_seeds": ("trials", "{v}: trials that ran to their own end (errored and early-stopped left out)"),
+    "n_collapsed": ("trials", "{v}: trials graded complete collapse (collapsed, diverged)"),
+    "n_partial": ("trials", "{v}: trials graded partial collapse"),
+    "n_any_collapsed": ("trials", "{v}: n_collapsed + n_partial"),
+    "collapse_rate": ("1", "{v}: n_collapsed / n_seeds"),
+    "collapse_rate_lo": ("1", "{v}: collapse rate, Wilson 95% lower bound"),
+    "collapse_rate_hi": ("1", "{v}: collapse rate, Wilson 95% upper bound"),
+    "partial_rate": ("1", "{v}: n_partial / n_seeds"),
+    "partial_rate_lo": ("1", "{v}: partial rate, Wilson 95% lower bound"),
+    "partial_rate_hi": ("1", "{v}: partial rate, Wilson 95% upper bound"),
+    "any_collapse_rate": ("1", "{v}: n_any_collapsed / n_seeds"),
+    "any_collapse_rate_lo": ("1", "{v}: any-collapse rate, Wilson 95% lower bound"),
+    "any_collapse_rate_hi": ("1", "{v}: any-collapse rate, Wilson 95% upper bound"),
+    "median_time_to_collapse": ("epochs", "{v}: Kaplan–Meier median epochs to first collapse "
+                                          "(null: not reached)"),
+    "median_time_to_any_collapse": ("epochs", "{v}: Kaplan–Meier median epochs to any collapse "
+                                              "(null: not reached)"),
+    "knn_mean": ("1", "{v}: mean final kNN top-1 over seeds (fraction)"),
+    "knn_std": ("1", "{v}: sd (ddof 1) of final kNN top-1 over seeds"),
+    "entropy_drift": ("nats", "{v}: mean over seeds of final − first-epoch er_entropy"),
+    "linear_mean": ("1", "{v}: mean final linear-probe top-1 over seeds (fraction)"),
+    "linear_std": ("1", "{v}: sd (ddof 1) of final linear-probe top-1 over seeds"),
+}
+VARIANT_WORDS = dict(zip(VARIANTS, ("original", "ER")))  # ``{v}`` in a variant column's description
 INT_COLUMNS = {"n_seeds", "n_collapsed", "n_partial", "n_any_collapsed", "n_paired"}
-SHARED_COLUMNS = ("alpha",)
+SHARED_COLUMNS: dict[str, tuple[str, str]] = {
+    "alpha": ("1", "level at which the adjusted p-values give a verdict"),
+}
 
 
 def _counts_with_interval(row: dict, variant: str, compact: bool, count: str, rate: str) -> str:
@@ -358,6 +392,22 @@ def declared_columns() -> set[str]:  # reads FAMILIES when called (a test may re
     for family in FAMILIES:
         out.update(family.columns)
     return out
+
+
+def describe(column: str) -> tuple[str, str] | None:
+    """``(unit, description)`` of a stability column the registry declares, else ``None``: the
+    Parquet field metadata of every verdict, effect, p-value, per-variant and shared column."""
+    if column in SHARED_COLUMNS:
+        return SHARED_COLUMNS[column]
+    for family in FAMILIES:
+        if column in family.descriptions:
+            return family.descriptions[column]
+    for variant, word in VARIANT_WORDS.items():
+        base = column[len(variant) + 1:]
+        if column.startswith(variant + "_") and base in VARIANT_COLUMNS:
+            unit, text = VARIANT_COLUMNS[base]
+            return unit, text.format(v=word)
+    return None
 
 
 def tests_by_family() -> dict[str, list[str]]:

@@ -9,8 +9,7 @@ How it reads: :func:`parse_document` checks the top level, then runs the parser 
 (the :class:`Study` fields, and ``base``: the TrialConfig fields every trial shares), so a later
 section may use an earlier one's result (``grid`` reads ``methods``; ``tune`` reads ``grid``).
 **To add a top-level key**: write ``_parse_<key>(path, value, parsed)``, add a row to
-:data:`SECTIONS`, add the key to :data:`search_spaces.study.TOP_KEYS` (the order errors list the
-allowed keys in) and the field it fills to :class:`~search_spaces.study.Study`. A key inside a
+:data:`SECTIONS` (:data:`TOP_KEYS`, the allowed top-level keys, are its keys) and the field it fills to :class:`~search_spaces.study.Study`. A key inside a
 section goes into that section's ``*_KEYS`` tuple in ``study.py`` and its parser here.
 """
 
@@ -24,7 +23,7 @@ from er_core.config import (BACKBONE_CHOICES, DATASET_NAMES, METHODS, VARIANTS, 
                             did_you_mean, keys_read_by, objective_name)
 from search_spaces.observe_keys import parse_loggers, parse_optuna_storage
 from search_spaces.study import (ASHA_KEYS, CHECKPOINT_KEYS, DATA_KEYS, DISTRIBUTIONS, METRICS, MODEL_KEYS,
-                                 NAME_RULE, RESERVED, RESOURCE_KEYS, SCHEDULE_KEYS, SEARCH_KEYS, TOP_KEYS,
+                                 NAME_RULE, RESERVED, RESOURCE_KEYS, SCHEDULE_KEYS, SEARCH_KEYS,
                                  TRIAL_FIELDS, Distribution, Resources, ScheduleSettings, SearchSettings, Study,
                                  StudyError, _mapping, _nonempty_list, _number, _trial_config, applies, check_root,
                                  collapse_config, condition_groups, valid_name)
@@ -312,7 +311,7 @@ def _parse_loggers(path: str, value: Any, parsed: Parsed) -> None:
 
 # The top-level sections in the order they are parsed (a parser may read what an earlier one put
 # in ``parsed``): (key, parser, value when the key is absent). A new key: a row here, its parser
-# above, its name in study.TOP_KEYS.
+# above.
 SECTIONS: tuple[tuple[str, Callable[[str, Any, Parsed], None], Any], ...] = (
     ("name", _parse_name, None),
     ("methods", _parse_methods, None),
@@ -330,9 +329,7 @@ SECTIONS: tuple[tuple[str, Callable[[str, Any, Parsed], None], Any], ...] = (
     ("checkpoints", _parse_checkpoints, None),
     ("loggers", _parse_loggers, None),
 )
-if {row[0] for row in SECTIONS} != set(TOP_KEYS):  # a key added to one and not the other
-    raise ImportError(f"search_spaces.parse.SECTIONS and study.TOP_KEYS differ: "
-                      f"{sorted({row[0] for row in SECTIONS} ^ set(TOP_KEYS))}")
+TOP_KEYS = tuple(key for key, _, _ in SECTIONS)
 
 
 def _check_gpu(path: str, gpu: float) -> None:

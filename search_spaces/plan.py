@@ -12,7 +12,7 @@ import sys
 from typing import Any, Mapping
 
 from er_core.config import TrialConfig, default_backbone
-from er_core.rules import check_alpha
+from er_core.rules import ALPHA, EXIT_USAGE, REPLICATE, check_alpha
 from search_spaces.parse import load_study
 from search_spaces.study import ConditionGroup, Study, StudyError, condition_groups
 
@@ -51,13 +51,13 @@ def replicate_configs(study: Study, best_by_group: Mapping[str, Mapping[str, Any
         best = best_by_group.get(group.name, {})
         hparams = {d.name: best[d.name] for d in searched_params(study, group) if d.name in best}
         for seed in study.seeds:
-            configs.append(trial_config(study, group, phase="replicate", seed=seed, hparams=hparams))
+            configs.append(trial_config(study, group, phase=REPLICATE, seed=seed, hparams=hparams))
     return configs
 
 
 def data_configs(study: Study) -> list[dict[str, Any]]:
     """One representative trial config per group (data settings never depend on searched values)."""
-    return [trial_config(study, g, phase="replicate", seed=study.seeds[0]) for g in condition_groups(study)]
+    return [trial_config(study, g, phase=REPLICATE, seed=study.seeds[0]) for g in condition_groups(study)]
 
 
 def describe(study: Study) -> str:
@@ -111,7 +111,7 @@ def _cost_lines(study: Study, trial_epochs: int) -> list[str]:
             f"benchmarks/data_parallel.py and set resources.images_per_s)"]
 
 
-def describe_power(study: Study, alpha: float = 0.05) -> tuple[list[str], list[str]]:
+def describe_power(study: Study, alpha: float = ALPHA) -> tuple[list[str], list[str]]:
     """What the study's seeds can decide (er_core/power.py): lines and warnings.
 
     The cells are the (method, grid cell) pairs compared ER against original; Holm adjusts over
@@ -129,19 +129,19 @@ def describe_power(study: Study, alpha: float = 0.05) -> tuple[list[str], list[s
     return out, [f"  warning: {w}" for w in warns]
 
 
-def validate_command(path: str, stream=None, alpha: float = 0.05) -> int:
+def validate_command(path: str, stream=None, alpha: float = ALPHA) -> int:
     """``er-tune validate``: print the plan and what its seeds can decide (exit 0; a warning, not
     a failure, when they cannot decide something) or the error (stderr, exit 2)."""
     try:
         alpha = check_alpha(alpha)
     except ValueError as error:
         print(f"er-tune validate: --{error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         study = load_study(path)
     except StudyError as error:
         print(f"er-tune validate: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     lines, warns = describe_power(study, alpha)
     print("\n".join([describe(study)] + lines + warns), file=stream or sys.stdout)
     return 0

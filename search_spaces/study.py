@@ -10,6 +10,7 @@ Each error is a :class:`StudyError` whose message reads ``<file>: <key.path>: <p
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -25,8 +26,6 @@ DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 NAME_RULE = "letters, digits, '_', '.', '-' (not '.' or '..', which name directories)"
 
-TOP_KEYS = ("name", "data", "model", "methods", "variants", "grid", "seeds", "tune", "search", "schedule",
-            "collapse", "resources", "trial", "checkpoints", "loggers")
 DATA_KEYS = {"dataset": "dataset", "root": "data_root", "image_size": "image_size",
              "train_size": "train_size", "eval_size": "eval_size", "seed": "data_seed"}
 MODEL_KEYS = ("backbone", "projector_dim", "projector_hidden_dim", "num_prototypes")
@@ -138,6 +137,11 @@ class Study:
     def grid_axes(self) -> tuple[str, ...]:
         return tuple(axis for axis, _ in self.grid)
 
+    @functools.cached_property
+    def groups(self) -> tuple["ConditionGroup", ...]:
+        """Every (method, variant, grid cell), computed once per study: :func:`condition_groups`."""
+        return tuple(_condition_groups(self))
+
 
 @dataclass(frozen=True)
 class ConditionGroup:
@@ -149,18 +153,28 @@ class ConditionGroup:
 
     @property
     def name(self) -> str:
-        """Stable id, e.g. ``byol/er/batch_size=64,ema=0.9``."""
-        suffix = ",".join(f"{axis}={self.cell[axis]}" for axis in sorted(self.cell))
-        return f"{self.method}/{self.variant}" + (f"/{suffix}" if suffix else "")
+        """Stable id, e.g. ``byol/er/batch_size=64,ema=0.9`` (:func:`group_key`)."""
+        return group_key(self.method, self.variant, self.cell)
 
     @property
     def settings(self) -> dict[str, Any]:
         return {"method": self.method, "variant": self.variant, **self.cell}
 
 
-def condition_groups(study: Study) -> list[ConditionGroup]:
-    """Every (method, variant, grid cell) of ``study``; an axis a pair does not read is dropped
-    from that pair's cells (no duplicate groups)."""
+def group_key(method: str, variant: str, cell: Mapping[str, Any] | None = None) -> str:
+    """A condition group's id: ``<method>/<variant>[/<axis>=<value>,...]`` (axes sorted)."""
+    suffix = ",".join(f"{axis}={cell[axis]}" for axis in sorted(cell or {}))
+    return f"{method}/{variant}" + (f"/{suffix}" if suffix else "")
+
+
+def condition_groups(study: Study) -> tuple[ConditionGroup, ...]:
+    """Every (method, variant, grid cell) of ``study`` (:attr:`Study.groups`, computed once)."""
+    return study.groups
+
+
+def _condition_groups(study: Study) -> list[ConditionGroup]:
+    """An axis a (method, variant) pair does not read is dropped from that pair's cells (no
+    duplicate groups)."""
     groups = []
     for method in study.methods:
         for variant in study.variants:
@@ -222,4 +236,4 @@ def check_root(path: str, dataset: str, root: str) -> None:
 
 
 __all__ = ["Study", "StudyError", "Distribution", "SearchSettings", "ScheduleSettings", "Resources",
-           "ConditionGroup", "condition_groups", "applies", "valid_name", "METHODS", "VARIANTS"]
+           "ConditionGroup", "condition_groups", "group_key", "applies", "valid_name", "METHODS", "VARIANTS"]

@@ -162,7 +162,7 @@ def test_state_round_trip_gives_the_same_events_as_never_interrupted():
     assert resumed.events == straight.events
 
 
-# Calibration against the untrained network (issue 11, item 6). Values are those measured on
+# Calibration against the untrained network. Values are those measured on
 # untrained networks: convnet's projections have std ratio 0.020 (below the absolute 0.05).
 UNTRAINED_CONVNET = {"std_ratio": 0.020, "rankme": 51.0, "knn_top1": 0.17, "loss": 4.0,
                      "assign_entropy": 0.93, "assign_sample_entropy": 0.93}
@@ -221,7 +221,7 @@ def test_calibration_survives_a_checkpoint_round_trip():
     assert not legacy.calibrated and legacy.low_threshold("std_ratio", 0.05) == 0.05
 
 
-# Partial collapse (issue 16, item 1): severity "partial", never a stop, calibrated at init.
+# Partial collapse: severity "partial", never a stop, calibrated at init.
 UNTRAINED_DISCRETE = {**UNTRAINED_CONVNET, "rankme_projection": 30.0, "effective_prototypes": 16.0,
                       "knn_chance_p": 1e-6, "loss": math.log(32)}
 

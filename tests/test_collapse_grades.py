@@ -1,5 +1,5 @@
 """Collapse grades (none / partial / complete) in the report: trials table, counts rendered as
-complete+partial/n, the any-collapse verdict families and the survival endpoints (issue 16.2)."""
+complete+partial/n, the any-collapse verdict families and the survival endpoints."""
 from __future__ import annotations
 
 import io

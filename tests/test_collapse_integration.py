@@ -96,7 +96,7 @@ def test_trial_calibrates_on_the_untrained_network_before_the_first_step(tmp_pat
 
 @pytest.mark.parametrize("method", ["simclr", "byol", "dino", "swav", "deepcluster"])
 def test_a_network_that_does_not_train_is_never_graded_partial_or_complete(tmp_path, method):
-    """lr ~ 0 (issue 16): every objective, original and ER, ends with grade none and no partial event."""
+    """lr ~ 0: every objective, original and ER, ends with grade none and no partial event."""
     for variant in ("original", "er"):
         cfg = TrialConfig(method=method, variant=variant, image_size=16, train_size=96, eval_size=96,
                           knn_bank_size=96, knn_k=5, batch_size=32, projector_dim=16, projector_hidden_dim=32,

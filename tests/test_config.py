@@ -10,12 +10,11 @@ def test_defaults_round_trip_through_dict():
     again = TrialConfig.from_dict(config.to_dict())
     assert again == config
     assert again.objective == "byol_er"
-    assert again.uses_ema and not again.is_discrete
 
 
 def test_meta_keys_are_ignored():
     config = TrialConfig.from_dict({"method": "dino", "phase": "search", "group": "g", "seed": 3})
-    assert config.method == "dino" and config.seed == 3 and config.is_discrete
+    assert config.method == "dino" and config.seed == 3
 
 
 def test_overrides_coerce_strings():
@@ -64,6 +63,22 @@ def test_registry_names_match_the_registries():
 
     assert tuple(DATASETS) == DATASET_NAMES and tuple(BACKBONES) == BACKBONE_NAMES
     assert set(NEEDS_ROOT) < set(DATASET_NAMES) and "shapes" not in NEEDS_ROOT
+
+
+def test_the_code_checks_its_torch_free_names_against_the_classes(monkeypatch):
+    """The torch-free method names are checked against the objective classes by the package
+    itself when it is imported, not only by this suite."""
+    import er_core.config as config_module
+    from er_core.objectives import OBJECTIVES, check_registry
+
+    check_registry(OBJECTIVES)
+    monkeypatch.setattr(config_module, "METHODS", config_module.METHODS + ("toy",))
+    with pytest.raises(ImportError, match="toy"):
+        check_registry(OBJECTIVES)
+    monkeypatch.undo()
+    renamed = {**OBJECTIVES, "simclr": OBJECTIVES["byol"]}
+    with pytest.raises(ImportError, match="simclr: registered as byol/original"):
+        check_registry(renamed)
 
 
 def test_unknown_dataset_and_backbone_rejected_before_any_import():

@@ -1,4 +1,4 @@
-"""DeepCluster-v2 keeps its prototypes exactly equal to the k-means centroids (issue 11, item 2).
+"""DeepCluster-v2 keeps its prototypes exactly equal to the k-means centroids.
 
 The prototypes were in the optimiser (SGD with weight decay, and momentum that survived each
 k-means reset), so they drifted from the centroids the targets had been assigned to. Now they get

@@ -1,4 +1,4 @@
-"""The diagnostic ER estimates (issue 11, items 3 and 4): leave-one-out Ĥ, and Ĥ and R̂ on the same views."""
+"""The diagnostic ER estimates: leave-one-out Ĥ, and Ĥ and R̂ on the same views."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""``ema_schedule``: ``constant`` keeps the EMA coefficient the condition is labelled with (issue 11, item 1).
+"""``ema_schedule``: ``constant`` keeps the EMA coefficient the condition is labelled with.
 
 With BYOL's ``cosine`` schedule a base of 0 drifts to 0.98 by 90% of training, so "EMA 0" did not
 mean "teacher = current student". These tests pin the two schedules, check that ``constant`` with

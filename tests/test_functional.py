@@ -231,7 +231,7 @@ def test_simclr_er_terms_equal_estimators_on_normalised_views():
     r, h = fn.simclr_er(3 * z1, z2, 5.0)
     n1, n2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     assert float(r) == pytest.approx(float(vmf_reconstruction(n1, n2, 5.0)), rel=1e-12)
-    per_view = 0.5 * (kde_entropy(n1, 5.0) + kde_entropy(n2, 5.0))  # not H(z1 u z2): issue 11, item 5
+    per_view = 0.5 * (kde_entropy(n1, 5.0) + kde_entropy(n2, 5.0))  # not H(z1 u z2)
     assert float(h) == pytest.approx(float(per_view), rel=1e-12)
     assert float(h) != pytest.approx(float(kde_entropy(torch.cat([n1, n2]), 5.0)), rel=1e-3)
     r_same, _ = fn.simclr_er(z1, z1, 5.0)

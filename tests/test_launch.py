@@ -147,7 +147,7 @@ def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path):
             assert epochs and epochs[-1] == max(epochs)
 
 
-# --- TensorBoard and Optuna read back with their own readers (issue 18 items 1-2) ---------------
+# --- TensorBoard and Optuna read back with their own readers ---------------
 
 def test_one_hparams_session_per_trial_and_no_ray_tags(smoke_experiment):
     from tensorboard_read import all_tags, hparams_sessions

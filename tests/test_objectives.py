@@ -9,7 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from er_core.config import DISCRETE_METHODS, EMA_METHODS, METHODS, VARIANTS, TrialConfig
+from er_core.config import METHODS, VARIANTS, TrialConfig
+
+DISCRETE_METHODS, EMA_METHODS = ("dino", "swav", "deepcluster"), ("byol", "dino")  # DESIGN.md §2
 from er_core.objectives import OBJECTIVES, ObjectiveInputs, build_objective
 from er_core.objectives import functional as fn
 from er_core.objectives.dino import DINO, Center

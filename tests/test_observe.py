@@ -1,4 +1,4 @@
-"""Trackers, HParams sessions of errored trials, Optuna storages, RAY_ADDRESS (issue 18 items 1-4).
+"""Trackers, HParams sessions of errored trials, Optuna storages, RAY_ADDRESS.
 
 One small Ray Tune run (a stand-in trainable, embedded Ray) drives er-tune's own callbacks:
 Ray's MLflow logger against a real SQLite MLflow tracking store, Ray's W&B logger in offline
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from er_core.outcome import collapse_grade, trial_dirname, trial_status
+from er_core.outcome import collapse_grade, reported_grade, trial_dirname
+from er_core.rules import trial_status
 from search_spaces import StudyError, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,13 +139,18 @@ def test_trial_writer_puts_collapse_events_on_the_epoch_axis_with_severity(tmp_p
 
 
 def test_status_grade_and_names():
-    assert trial_status({"stop_reason": ""}) == "early_stopped"
-    assert trial_status({"stop_reason": "completed", "collapsed": True}) == "collapsed"
-    assert trial_status({"stop_reason": "diverged"}) == "diverged"
-    assert trial_status({"epoch": 1, "stop_reason": ""}, error=True) == "errored"
+    def ended(result, error=False):  # what the driver's searcher and TensorBoard writer ask
+        return trial_status(result, errored=error, ended=True)
+    assert ended({"stop_reason": ""}) == "early_stopped"
+    assert ended({"stop_reason": "completed", "collapsed": True}) == "collapsed"
+    assert ended({"stop_reason": "diverged"}) == "diverged"
+    assert ended({"epoch": 1, "stop_reason": ""}, error=True) == "errored"
     # a trial that finished by itself keeps its status, as in the report (er_core.rules.trial_status)
-    assert trial_status({"stop_reason": "completed"}, error=True) == "completed"
-    assert trial_status(None) == "early_stopped"  # ended before its first result
+    assert ended({"stop_reason": "completed"}, error=True) == "completed"
+    assert ended(None) == "early_stopped"  # ended before its first result
+    assert trial_status(None) == "pending" and trial_status(None, has_params=False) == "running"
+    assert reported_grade({"collapse_grade": "partial"}) == "partial"
+    assert reported_grade({"epoch": 3}) is None and reported_grade(None) is None
     assert collapse_grade({"stop_reason": "completed"}, []) == "none"
     assert collapse_grade({"stop_reason": ""}, [{"severity": "warning"}, {"severity": "partial"}]) == "partial"
     assert collapse_grade({"stop_reason": ""}, [{"severity": "collapse"}, {"severity": "warning"}]) == "complete"
@@ -192,13 +198,13 @@ def test_journal_storage_holds_intermediate_values_pruned_and_attrs(tmp_path):
     searcher = GroupedOptunaSearcher(load_study(str(SMOKE)), storage_dir=str(tmp_path / "unused"),
                                      storage=journal, trials_dir=str(trials_dir))
     configs = {tid: searcher.suggest(tid) for tid in ("a", "b")}
-    stopped = trials_dir / trial_dirname(configs["b"], "b")
-    stopped.mkdir(parents=True)
-    (stopped / "collapse_events.jsonl").write_text(json.dumps({"severity": "partial", "epoch": 1}) + "\n")
-    searcher.on_trial_result("a", {"epoch": 1, "knn_top1": 0.2})
+    stopped = trials_dir / trial_dirname(configs["b"], "b")  # never created: the grade is in the result
+    searcher.on_trial_result("a", {"epoch": 1, "knn_top1": 0.2, "collapse_grade": "none"})
     searcher.on_trial_result("a", {"epoch": 1, "knn_top1": 0.2})  # a resumed trial re-reports
-    searcher.on_trial_complete("a", {"epoch": 2, "knn_top1": 0.3, "stop_reason": "completed"})
-    searcher.on_trial_complete("b", {"epoch": 1, "knn_top1": 0.1, "stop_reason": ""})  # ASHA stopped
+    searcher.on_trial_complete("a", {"epoch": 2, "knn_top1": 0.3, "stop_reason": "completed",
+                                     "collapse_grade": "none"})
+    searcher.on_trial_complete("b", {"epoch": 1, "knn_top1": 0.1, "stop_reason": "",  # ASHA stopped
+                                     "collapse_grade": "partial"})
     assert not (tmp_path / "unused").exists()
     storage = optuna_storage(journal)
     summaries = optuna.get_all_study_summaries(storage)

@@ -89,6 +89,23 @@ def test_every_column_of_every_table_is_described(rich):
     assert stab.field("ema").metadata[b"description"] == b"grid axis: the cell's TrialConfig.ema"
 
 
+def test_every_stability_column_carries_the_verdict_registrys_description(rich):
+    """The registry (reports.verdicts) is the one place a verdict-family, per-variant or shared
+    column is described; the Parquet field metadata carries exactly its text."""
+    from reports import verdicts
+    schema = pq.read_schema(os.path.join(rich, "stability.parquet"))
+    declared = verdicts.declared_columns()
+    written = {f.name for f in schema} & declared
+    assert written == declared  # every declared column is in the file
+    for name in written:
+        unit, text = verdicts.describe(name)
+        meta = schema.field(name).metadata
+        assert (meta[b"unit"].decode(), meta[b"description"].decode()) == (unit, text), name
+    assert set(columns.STABILITY) == {"method"}  # no second description of a registry column
+    assert "not_replicated" in schema.field("verdict").metadata[b"description"].decode()
+    assert schema.field("knn_p_adj").metadata[b"description"] == b"knn_p, Holm-adjusted over the informative cells"
+
+
 def test_every_metric_a_trial_reports_and_every_config_field_is_declared():
     from trainers.trial import DISCRETE_METRICS, EPOCH_METRICS, PROBE_METRICS
     for key in EPOCH_METRICS + DISCRETE_METRICS + PROBE_METRICS:

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from er_core.config import TrialConfig
+from er_core.objectives import OBJECTIVES
+from er_core.rules import GRADES
 from trainers.reporters import LocalReporter
 from trainers.trial_data import load_trial_data
 from trainers.trial import DISCRETE_METRICS, EPOCH_METRICS, GRADE_METRICS, run_trial
@@ -42,12 +44,14 @@ def test_every_objective_reports_finite_metrics_each_epoch(tmp_path, tiny_data, 
     summary = run_trial(config, tiny_data, LocalReporter(str(tmp_path), config.to_dict()))
     lines = read_results(tmp_path)
     assert [line["epoch"] for line in lines] == list(range(1, len(lines) + 1))
-    expected = set(EPOCH_METRICS) | set(GRADE_METRICS) | (set(DISCRETE_METRICS) if config.is_discrete else set())
+    discrete = OBJECTIVES[config.objective].support == "discrete"
+    expected = set(EPOCH_METRICS) | set(GRADE_METRICS) | (set(DISCRETE_METRICS) if discrete else set())
     for line in lines:
         assert expected <= set(line)
-        if not config.is_discrete:
+        assert line["collapse_grade"] in GRADES
+        if not discrete:
             assert not set(DISCRETE_METRICS) & set(line)
-        for key in expected - {"stop_reason", "collapsed"}:
+        for key in expected - {"stop_reason", "collapsed", "collapse_grade"}:
             assert math.isfinite(line[key]), (key, line[key])
         assert 0.0 <= line["knn_top1"] <= 1.0
         assert line["er_bound"] == pytest.approx(line["er_entropy"] - line["er_reconstruction"])

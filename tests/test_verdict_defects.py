@@ -1,5 +1,5 @@
-"""The report's statistical defects of issue 16 (item 4), each checked on a synthetic experiment
-or on the test itself; every test here failed on the code before the fix."""
+"""Statistical defects a report must not have, each checked on a synthetic experiment or on the
+test itself."""
 from __future__ import annotations
 
 import io

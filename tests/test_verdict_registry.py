@@ -1,4 +1,4 @@
-"""The verdict registry (issue 19.3): a family declared in one place is computed, Holm-adjusted,
+"""The verdict registry: a family declared in one place is computed, Holm-adjusted,
 stored and rendered without touching stability.py or render.py, and never mistaken for a grid
 axis."""
 from __future__ import annotations

@@ -27,8 +27,8 @@ import time
 import uuid
 from typing import Any, Iterator, Mapping
 
-from er_core.io import write_json_atomic
-from er_core.rules import CHECKPOINT_PREFIX
+from er_core.io import atomic_path, is_temporary, write_json_atomic, write_text_atomic
+from er_core.rules import CHECKPOINT_PREFIX, PARAMS_FILE, RESULT_FILE
 
 
 class LocalReporter:
@@ -48,7 +48,7 @@ class LocalReporter:
         self.trial_dir = os.path.abspath(trial_dir)
         self.keep = keep
         os.makedirs(self.trial_dir, exist_ok=True)
-        params_path = os.path.join(self.trial_dir, "params.json")
+        params_path = os.path.join(self.trial_dir, PARAMS_FILE)
         write_json_atomic(params_path, dict(params))
         self.trial_id = trial_id or uuid.uuid4().hex[:8]
         self._start = time.time()
@@ -56,7 +56,7 @@ class LocalReporter:
         self._time_offset = self._last_time_total()
 
     def _result_lines(self) -> list[dict]:
-        path = os.path.join(self.trial_dir, "result.json")
+        path = os.path.join(self.trial_dir, RESULT_FILE)
         if not os.path.exists(path):
             return []
         lines = []
@@ -84,7 +84,7 @@ class LocalReporter:
                     time_total_s=self._time_offset + time.time() - self._start,
                     timestamp=int(time.time()), hostname=socket.gethostname(), pid=os.getpid(),
                     done=bool(metrics.get("stop_reason")))
-        with open(os.path.join(self.trial_dir, "result.json"), "a", encoding="utf-8") as handle:
+        with open(os.path.join(self.trial_dir, RESULT_FILE), "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line, sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -92,28 +92,24 @@ class LocalReporter:
     def truncate_after(self, epoch: int) -> None:
         """Drop result lines of epochs after ``epoch``: a resumed trial reports them again."""
         lines = [line for line in self._result_lines() if int(line.get("epoch", 0)) <= epoch]
-        path = os.path.join(self.trial_dir, "result.json")
+        path = os.path.join(self.trial_dir, RESULT_FILE)
         if os.path.exists(path):
-            with open(path + ".tmp", "w", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(line, sort_keys=True) + "\n" for line in lines)
-            os.replace(path + ".tmp", path)
+            write_text_atomic(path, "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
         self._iteration = len(lines)
         self._time_offset = float(lines[-1].get("time_total_s", 0.0)) if lines else 0.0
 
     def _store_checkpoint(self, checkpoint_dir: str) -> None:
         target = os.path.join(self.trial_dir, f"{CHECKPOINT_PREFIX}{self._iteration:06d}")
-        tmp = target + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(checkpoint_dir, tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            shutil.copytree(checkpoint_dir, tmp)
+            shutil.rmtree(target, ignore_errors=True)
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         for old in self._checkpoints()[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)
 
     def _checkpoints(self) -> list[str]:
         names = sorted(n for n in os.listdir(self.trial_dir)
-                       if n.startswith(CHECKPOINT_PREFIX) and not n.endswith(".tmp"))
+                       if n.startswith(CHECKPOINT_PREFIX) and not is_temporary(n))
         return [os.path.join(self.trial_dir, n) for n in names]
 
     @contextlib.contextmanager

@@ -21,6 +21,7 @@ import torch
 
 from er_core.collapse import CollapseMonitor
 from er_core.config import TrialConfig
+from er_core.io import atomic_path
 from er_core.data import DatasetBundle
 from er_core.models import EMATeacher, SSLNetwork, build_network
 from er_core.objectives import Objective, build_objective
@@ -111,8 +112,8 @@ class TrialState:
     def save(self, directory: str) -> None:
         """Write the checkpoint file into ``directory`` (atomically: temp file then rename)."""
         path = os.path.join(directory, STATE_FILE)
-        torch.save(self.state_dict(), path + ".tmp")
-        os.replace(path + ".tmp", path)
+        with atomic_path(path) as tmp:
+            torch.save(self.state_dict(), tmp)
 
     def restore(self, directory: str) -> None:
         state = torch.load(os.path.join(directory, STATE_FILE), map_location=self.device,

@@ -25,7 +25,8 @@ from typing import Any, Callable
 from er_core.collapse import CALIBRATED, CollapseEvent
 from er_core.config import TrialConfig
 from er_core.data import DatasetBundle
-from er_core.io import write_json_atomic
+from er_core.io import write_json_atomic, write_text_atomic
+from er_core.rules import EVENTS_FILE, GRADE_KEY, STARTUP_FILE, trial_status
 from trainers.diagnostics import Diagnostics
 from trainers.distributed import MainRankDiagnostics, World
 from trainers.state import TrialState, build_state
@@ -33,12 +34,11 @@ from trainers.steps import TrainingStep
 from trainers.tensorboard import TrialWriter
 
 EPOCH_METRICS = ("epoch", "step", "loss", "er_entropy", "er_reconstruction", "er_bound", "knn_top1",
-                 "rankme", "std_ratio", "lr", "ema", "images_per_s", "collapsed", "stop_reason", "world_size")
+                 "rankme", "std_ratio", "lr", "ema", "images_per_s", "collapsed", "stop_reason", GRADE_KEY,
+                 "world_size")
 DISCRETE_METRICS = ("assign_entropy", "assign_sample_entropy", "effective_prototypes")
 GRADE_METRICS = ("rankme_projection", "knn_chance_p")  # every objective: the partial-collapse criteria
 PROBE_METRICS = ("linear_top1",)  # in the final epoch's metrics, and every linear_probe_every epochs
-EVENTS_FILE = "collapse_events.jsonl"
-STARTUP_FILE = "startup.json"
 
 
 @dataclass
@@ -75,9 +75,7 @@ class EventLog:
                         kept.append(line if line.endswith("\n") else line + "\n")
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue
-        with open(self.path + ".tmp", "w", encoding="utf-8") as handle:
-            handle.writelines(kept)
-        os.replace(self.path + ".tmp", self.path)
+        write_text_atomic(self.path, "".join(kept))
 
     def append(self, events: list[CollapseEvent]) -> None:
         if not events:
@@ -181,6 +179,7 @@ def _run_epoch(state: TrialState, step_fn: "TrainingStep", diagnostics: Diagnost
         "images_per_s": outcome.images / train_seconds if train_seconds > 0 else 0.0,
         "collapsed": bool(state.monitor.collapsed),
         "stop_reason": stop_reason,
+        GRADE_KEY: state.monitor.grade,  # how the driver's searcher learns the grade (no file read)
         "world_size": config.world_size,
     }
     if probe:  # every trial's last epoch (completed, collapsed or diverged), and every N epochs
@@ -197,10 +196,7 @@ def _run_epoch(state: TrialState, step_fn: "TrainingStep", diagnostics: Diagnost
 
 
 def _summary(state: TrialState) -> TrialSummary:
-    reason = state.last_metrics.get("stop_reason", "")
-    status = reason if reason in ("collapsed", "diverged") else "completed"
-    if status == "completed" and state.monitor.collapsed:
-        status = "collapsed"  # collapsed with stop_on_collapse off: trained on, still a collapse
+    status = trial_status(state.last_metrics, epochs=state.epoch, ended=True)
     return TrialSummary(status=status, epochs_completed=state.epoch,
                         final_metrics=dict(state.last_metrics),
                         events=[event.to_dict() for event in state.monitor.events],

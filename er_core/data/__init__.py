@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from er_core.config import NEEDS_ROOT, did_you_mean
+from er_core.config import DATASET_NAMES, NEEDS_ROOT, did_you_mean
 from er_core.data.bundle import DatasetBundle
 from er_core.data.digits import load_digits
 from er_core.data.files import (load_cifar10, load_cifar100, load_fashion_mnist, load_imagefolder, load_mnist,
@@ -22,6 +22,11 @@ DATASETS: dict[str, Callable[..., DatasetBundle]] = {
     "mnist": load_mnist,
     "fashion_mnist": load_fashion_mnist,
 }
+
+
+if tuple(DATASETS) != DATASET_NAMES:  # the torch-free table configs are checked against
+    raise ImportError(f"er_core.data.DATASETS {tuple(DATASETS)} differs from "
+                      f"er_core.dataset_layout.DATASETS {DATASET_NAMES}")
 
 
 def load_dataset(name: str, *, root: str = "", image_size: int = 32, train_size: int = 8000,

@@ -15,7 +15,7 @@ import torch
 import torchvision
 from torch import nn
 
-from er_core.config import did_you_mean
+from er_core.config import BACKBONE_NAMES, did_you_mean
 
 
 def _conv_block(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -145,6 +145,9 @@ BACKBONES: dict[str, Callable[[int], nn.Module]] = {
     "resnet50": lambda image_size: TorchvisionBackbone(torchvision.models.resnet50(weights=None), 2048),
     "resnet_small": SmallResNet,
 }
+if tuple(BACKBONES) != BACKBONE_NAMES:  # the torch-free names configs are checked against
+    raise ImportError(f"er_core.models.BACKBONES {tuple(BACKBONES)} differs from "
+                      f"er_core.config.BACKBONE_NAMES {BACKBONE_NAMES}")
 
 
 def build_backbone(name: str, image_size: int) -> nn.Module:

@@ -9,7 +9,8 @@ the trainer, the models, the augmentation and the diagnostics (:class:`Objective
 
 from __future__ import annotations
 
-from er_core.config import TrialConfig, did_you_mean
+from er_core import config as _config
+from er_core.config import TrialConfig, did_you_mean, objective_name
 from er_core.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput, TrainingContext
 from er_core.objectives.byol import BYOL, BYOLER
 from er_core.objectives.deepcluster import DeepCluster, DeepClusterER, assign_clusters, kmeans
@@ -26,6 +27,29 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "swav": SwAV, "swav_er": SwAVER,
     "deepcluster": DeepCluster, "deepcluster_er": DeepClusterER,
 }
+
+
+
+def check_registry(objectives: dict[str, type[Objective]]) -> None:
+    """The torch-free names in :mod:`er_core.config` (``METHODS``, ``VARIANTS``, ``OBJECTIVE_KEYS``)
+    against the classes: one class per method and variant, registered under
+    ``objective_name(cls.method, cls.variant)``, and a declared key list per class.
+
+    Raises:
+        ImportError: a name in one place and not the other.
+    """
+    expected = {objective_name(method, variant) for method in _config.METHODS for variant in _config.VARIANTS}
+    problems = [f"{name}: registered as {cls.method}/{cls.variant}" for name, cls in objectives.items()
+                if name != objective_name(cls.method, cls.variant)]
+    if set(objectives) != expected:
+        problems.append(f"classes {sorted(objectives)} vs config.METHODS x VARIANTS {sorted(expected)}")
+    if set(_config.OBJECTIVE_KEYS) != set(objectives):
+        problems.append(f"config.OBJECTIVE_KEYS {sorted(_config.OBJECTIVE_KEYS)} vs classes {sorted(objectives)}")
+    if problems:
+        raise ImportError("er_core.objectives and er_core.config disagree: " + "; ".join(problems))
+
+
+check_registry(OBJECTIVES)
 
 
 def objective_class(name: str) -> type[Objective]:
@@ -54,4 +78,4 @@ def build_objective(name: str, config: TrialConfig) -> Objective:
 
 __all__ = ["OBJECTIVES", "Objective", "ObjectiveInputs", "ObjectiveOutput", "TrainingContext", "ERObjective",
            "ERTerms", "Center", "EmbeddingQueue", "MemoryBank", "effective_queue_length", "assign_clusters",
-           "kmeans", "build_objective", "objective_class"]
+           "kmeans", "build_objective", "check_registry", "objective_class"]
