@@ -136,7 +136,10 @@ def test_two_workers_train_as_one_with_the_global_batch(two_workers, one_worker,
     assert len(reference["losses"]) == 2 * TRAIN // BATCH
     for rank, results in enumerate(two_workers):
         got = results[name]
-        assert got["losses"] == pytest.approx(reference["losses"], rel=1e-4, abs=1e-6), (rank, got["losses"], reference["losses"])
+        # the first step's loss to float32 rounding; later steps after float32 drift through the updates
+        assert got["losses"][0] == pytest.approx(reference["losses"][0], rel=1e-5, abs=1e-6), rank
+        scale = max(abs(loss) for loss in reference["losses"])
+        assert got["losses"] == pytest.approx(reference["losses"], rel=1e-4, abs=1e-4 * scale), rank
         assert reference["grads"] and any(g.abs().sum() > 0 for g in reference["grads"].values())
         _close(got["grads"], reference["grads"], f"rank {rank} first-step gradient", 1e-4)
         _close(got["net"], reference["net"], f"rank {rank} student", 1e-4)

@@ -106,6 +106,8 @@ def test_a_killed_worker_costs_the_epoch_in_progress_and_nothing_is_counted_twic
                          epochs=3, warmup_epochs=1, backbone="convnet", projector_dim=16, projector_hidden_dim=32,
                          knn_bank_size=16, knn_k=5, world_size=2)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # the trial and worker functions live in this test module, which Ray's workers cannot import
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
         tuner = tune.Tuner(tune.with_resources(killing_trial, {"cpu": 0.01}), param_space=config.to_dict(),
                            run_config=tune.RunConfig(name="faults", storage_path=str(tmp_path), verbose=0))
