@@ -23,14 +23,14 @@ storage path, which Train V2 restores from its own checkpoint-manager snapshot.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from er_core.config import TrialConfig
 from er_core.data import DatasetBundle
+from er_tune.tune_reporter import checkpoint_directory, report_epoch
 from trainers.reporters import LocalReporter
 from trainers.trial import run_trial
 from trainers.trial_data import dataset_key, load_trial_data
@@ -56,23 +56,12 @@ class TrainWorkerReporter:
     def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
         import ray.train
 
-        checkpoint = None
-        if checkpoint_dir is not None and self.rank == 0:
-            checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir)
-        ray.train.report(dict(metrics), checkpoint=checkpoint)
-        if checkpoint_dir is not None:
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        report_epoch(ray.train, metrics, checkpoint_dir, attach=self.rank == 0)
 
-    @contextlib.contextmanager
-    def latest_checkpoint(self) -> Iterator[str | None]:
+    def latest_checkpoint(self):
         import ray.train
 
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
-            yield None
-            return
-        with checkpoint.as_directory() as directory:
-            yield directory
+        return checkpoint_directory(ray.train.get_checkpoint())
 
 
 class LocalWorkerReporter:
