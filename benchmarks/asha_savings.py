@@ -37,12 +37,13 @@ import tempfile
 from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd
 import torch
 import yaml
 
 from er_core.config import TrialConfig
 from er_tune.launch import best_by_group
-from search_spaces import condition_groups, load_study, replicate_configs
+from search_spaces import condition_groups, halving_of, load_study, replicate_configs
 from er_tune.grouped import GroupedASHA, GroupedOptunaSearcher
 from search_spaces.parse import with_methods
 from search_spaces.plan import searched_params
@@ -109,11 +110,12 @@ def search_arm(study, curves: Curves, storage: str, *, early_stopping: bool, slo
             if stop:
                 running.remove(trial)
                 searcher.on_trial_complete(trial["id"], result)
-                finished.append(SimpleNamespace(config=trial["config"], metrics=result, error=None))
+                finished.append(SimpleNamespace(config=trial["config"], metrics=result, error=None,
+                                                metrics_dataframe=pd.DataFrame(trial["curve"][:trial["epoch"]])))
                 if len(running) < slots:
                     launch()
-    best = best_by_group(finished, study.search.metric, study.search.mode)
-    return epochs, best, finished
+    choices = best_by_group(finished, study.search.metric, study.search.mode, halving_of(study))
+    return epochs, {group: choice.item for group, choice in choices.items()}, finished
 
 
 def replicated_knn(study, best: dict[str, dict[str, Any]], curves: Curves) -> dict[str, float]:

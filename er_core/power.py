@@ -20,7 +20,12 @@ The three verdict families of the report (reports/stats.py) and what each can de
 
 ``m`` is the number of cells Holm adjusts over (Holm's first step compares the smallest p with
 alpha / m, so a difference present in a single cell must reach alpha / m: the figures are for that
-worst case; with differences in several cells Holm is less strict).
+worst case; with differences in several cells Holm is less strict). The report counts in m only
+the cells that can inform a family (for the collapse counts: some but not all trials collapsed),
+so after a run m is known: the report states what each cell could have decided at the m it would
+have had with that cell counted (``collapse_min_detectable``; reports/stability.py
+``holm_m_with``). Before a run :func:`power_lines` prints the collapse figure at both ends: m = 1
+(the only cell with a collapse) and m = every compared cell.
 """
 from __future__ import annotations
 
@@ -174,8 +179,13 @@ def power_lines(n_er: int, n_orig: int, m: int, alpha: float = ALPHA) -> tuple[l
                      f"(needs >= {need} per variant)")
     else:
         k, p = detectable
+        alone = min_detectable_collapse(n_er, n_orig, alpha, 1)
         lines.append(f"collapse counts ({test}): detects {k}/{n_orig} vs 0/{n_er} "
-                     f"(rate difference >= {k / n_orig:.2f}, p = {p:.3g}); "
+                     f"(rate difference >= {k / n_orig:.2f}, p = {p:.3g}) when all {m} cell(s) "
+                     f"have collapses, {alone[0]}/{n_orig} (>= {alone[0] / n_orig:.2f}, p = "
+                     f"{alone[1]:.3g}) in the only cell with any (Holm's m counts the cells "
+                     "where some but not all trials collapsed; the report's "
+                     "collapse_min_detectable is this figure at its m); "
                      f"{need} seeds per variant decide only n/n vs 0/n")
     smallest_p = logrank_min_pvalue(n_er, n_orig)
     need_logrank = min_seeds_logrank(alpha, m)

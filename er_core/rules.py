@@ -8,13 +8,16 @@ decide the same thing with two copies of a rule the copies drift, so every view 
 from here, and ``tests/test_rules_agree.py`` checks that the views give the same answers on
 synthetic trials.
 
-Standard library only: no torch, no Ray, nothing of er-tune (anything may import this module).
+Standard library and :mod:`er_core.halving` only: no torch, no Ray (anything may import this module).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Hashable, Iterable, Mapping, TypeVar
+from dataclasses import dataclass
+from typing import Any, Hashable, Iterable, Mapping, NamedTuple, Sequence
+
+from er_core.halving import UNDECIDED, Halving, epoch_of, ordered_stops, score_curve
 
 # A study's Ray Tune experiments, in the order they run: ``<experiment>/<phase>/``.
 SEARCH, REPLICATE = PHASES = ("search", "replicate")
@@ -54,11 +57,12 @@ EXIT_USAGE = 2
 
 # A trial's collapse grade, from least to most severe (partial is never folded into complete).
 GRADES = ("none", "partial", "complete")
+# Metrics every evaluation of every objective reports for the partial-collapse criteria (and the
+# early warning); a result line without them comes from a trial that was never graded for partial
+# collapse (reports/grades.py leaves its grade null).
+GRADE_METRICS = ("rankme_projection", "knn_chance_p")
 # The result key under which a trial reports its grade so far (every epoch's result line).
 GRADE_KEY = "collapse_grade"
-
-_T = TypeVar("_T")
-
 
 def collapse_grade(status: str | None, events: Iterable[Mapping[str, Any]]) -> str:
     """``complete``, ``partial`` or ``none``: the one grading rule of the monitor, the driver and the report.
@@ -132,35 +136,109 @@ def metric_value(metrics: Mapping[str, Any] | None, metric: str) -> float | None
     return value if math.isfinite(value) else None
 
 
-def rank_key(status: str, value: float, mode: str) -> tuple[bool, float]:
-    """Sort key of a candidate for a group's best configuration: larger is better.
+class Candidate(NamedTuple):
+    """One trial competing for its group's best configuration.
 
-    A collapsed or diverged trial ranks below every other, whatever its metric; then the metric,
-    maximised or minimised per ``mode``.
+    ``rows``: the trial's result lines in order (each with ``epoch`` and the metric); ``order``: its
+    creation order within the group (the Optuna trial number), used by ordered successive halving
+    and to break ties.
+    """
+
+    group: Hashable
+    status: str
+    rows: Sequence[Mapping[str, Any]]
+    item: Any
+    order: int = 0
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A group's best configuration: the trial (``item``), the epoch at which it was compared with
+    its rivals, its metric there and its status (``early_stopped`` for a trial that ordered halving
+    stopped at a rung it trained past)."""
+
+    item: Any
+    epoch: int
+    value: float
+    status: str
+
+
+def metric_curve(rows: Iterable[Mapping[str, Any]], metric: str) -> dict[int, float]:
+    """``{epoch: metric}`` over a trial's result lines, finite values only (later lines win)."""
+    curve: dict[int, float] = {}
+    for row in rows:
+        epoch = epoch_of(row)
+        if epoch is None:
+            continue
+        value = metric_value(row, metric)
+        if value is None:
+            curve.pop(int(epoch), None)
+        else:
+            curve[int(epoch)] = value
+    return curve
+
+
+def _halved(candidates: list[Candidate], metric: str, halving: Halving) -> list[tuple[str, dict[int, float]]]:
+    """Each candidate's (status, curve) as ordered halving lets it stand: a trial that trained past
+    the rung where it is stopped keeps only the epochs up to that rung and is ``early_stopped``."""
+    ranked = sorted(range(len(candidates)), key=lambda i: (candidates[i].order, i))
+    scores = [score_curve(candidates[i].rows, metric, halving.sign()) for i in ranked]
+    ended = [candidates[i].status in ENDED_STATUSES for i in ranked]
+    out: list[tuple[str, dict[int, float]]] = [("", {})] * len(candidates)
+    for index, stop in zip(ranked, ordered_stops(scores, ended, halving)):
+        status, curve = candidates[index].status, metric_curve(candidates[index].rows, metric)
+        if stop is not None and stop != UNDECIDED and any(epoch > stop for epoch in scores[ranked.index(index)]):
+            status, curve = "early_stopped", {e: v for e, v in curve.items() if e <= stop}
+        out[index] = (status, curve)
+    return out
+
+
+def best_by_group(candidates: Iterable[Candidate | tuple], metric: str, mode: str,
+                  halving: Halving | None = None) -> dict[Hashable, Choice]:
+    """Best candidate per condition group: the configuration the replicate phase replicates.
+
+    The rule: a trial's metric is compared only with its rivals' metric at the same epoch, at the
+    furthest epoch any of them reached (ASHA's top rung), never an earlier epoch's metric with a
+    later one's.
+
+    1. Errored trials are ignored; a trial's epochs are those with a finite ``metric``.
+    2. The pool is the group's healthy trials (not :data:`COLLAPSE_STATUSES`) that have a finite
+       metric at some epoch; when there are none, its collapsed and diverged ones: a collapsed or
+       diverged trial never beats a healthy one.
+    3. The comparison epoch is the furthest epoch with a finite metric of any trial in the pool;
+       the best is the trial of the pool with the best metric at that epoch (``mode`` max or
+       min); ties go to the earlier trial (``order``, then the order given).
+
+    With ``halving`` (ordered successive halving, :mod:`er_core.halving`), each trial's epochs
+    beyond the rung at which it is stopped are dropped first, so a trial that outran its rung's
+    decision competes as if it had stopped there.
+
+    ``candidates``: :class:`Candidate` or ``(group, status, rows, item[, order])`` in trial order,
+    ``status`` from :func:`trial_status`. Returns ``{group: Choice}`` sorted by group.
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode: {mode!r} is not allowed; allowed: max, min")
-    return (status not in COLLAPSE_STATUSES, value if mode == "max" else -value)
-
-
-def best_by_group(candidates: Iterable[tuple[Hashable, str, Mapping[str, Any] | None, _T]],
-                  metric: str, mode: str) -> dict[Hashable, _T]:
-    """Best candidate per condition group, the choice the replicate phase replicates.
-
-    ``candidates``: ``(group, status, metrics, item)`` in trial order, ``status`` from
-    :func:`trial_status` and ``metrics`` the trial's last result. Errored trials and trials without
-    a finite ``metrics[metric]`` are ignored; the rest are ranked by :func:`rank_key`; ties keep
-    the earlier trial. Returns ``{group: item}`` sorted by group.
-    """
-    best: dict[Hashable, tuple[tuple[bool, float], _T]] = {}
-    for group, status, metrics, item in candidates:
-        value = metric_value(metrics, metric)
-        if status == "errored" or value is None or group is None:
+    groups: dict[Hashable, list[Candidate]] = {}
+    for candidate in candidates:
+        candidate = Candidate(*candidate)
+        if candidate.group is not None and candidate.status != "errored":
+            groups.setdefault(candidate.group, []).append(candidate)
+    sign = 1.0 if mode == "max" else -1.0
+    chosen: dict[Hashable, Choice] = {}
+    for group, members in groups.items():
+        if halving is not None:
+            standing = _halved(members, metric, halving)
+        else:
+            standing = [(member.status, metric_curve(member.rows, metric)) for member in members]
+        healthy = [i for i, (status, curve) in enumerate(standing) if curve and status not in COLLAPSE_STATUSES]
+        pool = healthy or [i for i, (_, curve) in enumerate(standing) if curve]
+        if not pool:
             continue
-        key = rank_key(status, value, mode)
-        if group not in best or key > best[group][0]:
-            best[group] = (key, item)
-    return {group: item for group, (_, item) in sorted(best.items(), key=lambda entry: str(entry[0]))}
+        epoch = max(max(standing[i][1]) for i in pool)
+        at_epoch = [i for i in pool if epoch in standing[i][1]]
+        best = min(at_epoch, key=lambda i: (-sign * standing[i][1][epoch], members[i].order, i))
+        chosen[group] = Choice(members[best].item, epoch, standing[best][1][epoch], standing[best][0])
+    return {group: chosen[group] for group in sorted(chosen, key=str)}
 
 
 def check_alpha(alpha: Any) -> float:

@@ -13,29 +13,38 @@ learn one group's landscape from another's trials.
   attributes link each Optuna trial to its Ray trial (``ray_trial_id``, ``ray_trial_name``,
   ``ray_trial_dir``) and record its ``status`` and ``collapse_grade`` (the grade the trial reports
   in its last result, :func:`er_core.outcome.reported_grade`).
-- :class:`GroupedASHA` applies asynchronous successive halving (Li et al. 2020, one bracket, as
-  Ray's ``ASHAScheduler`` does by default) with rungs recorded per group. A NaN/Inf/missing metric
-  counts as the worst value; a collapsed trial is not stopped by the scheduler (it stops itself),
-  its finite value simply counts in the rung.
+- :class:`~er_tune.grouped_asha.GroupedASHA` (re-exported here) applies successive halving with
+  rungs per group, asynchronous or ordered (:mod:`er_core.halving`).
+
+With ``schedule: {asha: {mode: ordered}}`` the searcher's choices do not depend on timing either:
+TPE's first ``n_startup_trials`` trials of a group are drawn from its seeded random sampler in ask
+order, and trial ``k`` after those is asked only once trials ``0..k-1`` of its group have been told,
+so each ask sees the same history; a trial is told when ordered halving has decided its fate, with
+its intermediate values up to the rung that stopped it (PRUNED) or all of them (COMPLETE), never the
+epochs it trained past that rung while the decision waited.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from typing import Any
 
-import numpy as np
 import optuna
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from er_core.halving import UNDECIDED, GroupCurves, score_curve
 from er_core.io import dump_state, load_state
 from er_core.outcome import reported_grade, trial_dirname
-from er_core.rules import SEARCH, metric_value, trial_status
-from search_spaces.plan import condition_groups, searched_params, trial_config
+from er_core.rules import GRADE_KEY, SEARCH, metric_value, trial_status
+from er_tune.grouped_asha import GroupedASHA
+from search_spaces.plan import condition_groups, halving_of, searched_params, trial_config
 from search_spaces.study import Study
+
+
+__all__ = ["GroupedASHA", "GroupedOptunaSearcher", "group_seed", "optuna_storage"]
+# What a deferred tell keeps of a trial's last result (ordered mode)
+_KEPT_KEYS = ("epoch", "training_iteration", "stop_reason", "collapsed", GRADE_KEY)
 
 
 def _distribution(dist) -> optuna.distributions.BaseDistribution:
@@ -96,6 +105,16 @@ class GroupedOptunaSearcher(Searcher):
         self._backend: optuna.storages.BaseStorage | None = None
         self._trials: dict[str, optuna.Trial] = {}
         self._reported: dict[str, set[int]] = {}
+        self.halving = halving_of(study)  # ordered mode: asks and tells independent of timing
+        self.curves: dict[str, GroupCurves] = {}  # ordered mode: signed scores by creation order
+        self.values: dict[str, dict[int, float]] = {}  # ordered mode: Ray trial id -> {epoch: metric}
+        self.told: dict[str, set[int]] = {name: set() for name in self.groups}
+        self.deferred: dict[str, tuple[dict, bool]] = {}  # Ray trial id -> (kept result, error)
+
+    @property
+    def n_startup_trials(self) -> int:
+        """TPE's random start-up trials per group."""
+        return max(2, min(10, self.study.search.num_samples // 2))
 
     @property
     def storage_url(self) -> str:
@@ -114,7 +133,7 @@ class GroupedOptunaSearcher(Searcher):
         if group not in self._studies:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             sampler = optuna.samplers.TPESampler(seed=group_seed(self.study.search.seed, group),
-                                                 n_startup_trials=max(2, min(10, self.study.search.num_samples // 2)))
+                                                 n_startup_trials=self.n_startup_trials)
             self._studies[group] = optuna.create_study(
                 study_name=group, storage=self.storage_backend(), sampler=sampler,
                 load_if_exists=True, direction="maximize" if self.study.search.mode == "max" else "minimize")
@@ -133,21 +152,34 @@ class GroupedOptunaSearcher(Searcher):
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
 
+    def ready(self, group: str) -> bool:
+        """Whether the group's next trial may be asked now: always in async mode; in ordered mode
+        during TPE's start-up, else once every earlier trial of the group has been told."""
+        number = self.suggested[group]
+        if self.halving is None or number < self.n_startup_trials:
+            return True
+        return all(earlier in self.told.get(group, ()) for earlier in range(number))
+
     def next_group(self) -> str | None:
-        """The group with the fewest suggestions that still has budget (ties: study order)."""
-        open_groups = [g for g in self.groups if self.suggested[g] < self.study.search.num_samples]
+        """The ready group with the fewest suggestions that still has budget (ties: study order)."""
+        open_groups = [g for g in self.groups if self.suggested[g] < self.study.search.num_samples and self.ready(g)]
         return min(open_groups, key=lambda g: self.suggested[g]) if open_groups else None
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         group_name = self.next_group()
         if group_name is None:
-            return Searcher.FINISHED
+            if all(self.suggested[g] >= self.study.search.num_samples for g in self.groups):
+                return Searcher.FINISHED
+            return None  # ordered mode: the next trial waits for its group's earlier ones to be told
         group = self.groups[group_name]
         distributions = {d.name: _distribution(d) for d in searched_params(self.study, group)}
         trial = self.optuna_study(group_name).ask(distributions)
         self.suggested[group_name] += 1
         self.live[trial_id] = (group_name, trial.number)
-        config = trial_config(self.study, group, phase=SEARCH, seed=self.study.seeds[0], hparams=trial.params)
+        if self.halving is not None:
+            self.curves.setdefault(group_name, GroupCurves()).add(trial.number)
+        config = trial_config(self.study, group, phase=SEARCH, seed=self.study.search.trial_seed,
+                              hparams=trial.params)
         config["optuna_trial"] = trial.number
         name = trial_dirname(config, trial_id)
         self.names[trial_id] = name
@@ -162,6 +194,13 @@ class GroupedOptunaSearcher(Searcher):
         """Each epoch's metric becomes an Optuna intermediate value (ASHA, not Optuna, prunes)."""
         if trial_id not in self.live:
             return
+        if self.halving is not None:
+            self._remember(trial_id, result)
+            self._flush(self.live[trial_id][0])
+            return
+        self._report(trial_id, result)
+
+    def _report(self, trial_id: str, result: dict) -> None:
         value = metric_value(result, self.study.search.metric)
         step = result.get("epoch", result.get("training_iteration"))
         reported = self._reported.setdefault(trial_id, set())
@@ -173,20 +212,60 @@ class GroupedOptunaSearcher(Searcher):
         except (RuntimeError, ValueError, KeyError):
             return  # already finished in the storage (a restore from an older snapshot)
 
+    def _remember(self, trial_id: str, result: dict | None) -> None:
+        """Ordered mode: the trial's score and metric at this result's epoch."""
+        group, number = self.live[trial_id]
+        sign = 1.0 if self.study.search.mode == "max" else -1.0
+        for epoch, score in score_curve([result or {}], self.study.search.metric, sign).items():
+            self.curves.setdefault(group, GroupCurves()).report(number, epoch, score)
+            self.values.setdefault(trial_id, {})[epoch] = score * sign
+
+    def _flush(self, group: str) -> None:
+        """Ordered mode: tell every ended trial of ``group`` whose fate ordered halving has decided."""
+        waiting = [trial_id for trial_id in self.deferred if self.live.get(trial_id, ("",))[0] == group]
+        if not waiting:
+            return
+        fates = self.curves[group].fates(self.halving)
+        for trial_id in sorted(waiting, key=lambda t: self.live[t][1]):
+            fate = fates.get(self.live[trial_id][1])
+            if fate == UNDECIDED:
+                continue
+            result, error = self.deferred.pop(trial_id)
+            values = self.values.get(trial_id, {})
+            stopped = fate is not None and any(epoch > fate for epoch in values)
+            for epoch in sorted(values):
+                if fate is None or epoch <= fate:
+                    self._report(trial_id, {"epoch": epoch, self.study.search.metric: values[epoch]})
+            if stopped:
+                result = {"epoch": fate, self.study.search.metric: values.get(fate)}
+            self._tell(trial_id, result, error)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.live:
             return
+        if self.halving is not None:
+            group, number = self.live[trial_id]
+            self._remember(trial_id, result)
+            self.curves.setdefault(group, GroupCurves()).end(number)
+            self.deferred[trial_id] = ({key: (result or {}).get(key) for key in
+                                        (*_KEPT_KEYS, self.study.search.metric) if key in (result or {})}, error)
+            self._flush(group)
+            return
+        self._tell(trial_id, result, error)
+
+    def _tell(self, trial_id: str, result: dict | None, error: bool) -> None:
         group, number = self.live[trial_id]
         study = self.optuna_study(group)
         told = study.get_trials(deepcopy=False)
         if number < len(told) and told[number].state.is_finished():
             # restored from an experiment snapshot older than the Optuna storage (a killed
             # driver): the trial was already told; Optuna refuses a second tell
+            self.told.setdefault(group, set()).add(number)
             self._forget(trial_id)
             return
-        if result:
+        if result and self.halving is None:
             # the result on which ASHA stopped the trial reaches only on_trial_complete
-            self.on_trial_result(trial_id, result)
+            self._report(trial_id, result)
         status = trial_status(result, errored=error, ended=True)
         trial = self._optuna_trial(trial_id)
         trial.set_user_attr("status", status)
@@ -202,6 +281,7 @@ class GroupedOptunaSearcher(Searcher):
             study.tell(number, state=optuna.trial.TrialState.FAIL)
         else:
             study.tell(number, value)
+        self.told.setdefault(group, set()).add(number)
         self._forget(trial_id)
 
     def _forget(self, trial_id: str) -> None:
@@ -209,6 +289,7 @@ class GroupedOptunaSearcher(Searcher):
         self.names.pop(trial_id, None)
         self._trials.pop(trial_id, None)
         self._reported.pop(trial_id, None)
+        self.values.pop(trial_id, None)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -223,91 +304,27 @@ class GroupedOptunaSearcher(Searcher):
         state.setdefault("names", {})
         state.setdefault("_trials", {})
         state.setdefault("_reported", {})
+        state.setdefault("halving", None)
+        state.setdefault("curves", {})
+        state.setdefault("values", {})
+        state.setdefault("told", {})
+        state.setdefault("deferred", {})
         self.__dict__.update(state)
 
     def save(self, checkpoint_path: str) -> None:
-        dump_state(checkpoint_path, {"suggested": self.suggested, "live": self.live, "names": self.names})
+        dump_state(checkpoint_path, {"suggested": self.suggested, "live": self.live, "names": self.names,
+                                     "curves": {g: (c.curves, sorted(c.ended)) for g, c in self.curves.items()},
+                                     "values": self.values, "told": {g: sorted(n) for g, n in self.told.items()},
+                                     "deferred": self.deferred})
 
     def restore(self, checkpoint_path: str) -> None:
         state = load_state(checkpoint_path)
         self.suggested.update(state["suggested"])
         self.live = dict(state["live"])
         self.names = dict(state.get("names", {}))
-
-
-class GroupedASHA(FIFOScheduler):
-    """Asynchronous successive halving with rungs per condition group (``trial.config['group']``)."""
-
-    def __init__(self, *, metric: str, mode: str, max_t: int, grace_period: int, reduction_factor: int,
-                 time_attr: str = "training_iteration") -> None:
-        super().__init__()
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        if not 1 <= grace_period <= max_t or reduction_factor < 2:
-            raise ValueError("need 1 <= grace_period <= max_t and reduction_factor >= 2")
-        self._metric, self._mode, self.time_attr = metric, mode, time_attr
-        self.max_t, self.reduction_factor = max_t, reduction_factor
-        self.sign = 1.0 if mode == "max" else -1.0
-        count = int(math.log(max_t / grace_period, reduction_factor)) + 1 if max_t > grace_period else 0
-        self.milestones = sorted({grace_period * reduction_factor ** k for k in range(count)
-                                  if grace_period * reduction_factor ** k < max_t}, reverse=True)
-        self.rungs: dict[str, dict[int, dict[str, float]]] = {}
-        self.num_stopped = 0
-
-    @classmethod
-    def from_study(cls, study: Study) -> "GroupedASHA":
-        return cls(metric=study.search.metric, mode=study.search.mode, max_t=study.schedule.max_epochs,
-                   grace_period=study.schedule.grace_period, reduction_factor=study.schedule.reduction_factor)
-
-    def set_search_properties(self, metric, mode, **spec) -> bool:
-        return True
-
-    def score(self, result: dict) -> float:
-        """Signed metric, higher is better; NaN/Inf/missing is the worst possible value."""
-        value = metric_value(result, self._metric)
-        return -math.inf if value is None else self.sign * value
-
-    def _record(self, trial, result: dict) -> str:
-        if self.time_attr not in result:
-            return TrialScheduler.CONTINUE
-        group = (trial.config or {}).get("group", "")
-        rungs = self.rungs.setdefault(group, {m: {} for m in self.milestones})
-        now, score = result[self.time_attr], self.score(result)
-        for milestone in self.milestones:
-            recorded = rungs[milestone]
-            if now < milestone or trial.trial_id in recorded:
-                continue
-            finite = [v for v in recorded.values() if math.isfinite(v)]
-            action = TrialScheduler.CONTINUE
-            if finite:
-                # -inf (NaN/Inf/missing) ranks below every finite value without breaking percentiles
-                values = [v if math.isfinite(v) else min(finite) - 1.0 for v in recorded.values()]
-                cutoff = float(np.percentile(values, (1 - 1 / self.reduction_factor) * 100))
-                if score < cutoff:
-                    action = TrialScheduler.STOP
-            recorded[trial.trial_id] = score
-            return action
-        return TrialScheduler.CONTINUE
-
-    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        action = self._record(trial, result)
-        if result.get("stop_reason"):
-            return TrialScheduler.CONTINUE  # the trial ends by itself (completed, collapsed, diverged)
-        if action == TrialScheduler.STOP:
-            self.num_stopped += 1
-        return action
-
-    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        if result:
-            self._record(trial, result)
-
-    def debug_string(self) -> str:
-        return (f"GroupedASHA: {len(self.rungs)} groups, milestones {self.milestones}, "
-                f"stopped {self.num_stopped}")
-
-    def save(self, checkpoint_path: str) -> None:
-        dump_state(checkpoint_path, {"rungs": self.rungs, "num_stopped": self.num_stopped})
-
-    def restore(self, checkpoint_path: str) -> None:
-        state = load_state(checkpoint_path)
-        self.rungs, self.num_stopped = state["rungs"], state["num_stopped"]
+        for group, (curves, ended) in state.get("curves", {}).items():
+            self.curves[group] = GroupCurves()
+            self.curves[group].curves, self.curves[group].ended = curves, set(ended)
+        self.values = dict(state.get("values", {}))
+        self.told.update({group: set(numbers) for group, numbers in state.get("told", {}).items()})
+        self.deferred = dict(state.get("deferred", {}))

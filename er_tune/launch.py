@@ -30,6 +30,7 @@ from typing import Any
 
 from er_tune.legacy import install_legacy_modules
 from er_core.io import write_json_atomic
+from er_core.rules import Candidate, Choice
 from er_core.rules import best_by_group as _best_by_group
 from er_core.rules import ALL_PHASES, EXIT_USAGE, PHASE_CHOICES, REPLICATE, SEARCH, trial_status
 
@@ -109,11 +110,13 @@ def run_study(study_path: str, *, address: str | None = None, storage: str | Non
 
 def study_plan(study) -> dict[str, Any]:
     """What the study will run, written to ``<exp>/plan.json`` for ``er-tune status``."""
-    from search_spaces import condition_groups, search_trial_count
+    from search_spaces import condition_groups, halving_of, search_trial_count
 
     groups = condition_groups(study)
     epochs = study.schedule.max_epochs
+    halving = halving_of(study)
     return {"study": study.name, "metric": study.search.metric, "mode": study.search.mode,
+            "halving": halving.to_dict() if halving else None,
             "groups": [group.name for group in groups],
             "phases": {SEARCH: {"trials": search_trial_count(study) if study.tune else 0,
                                 "max_epochs": epochs},
@@ -181,20 +184,27 @@ def trial_dirname(trial) -> str:
     return name(trial.config or {}, trial.trial_id)
 
 
-def best_by_group(results, metric: str, mode: str) -> dict[str, dict[str, Any]]:
-    """Best configuration per condition group from a finished search phase
-    (:func:`er_core.rules.best_by_group`, the rule ``er-tune status`` shows).
+def result_rows(result) -> list[dict[str, Any]]:
+    """A Ray ``Result``'s reported lines in order (its ``metrics_dataframe``), else its last one."""
+    frame = getattr(result, "metrics_dataframe", None)
+    if frame is not None and len(frame):
+        return frame.to_dict("records")
+    return [dict(result.metrics or {})]
 
-    A trial that collapsed or diverged ranks below every trial that did not, whatever its metric;
-    errored trials and trials without a finite metric are ignored. Ties keep the earlier trial.
-    """
+
+def best_by_group(results, metric: str, mode: str, halving=None) -> dict[str, Choice]:
+    """Best configuration per condition group from a finished search phase
+    (:func:`er_core.rules.best_by_group`, the rule ``er-tune status`` and the progress line show):
+    each trial's metric compared with its rivals' at the furthest epoch any of them reached.
+    ``Choice.item`` is the trial's config."""
     candidates = []
     for result in results:
         config, metrics = result.config or {}, result.metrics or {}
         status = trial_status(metrics, epochs=config.get("epochs"), errored=result.error is not None,
                               ray_status="ERROR" if result.error is not None else "TERMINATED")
-        candidates.append((config.get("group"), status, metrics, dict(config)))
-    return _best_by_group(candidates, metric, mode)
+        candidates.append(Candidate(config.get("group"), status, result_rows(result), dict(config),
+                                    int(config.get("optuna_trial", 0) or 0)))
+    return _best_by_group(candidates, metric, mode, halving)
 
 
 class StudyRunner:
@@ -220,6 +230,7 @@ class StudyRunner:
             self._record_study()
             self.max_concurrent = self.study.resources.max_concurrent_trials or self._slots(ray)
             trainable = self._trainable()
+            self._record_provenance(ray)
             errors = 0
             best: dict[str, dict[str, Any]] = {}
             if self.study.tune is not None and phase in (SEARCH, ALL_PHASES):
@@ -245,6 +256,21 @@ class StudyRunner:
         write_text(self.exp_dir, "study.yaml", self.study.raw, overwrite=False)
         write_text(self.exp_dir, "plan.json", json.dumps(study_plan(self.study), indent=2, sort_keys=True))
 
+    def _record_provenance(self, ray) -> None:
+        """``provenance.json``: code, packages, device, cluster and data fingerprints of this run
+        (er_core/provenance.py; the report copies it into its manifest). Rewritten by every run
+        of the experiment, so a resumed one records what it read."""
+        from er_core.provenance import run_provenance
+        from er_tune.storage import write_text
+
+        total = ray.cluster_resources()
+        cluster = {"nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+                   "CPU": total.get("CPU"), "GPU": total.get("GPU"),
+                   "accelerator_types": sorted(k.split(":", 1)[1] for k in total
+                                               if k.startswith("accelerator_type:"))}
+        write_text(self.exp_dir, "provenance.json",
+                   json.dumps(run_provenance(self.data_records, cluster), indent=2, sort_keys=True))
+
     def _slots(self, ray) -> int:
         """How many trials the cluster's CPUs/GPUs fit at once (the default concurrency).
 
@@ -269,6 +295,7 @@ class StudyRunner:
         from trainers.trial_data import dataset_key, load_trial_data
 
         datasets = {}
+        self.data_records = []
         for values in data_configs(self.study):
             config = TrialConfig.from_dict(values)
             key = dataset_key(config)
@@ -277,6 +304,12 @@ class StudyRunner:
                 bundle = datasets[key]
                 self.say(f"data: {config.dataset} {tuple(bundle.train_images.shape)} train, "
                          f"{tuple(bundle.eval_images.shape)} eval (shipped once via the object store)")
+                # what the trials read, identified without the machine's path (data_root)
+                self.data_records.append({
+                    "dataset": config.dataset, "image_size": config.image_size,
+                    "train_size": config.train_size, "eval_size": config.eval_size,
+                    "data_seed": config.data_seed, "train_shape": list(bundle.train_images.shape),
+                    "eval_shape": list(bundle.eval_images.shape), "sha256": bundle.fingerprint()})
         resources = self.study.resources
         if resources.workers > 1:  # a Ray Train TorchTrainer per trial, its workers scheduled by Train
             from er_tune.data_parallel import data_parallel_trial
@@ -297,6 +330,7 @@ class StudyRunner:
 
         from er_tune.cleanup import PruneEndedCheckpoints
         from er_tune.progress import StudyProgress
+        from search_spaces import halving_of
 
         # max_failures also covers a lost node: the trial's actor dies with it and the trial is
         # retried from its last checkpoint (in the shared storage) on a node that is still alive.
@@ -309,7 +343,8 @@ class StudyRunner:
             sync_config=tune.SyncConfig(sync_artifacts=True) if "://" in self.exp_dir else None,
             callbacks=[StudyProgress(phase, total, self.stream, metric=self.study.search.metric,
                                      mode=self.study.search.mode, max_epochs=self.study.schedule.max_epochs,
-                                     verbosity=self.verbosity),
+                                     verbosity=self.verbosity,
+                                     halving=halving_of(self.study) if phase == "search" else None),
                        PruneEndedCheckpoints(keep_final=self.study.keep_final_checkpoint),
                        *self._observers()],
             verbose=0)
@@ -369,7 +404,10 @@ class StudyRunner:
                 run_config=self._run_config(SEARCH, total))
 
         results = self._fit(SEARCH, trainable, make_tuner)
-        best = best_by_group(results, study.search.metric, study.search.mode)
+        from search_spaces import halving_of
+
+        choices = best_by_group(results, study.search.metric, study.search.mode, halving_of(study))
+        best = {group: choice.item for group, choice in choices.items()}
         self._save_best(best)
         return best, len(results.errors)
 

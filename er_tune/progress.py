@@ -4,14 +4,14 @@ Ray's own reporter shows RUNNING/TERMINATED/ERROR; what a stability study needs 
 *completed*, was *early_stopped* by ASHA, *collapsed*, *diverged* or *errored*, how many are
 running and waiting, when the phase will end and the best configuration of each group so far.
 Each status comes from :func:`er_core.rules.trial_status` and each group's best from
-:func:`er_core.rules.best_by_group`, the rules ``er-tune status`` and the report use, so the three
+:func:`er_core.rules.best_by_group` (metric and epoch at which it was compared), the rules ``er-tune status`` and the report use, so the three
 views agree (``tests/test_rules_agree.py``).
 
 A line is printed each time a trial ends, and at most every ``interval_s`` seconds while results
 arrive (with ``verbosity >= 1``, every result)::
 
     [search] 7/16 ended | running 2 | pending 7 | completed 4 | collapsed 1 | ... | ETA 3m10s
-      best knn_top1 (max) so far: byol/er 0.6120 | byol/original 0.5530 (collapsed)
+      best knn_top1 (max) so far: byol/er 0.6120@3 | byol/original 0.5530@2 (collapsed)
 
 Ray pickles a run's callbacks with the experiment (``tuner.pkl``) and uses the pickled copy when
 ``er-tune tune`` resumes it, so the callback pickles (its stream must be picklable: stdout, or
@@ -32,7 +32,8 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from er_core.rules import COLLAPSE_STATUSES, ENDED_STATUSES, best_by_group, trial_status
+from er_core.halving import Halving
+from er_core.rules import COLLAPSE_STATUSES, ENDED_STATUSES, Candidate, best_by_group, trial_status
 from reports.status import duration
 
 _STDOUT = "<stdout>"
@@ -54,7 +55,7 @@ class StudyProgress(Callback):
 
     def __init__(self, phase: str, total: int, stream: TextIO = sys.stdout, *, metric: str = "knn_top1",
                  mode: str = "max", max_epochs: int = 0, verbosity: int = 0, interval_s: float = 30.0,
-                 clock=time.time) -> None:
+                 clock=time.time, halving: Halving | None = None) -> None:
         self.phase = phase
         self.total = total
         self.stream = stream
@@ -64,9 +65,11 @@ class StudyProgress(Callback):
         self.verbosity = verbosity
         self.interval_s = interval_s
         self.clock = clock
+        self.halving = halving
         self.counts: Counter[str] = Counter()
         self.running: set[str] = set()
         self._last: dict[str, dict[str, Any]] = {}
+        self._rows: dict[str, list[dict[str, Any]]] = {}  # per trial: epoch and metric of each result
         self._config: dict[str, dict[str, Any]] = {}
         self._status: dict[str, str] = {}  # ended trials
         self._order: list[str] = []
@@ -84,6 +87,8 @@ class StudyProgress(Callback):
         """Unpickled by Ray for a resumed run: the phase's clock starts again."""
         if state.get("stream") == _STDOUT:
             state = {**state, "stream": sys.stdout}
+        state.setdefault("_rows", {})  # a callback pickled by an experiment that predates a field gets its default
+        state.setdefault("halving", None)
         self.__dict__.update(state)
         self._started = self._printed = self.clock()
         self._caught_up = False
@@ -99,6 +104,7 @@ class StudyProgress(Callback):
         self._see(trial)
         self.running.add(trial.trial_id)
         self._last[trial.trial_id] = result
+        self._remember(trial.trial_id, result)
         if self.verbosity >= 1 or self.clock() - self._printed >= self.interval_s:
             self.emit()
 
@@ -123,7 +129,12 @@ class StudyProgress(Callback):
             self._see(trial)
             if trial.last_result:
                 self._last[trial.trial_id] = trial.last_result
+                self._remember(trial.trial_id, trial.last_result)
             self._record_end(trial, errored=trial.status == "ERROR")
+
+    def _remember(self, trial_id: str, result: dict[str, Any]) -> None:
+        self._rows.setdefault(trial_id, []).append(
+            {key: result.get(key) for key in ("epoch", "training_iteration", self.metric)})
 
     def _see(self, trial) -> None:
         if trial.trial_id not in self._config:
@@ -169,11 +180,12 @@ class StudyProgress(Callback):
         elapsed = self.clock() - self._started
         rate = done / elapsed if elapsed > 0 and done else 0.0
         eta = remaining / rate if rate > 0 else (0.0 if not remaining else None)
-        candidates = [(self._config[trial_id].get("group"), self.status_of(trial_id), self._last.get(trial_id),
-                       trial_id) for trial_id in self._order]
-        best = {group: {"value": float(self._last[trial_id][self.metric]), "status": self.status_of(trial_id),
-                        "trial": trial_id}
-                for group, trial_id in best_by_group(candidates, self.metric, self.mode).items()}
+        candidates = [Candidate(self._config[trial_id].get("group"), self.status_of(trial_id),
+                                self._rows.get(trial_id) or [self._last.get(trial_id) or {}], trial_id,
+                                int(self._config[trial_id].get("optuna_trial") or 0)) for trial_id in self._order]
+        best = {group: {"value": choice.value, "epoch": choice.epoch, "status": choice.status,
+                        "trial": choice.item}
+                for group, choice in best_by_group(candidates, self.metric, self.mode, self.halving).items()}
         return {"ended": ended, "running": running, "pending": pending, "counts": dict(self.counts),
                 "epochs_done": done, "epochs_remaining": remaining, "eta_s": eta, "best": best}
 
@@ -187,7 +199,7 @@ class StudyProgress(Callback):
         lines = [" | ".join(parts) + suffix]
         if snap["best"]:
             groups = " | ".join(
-                f"{group} {best['value']:.4f}" + (f" ({best['status']})" if best["status"] in COLLAPSE_STATUSES
+                f"{group} {best['value']:.4f}@{best['epoch']}" + (f" ({best['status']})" if best["status"] in COLLAPSE_STATUSES
                                                   else "")
                 for group, best in snap["best"].items())
             lines.append(f"  best {self.metric} ({self.mode}) so far: {groups}")

@@ -76,14 +76,19 @@ TRIALS = {
     "error": Column("", "error.txt of an errored trial (null otherwise)"),
     "trial_dir": Column("", "trial directory relative to the experiment directory (POSIX)"),
     # the trial's collapse grade and what it rests on (reports.grades)
-    "collapse_grade": Column("", "graded collapse outcome of the trial (none, partial, complete)"),
-    "partial_kinds": Column("", "kinds of partial collapse the trial showed"),
+    "partial_graded": Column("", "whether the partial-collapse criteria ran (false: the trial "
+                                 "predates them or its results lack their inputs; its grade "
+                                 "columns are then null)"),
+    "collapse_grade": Column("", "graded collapse outcome of the trial (none, partial, complete; "
+                                 "null: not graded, partial_graded false)"),
+    "partial_kinds": Column("", "kinds of partial collapse the trial showed (null: none, or not "
+                                "graded)"),
     "first_warning_epoch": Column("epochs", "epoch of the first early_warning event "
-                                            "(null: none)"),
+                                            "(null: none, or not graded)"),
     "first_partial_epoch": Column("epochs", "epoch of the first partial-collapse event "
-                                            "(null: none)"),
+                                            "(null: none, or not graded)"),
     "any_collapse_epoch": Column("epochs", "epoch of the first collapse or partial event "
-                                           "(time to any collapse; null: none)"),
+                                           "(time to any collapse; null: none, or not graded)"),
 }
 
 EPOCHS = {
@@ -139,8 +144,20 @@ SEARCH = {
     "n_collapsed": Column("trials", "trials that collapsed or diverged"),
     "collapse_fraction": Column("1", "n_collapsed / n_trials: share of sampled points that "
                                      "collapsed"),
-    "best_knn_top1": Column("1", "highest best_knn_top1 of the group (fraction)"),
-    "best_trial_id": Column("", "trial with that best_knn_top1"),
+    "best_knn_top1": Column("1", "highest kNN top-1 any search trial of the group reached at any epoch "
+                                 "(fraction); not how the best configuration is chosen (compared_epoch)"),
+    "best_trial_id": Column("", "the group's best configuration: the trial with the best search metric at "
+                                "compared_epoch (er_core.rules.best_by_group; collapsed/diverged trials only "
+                                "when no healthy trial has a finite metric)"),
+    "compared_epoch": Column("epochs", "epoch at which the group's trials were compared: the furthest epoch "
+                                       "any of them reached with a finite search metric (ASHA's top rung)"),
+    "compared_metric": Column("1", "the best trial's search metric (plan.json's metric, knn_top1 unless "
+                                   "the study says otherwise) at compared_epoch"),
+    "replicated": Column("", "true when the replicate phase ran best_trial_id's configuration "
+                             "(best_configs.json), false when it ran another search trial's, null when "
+                             "the experiment has no best_configs.json"),
+    "replicated_trial_id": Column("", "the search trial whose configuration the replicate phase ran "
+                                      "(null when unknown)"),
 }
 
 STABILITY = {"method": _ID["method"]}  # the other columns: reports.verdicts.describe

@@ -6,7 +6,6 @@ experiment / not a report dir. Problems are listed in manifest.json and on stder
 from __future__ import annotations
 
 import glob
-from importlib import metadata
 import json
 import math
 import os
@@ -17,6 +16,7 @@ import pyarrow.parquet as pq
 
 from er_core import __version__
 from er_core.io import write_json_atomic
+from er_core.provenance import code_version, package_versions
 from er_core.rules import EXIT_USAGE, REPLICATE, SEARCH, check_alpha
 
 from . import render
@@ -24,21 +24,45 @@ from .discover import NotAnExperiment, discover
 from .parquet_io import SCHEMA_VERSION, write_table_atomic
 from .stability import stability_table, survival_table
 from .stats import ALPHA
+from .choices import search_choices
 from .tables import (epochs_table, events_table, relative_dir, search_table, trial_records,
                      trials_table)
 from .verdicts import tests_by_family
 
 TABLES = ("trials", "epochs", "collapse_events", "search", "stability", "survival")  # what a report writes
+MULTIPLICITY = ("holm within each verdict family across the stability cells that can inform it (a "
+                "collapse count that varies, a collapse for the time families); the others are "
+                "untested")
 
 
-def _versions() -> dict:
-    versions = {"er_tune": __version__}
-    for package in ("pyarrow", "numpy", "scipy", "pandas", "ray", "torch"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
+PROVENANCE_FILE = "provenance.json"  # written by er-tune tune (er_core/provenance.py)
+
+
+def run_provenance(experiment: str) -> tuple[dict | None, list[str]]:
+    """The experiment's ``provenance.json`` (code, packages, device, data fingerprints of the run
+    that produced its trials) and the notes to add when it is missing or unreadable."""
+    path = os.path.join(experiment, PROVENANCE_FILE)
+    if not os.path.isfile(path):
+        return None, [f"no {PROVENANCE_FILE} in the experiment (written before er-tune recorded "
+                      "it, or not an er-tune tune experiment): the code version, device and data "
+                      "fingerprint of its trials are unknown"]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle), []
+    except (OSError, ValueError) as exc:
+        return None, [f"{PROVENANCE_FILE} unreadable ({type(exc).__name__}): the run's code, "
+                      "device and data are unknown"]
+
+
+def report_manifest(experiment: str, out_dir: str, **fields) -> dict:
+    """manifest.json: ``experiment`` is the experiment folder's name and ``report_dir`` the report
+    folder relative to it (no absolute path of the machine); ``versions``/``code``: the report's
+    own package versions and code; ``run``: the experiment's provenance.json (null when absent)."""
+    run, notes = run_provenance(experiment)
+    return {"experiment": os.path.basename(os.path.abspath(experiment)),
+            "report_dir": relative_dir(out_dir, experiment),
+            "versions": {"er_tune": __version__, **package_versions()}, "code": code_version(),
+            "run": run, **fields, "notes": list(fields.get("notes", [])) + notes}
 
 
 def report_command(experiment: str, out: str | None = None, markdown: str | None = None,
@@ -76,7 +100,7 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
         notes.append(f"no replicate phase: stability computed from the {stability_phase!r} phase, which is "
                      "not a replicated comparison (no verdicts; counts are descriptive)")
     tables = {"trials": trials_table(records, axes, hparams), "epochs": epochs_table(trials, rows),
-              "collapse_events": events_table(trials), "search": search_table(frame, hparams)
+              "collapse_events": events_table(trials), "search": search_table(frame, hparams, search_choices(experiment, trials, rows))
               if len(frame) else search_table(pd.DataFrame(columns=["phase"]), hparams),
               "stability": None, "survival": None}
     if not len(frame):
@@ -91,18 +115,14 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
         write_table_atomic(table, os.path.join(out_dir, f"{name}.parquet"))
     study = next((trial.params.get("study") for trial in trials
                   if trial.params and trial.params.get("study")), None)
-    manifest = {"schema_version": SCHEMA_VERSION, "study": study,
-                "experiment": os.path.abspath(experiment), "versions": _versions(),
-                "row_counts": {name: table.num_rows for name, table in tables.items()},
-                "stability_phase": stability_phase, "replicated": replicated, "alpha": alpha,
-                "tests": tests_by_family(),
-                "multiplicity": "holm within each verdict family across the stability cells "
-                                "that can inform it (a collapse count that varies, a collapse "
-                                "for the time families)",
-                "notes": notes, "unreadable": unreadable,
-                "status_counts": frame["status"].value_counts().to_dict() if len(frame) else {}}
+    manifest = report_manifest(
+        experiment, out_dir, schema_version=SCHEMA_VERSION, study=study,
+        row_counts={name: table.num_rows for name, table in tables.items()},
+        stability_phase=stability_phase, replicated=replicated, alpha=alpha,
+        tests=tests_by_family(), multiplicity=MULTIPLICITY, notes=notes, unreadable=unreadable,
+        status_counts=frame["status"].value_counts().to_dict() if len(frame) else {})
     write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
-    for note in notes:
+    for note in manifest["notes"]:
         print(f"note: {note}", file=err)
     stream.write(render.terminal(tables["stability"]))
     if markdown:

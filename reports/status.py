@@ -9,7 +9,8 @@ appear between two reads, nothing is written and no Ray process is contacted. Ra
 directory without params/results is a trial that started since the last copy (running).
 
 Each trial's state is :func:`er_core.rules.trial_status` and each group's best configuration
-:func:`er_core.rules.best_by_group` over the search phase: the rules the live progress line of
+:func:`er_core.rules.best_by_group` over the search phase (metrics compared at the furthest epoch
+any trial of the group reached; the JSON gives that ``epoch`` and the ``value`` there): the rules the live progress line of
 ``er-tune tune``, the report and the replicate phase use (``tests/test_rules_agree.py``).
 ``er-tune status --json`` prints :func:`experiment_status`'s dict as one JSON object.
 
@@ -26,38 +27,62 @@ import sys
 import time
 from collections import Counter
 
-from er_core.rules import COLLAPSE_STATUSES, ENDED_STATUSES, EXIT_USAGE, PHASES, SEARCH, STATUSES, best_by_group
+from er_core.halving import Halving
+from er_core.rules import (COLLAPSE_STATUSES, ENDED_STATUSES, EXIT_USAGE, PHASES, SEARCH, STATUSES, Candidate,
+                            best_by_group)
 
 from .discover import NotAnExperiment, discover, trial_status
 
 STALE_S = 600  # no result for this long while trials are unfinished: say so next to the ETA
 
 
-def read_plan(exp_dir: str) -> dict | None:
+def read_json_object(exp_dir: str, name: str) -> dict | None:
+    """``<exp_dir>/<name>`` as a JSON object, or None when missing, unreadable or not an object."""
     try:
-        with open(os.path.join(exp_dir, "plan.json"), encoding="utf-8") as handle:
-            plan = json.load(handle)
-        return plan if isinstance(plan, dict) else None
+        with open(os.path.join(exp_dir, name), encoding="utf-8") as handle:
+            data = json.load(handle)
+        return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
 
 
-def best_per_group(trials, statuses: dict[int, str], metric: str, mode: str) -> dict[str, dict]:
-    """The configuration the replicate phase uses per group (:func:`er_core.rules.best_by_group`)
-    among the search phase's trials, or among all trials of a study without a search phase.
+def read_plan(exp_dir: str) -> dict | None:
+    return read_json_object(exp_dir, "plan.json")
 
-    While the search runs this is the best so far; trials still running take part with their
-    latest result."""
+
+def trial_rows(trials, table, metric: str) -> dict[int, list[dict]]:
+    """Each trial's result lines (``epoch`` and ``metric`` only), keyed by ``id(trial)``: slices of
+    :func:`reports.discover.discover`'s table, which holds ``n_rows`` rows per trial in trial order."""
+    columns = [name for name in ("epoch", "training_iteration", metric) if name in table.column_names]
+    data = table.select(columns).to_pylist() if columns else [{} for _ in range(table.num_rows)]
+    out, start = {}, 0
+    for trial in trials:
+        out[id(trial)] = data[start:start + trial.n_rows]
+        start += trial.n_rows
+    return out
+
+
+def best_per_group(trials, statuses: dict[int, str], rows: dict[int, list[dict]], metric: str, mode: str,
+                   halving: Halving | None = None) -> dict[str, dict]:
+    """The configuration the replicate phase uses per group (:func:`er_core.rules.best_by_group`:
+    metrics compared at the furthest epoch any trial of the group reached) among the search phase's
+    trials, or among all trials of a study without a search phase.
+
+    While the search runs this is the best so far; trials still running take part with the epochs
+    they have reported. ``epoch`` and ``value``: where the choice was compared, and its metric there."""
     searched = [trial for trial in trials if trial.phase == SEARCH]
     candidates = []
     for trial in searched or trials:
         params = trial.params or {}
-        candidates.append((params.get("group"), statuses[id(trial)], trial.last, trial))
+        candidates.append(Candidate(params.get("group"), statuses[id(trial)], rows[id(trial)], trial,
+                                    int(params.get("optuna_trial") or 0)))
     best = {}
-    for group, trial in best_by_group(candidates, metric, mode).items():
+    for group, choice in best_by_group(candidates, metric, mode, halving).items():
+        trial = choice.item
         params = trial.params or {}
-        best[group] = {"value": float(trial.last[metric]), "phase": trial.phase,
-                       "status": statuses[id(trial)], "trial": os.path.basename(trial.trial_dir),
+        best[group] = {"value": choice.value, "epoch": choice.epoch, "phase": trial.phase,
+                       "status": choice.status, "trial": os.path.basename(trial.trial_dir),
+                       "optuna_trial": params.get("optuna_trial"),
                        "hparams": {name: params.get(name) for name in params.get("searched", [])}}
     return best
 
@@ -69,11 +94,11 @@ def experiment_status(exp_dir: str, *, now: float | None = None) -> dict:
     if not os.path.isdir(exp_dir):
         raise NotAnExperiment(f"experiment path {exp_dir!r} is not a directory")
     try:
-        trials, _ = discover(exp_dir)
+        trials, table = discover(exp_dir)
     except NotAnExperiment:
         if plan is None:
             raise
-        trials = []  # the driver wrote plan.json, Ray has not created a phase yet
+        trials, table = [], None  # the driver wrote plan.json, Ray has not created a phase yet
     metric = (plan or {}).get("metric", "knn_top1")
     mode = (plan or {}).get("mode", "max")
     phases: dict[str, dict] = {}
@@ -122,7 +147,8 @@ def experiment_status(exp_dir: str, *, now: float | None = None) -> dict:
         "phase": current or ("finished" if phases else "starting"), "phases": phases,
         "collapse_trials": collapses["trials"], "collapse_events": collapses["collapse"],
         "warning_events": collapses["warning"], "metric": metric, "mode": mode,
-        "best": best_per_group(trials, statuses, metric, mode),
+        "best": best_per_group(trials, statuses, trial_rows(trials, table, metric) if trials else {}, metric, mode,
+                               Halving.from_dict(plan["halving"]) if (plan or {}).get("halving") else None),
         "epochs_done": done_epochs, "epochs_remaining": remaining, "epochs_per_s": rate,
         "eta_s": remaining / rate if rate > 0 and unfinished else (0.0 if not unfinished else None),
         "elapsed_s": elapsed, "since_last_result_s": now - last_timestamp if last_timestamp else None,
@@ -156,7 +182,8 @@ def render_status(status: dict) -> str:
             hparams = ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
                                 for name, value in best["hparams"].items())
             flag = f" ({best['status']})" if best["status"] in COLLAPSE_STATUSES else ""
-            lines.append(f"  {group:<{width}}  {best['value']:.4f}{flag}  [{best['phase']}] {best['trial']}"
+            lines.append(f"  {group:<{width}}  {best['value']:.4f} at epoch {best['epoch']}{flag}  "
+                         f"[{best['phase']}] {best['trial']}"
                          + (f"  {hparams}" if hparams else ""))
     total = status["epochs_done"] + status["epochs_remaining"]
     progress = (f"epochs: {status['epochs_done']}/{total} done"

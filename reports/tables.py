@@ -9,11 +9,17 @@ experiment directory. ``epochs`` keeps the reported metrics, not Ray's bookkeepi
 Ray's ``time_total_s`` becomes ``wall_time_s``. Units and descriptions: reports/columns.py.
 ``collapse_epoch``/``collapse_kind`` are from the first collapse-severity event (else from the
 last line's ``collapsed`` flag); ``collapse_grade`` (none/partial/complete), ``partial_kinds``,
-``first_partial_epoch``, ``any_collapse_epoch`` and ``first_warning_epoch`` from grades.py. ``stability`` and ``survival``: see stability.py
+``first_partial_epoch``, ``any_collapse_epoch`` and ``first_warning_epoch`` from grades.py;
+``partial_graded`` false for a trial never graded for partial collapse, whose grade columns are
+then null (a complete collapse excepted: ``collapse_grade`` is still ``complete``).
+``stability`` and ``survival``: see stability.py
 (per variant also ``*_linear_mean``/``*_linear_std`` of ``final_linear_top1``, the linear probe run at
 every trial's end).
-``search`` groups by ``group``: best hp by best_knn_top1, counts, and ``collapse_fraction`` =
-n_collapsed / n_trials (the share of sampled points of the searched space that collapsed).
+``search`` groups by ``group``: the configuration chosen by er_core.rules.best_by_group (metrics
+compared at the furthest epoch any trial of the group reached: ``compared_epoch``,
+``compared_metric``) and whether the replicate phase ran it (``replicated``), counts, and
+``collapse_fraction`` = n_collapsed / n_trials (the share of sampled points of the searched space
+that collapsed).
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ from er_core.config import objective_name
 from er_core.rules import COLLAPSE_STATUSES, SEARCH
 
 from .discover import TrialData, trial_status
-from .grades import collapse_grade
+from .grades import collapse_grade, has_grade_inputs
 
 META_COLS = ["phase", "trial_id", "group", "method", "variant", "objective", "dataset"]
 # What Ray Tune adds to every result (ray.tune.result.AUTO_RESULT_KEYS and friends): not metrics.
@@ -100,8 +106,10 @@ def trial_records(trials: list[TrialData], root: str | None = None
         if first_c is None and last.get("collapsed"):
             rec["collapse_kind"] = "diverged" if rec["stop_reason"] == "diverged" else "unknown"
             rec["collapse_epoch"] = last.get("epoch")
-        grade = collapse_grade(rec["status"], t.events, rec["collapse_epoch"])
-        rec.update({"collapse_grade": grade.grade, "partial_kinds": grade.partial_kinds,
+        graded = has_grade_inputs(t.last, t.events, t.n_rows)
+        grade = collapse_grade(rec["status"], t.events, rec["collapse_epoch"], graded=graded)
+        rec.update({"partial_graded": graded, "collapse_grade": grade.grade,
+                    "partial_kinds": grade.partial_kinds,
                     "first_partial_epoch": grade.first_partial_epoch,
                     "any_collapse_epoch": grade.any_collapse_epoch,
                     "first_warning_epoch": grade.first_warning_epoch})
@@ -125,12 +133,13 @@ def trials_table(recs: list[dict], axes: list[str], hps: list[str]) -> pa.Table:
     cols = (META_COLS + axes + ["seed"] + [f"hp_{h}" for h in hps] +
             ["status", "stop_reason", "epochs_completed", "max_epochs", "best_knn_top1",
              "final_knn_top1", "final_linear_top1", "final_rankme", "final_er_entropy", "collapse_kind",
-             "collapse_epoch", "collapse_grade", "partial_kinds", "first_partial_epoch",
-             "any_collapse_epoch", "first_warning_epoch", "wall_time_s", "error", "trial_dir"])
+             "collapse_epoch", "partial_graded", "collapse_grade", "partial_kinds",
+             "first_partial_epoch", "any_collapse_epoch", "first_warning_epoch", "wall_time_s", "error", "trial_dir"])
     arrays = []
     for c in cols:
         vals = [r.get(c) for r in recs]
-        typ = pa.int64() if c in INT_COLS else pa.float64() if c in FLOAT_COLS else None
+        typ = (pa.int64() if c in INT_COLS else pa.float64() if c in FLOAT_COLS
+               else pa.bool_() if c == "partial_graded" else None)
         if typ is None and c not in axes and not c.startswith("hp_"):
             typ = pa.string()
         arrays.append(_array(vals, typ))
@@ -175,29 +184,40 @@ def events_table(trials: list[TrialData]) -> pa.Table:
     return pa.table({k: _array(v, EVENT_COLS[k]) for k, v in data.items()})
 
 
-def search_table(df: pd.DataFrame, hps: list[str]) -> pa.Table:
-    """Per condition group: best hp_*, n_trials, n_early_stopped, n_collapsed, collapse_fraction."""
+def search_table(df: pd.DataFrame, hps: list[str], choices: dict[str, dict] | None = None) -> pa.Table:
+    """Per condition group: the chosen configuration (``choices``, :func:`reports.choices.search_choices`:
+    ``best_trial_id``, ``best_hp_*``, ``compared_epoch``, ``compared_metric``, ``replicated``,
+    ``replicated_trial_id``), n_trials, n_early_stopped, n_collapsed, collapse_fraction and the
+    highest ``best_knn_top1`` any of its trials reached at any epoch."""
+    choices = choices or {}
     out = []
     for g, sub in df[df["phase"] == SEARCH].groupby("group", dropna=True, sort=True):
-        ok = sub["best_knn_top1"].notna()
-        best = sub.loc[sub.loc[ok, "best_knn_top1"].idxmax()] if ok.any() else None
         ncol = int(sub["status"].isin(COLLAPSE_STATUSES).sum())
+        choice = choices.get(g) or {}
+        by_dir = sub[sub["trial_dir"].map(os.path.basename) == choice.get("trial")]
+        best = by_dir.iloc[0] if len(by_dir) else None
+        replicated = sub[sub["trial_dir"].map(os.path.basename) == choice.get("replicated_trial")]
         row = {"group": g, "method": sub["method"].iloc[0], "variant": sub["variant"].iloc[0],
                "n_trials": len(sub),
                "n_early_stopped": int((sub["status"] == "early_stopped").sum()),
                "n_collapsed": ncol, "collapse_fraction": ncol / len(sub),
-               "best_knn_top1": None if best is None else float(best["best_knn_top1"]),
-               "best_trial_id": None if best is None else best["trial_id"]}
+               "best_knn_top1": _py(sub["best_knn_top1"].max()) if sub["best_knn_top1"].notna().any() else None,
+               "best_trial_id": None if best is None else best["trial_id"],
+               "compared_epoch": choice.get("epoch"), "compared_metric": choice.get("value"),
+               "replicated": choice.get("replicated"),
+               "replicated_trial_id": replicated["trial_id"].iloc[0] if len(replicated) else None}
         for h in hps:
             row[f"best_hp_{h}"] = None if best is None else _py(best.get(f"hp_{h}"))
         out.append(row)
     cols = ["group", "method", "variant", "n_trials", "n_early_stopped", "n_collapsed",
-            "collapse_fraction", "best_knn_top1", "best_trial_id"] + [f"best_hp_{h}" for h in hps]
+            "collapse_fraction", "best_knn_top1", "best_trial_id", "compared_epoch", "compared_metric",
+            "replicated", "replicated_trial_id"] + [f"best_hp_{h}" for h in hps]
     types = {"n_trials": pa.int64(), "n_early_stopped": pa.int64(), "n_collapsed": pa.int64(),
-             "collapse_fraction": pa.float64(), "best_knn_top1": pa.float64()}
+             "collapse_fraction": pa.float64(), "best_knn_top1": pa.float64(), "compared_epoch": pa.int64(),
+             "compared_metric": pa.float64(), "replicated": pa.bool_()}
     return pa.table([_array([r[c] for r in out], types.get(c, pa.string() if c in
-                     ("group", "method", "variant", "best_trial_id") else None)) for c in cols],
-                    names=cols)
+                     ("group", "method", "variant", "best_trial_id", "replicated_trial_id") else None))
+                     for c in cols], names=cols)
 
 
 def _py(v):

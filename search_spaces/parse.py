@@ -15,12 +15,13 @@ section goes into that section's ``*_KEYS`` tuple in ``study.py`` and its parser
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import yaml
 
 from er_core.config import (BACKBONE_CHOICES, DATASET_NAMES, METHODS, VARIANTS, ConfigError, TrialConfig,
                             did_you_mean, keys_read_by, objective_name)
+from er_core.halving import MODES as HALVING_MODES
 from search_spaces.observe_keys import parse_loggers, parse_optuna_storage
 from search_spaces.study import (ASHA_KEYS, CHECKPOINT_KEYS, DATA_KEYS, DISTRIBUTIONS, METRICS, MODEL_KEYS,
                                  NAME_RULE, RESERVED, RESOURCE_KEYS, SCHEDULE_KEYS, SEARCH_KEYS,
@@ -203,13 +204,23 @@ def _parse_schedule(path: str, value: Any, parsed: Parsed) -> None:
         max_epochs=_number(path, "schedule.max_epochs", schedule_raw.get("max_epochs", 30), integer=True, minimum=1),
         grace_period=_number(path, "schedule.asha.grace_period", asha.get("grace_period", 3), integer=True, minimum=1),
         reduction_factor=_number(path, "schedule.asha.reduction_factor", asha.get("reduction_factor", 3),
-                                 integer=True, minimum=2))
+                                 integer=True, minimum=2),
+        asha_mode=_asha_mode(path, asha.get("mode", "async")))
     if schedule.grace_period > schedule.max_epochs:
         raise StudyError(path, "schedule.asha.grace_period",
                          f"{schedule.grace_period} exceeds schedule.max_epochs={schedule.max_epochs}",
                          f"1 <= grace_period <= {schedule.max_epochs}")
     parsed["schedule"] = schedule
     parsed["base"]["epochs"] = schedule.max_epochs
+
+
+def _asha_mode(path: str, mode: Any) -> str:
+    if mode not in HALVING_MODES:
+        raise StudyError(path, "schedule.asha.mode", f"unknown mode {mode!r}",
+                         "async (Ray's asynchronous ASHA: decisions follow the order trials report in), "
+                         "ordered (decisions as if a group's trials reported in the order they were "
+                         "created: the same choices whatever the timing)")
+    return mode
 
 
 def _parse_collapse(path: str, value: Any, parsed: Parsed) -> None:
@@ -251,7 +262,26 @@ def _parse_search(path: str, value: Any, parsed: Parsed) -> None:
     parsed["search"] = SearchSettings(
         num_samples=_number(path, "search.num_samples", search_raw.get("num_samples", 8), integer=True, minimum=1),
         metric=metric, mode=mode, seed=_number(path, "search.seed", search_raw.get("seed", 0), integer=True, minimum=0),
+        trial_seed=_search_trial_seed(path, search_raw, parsed["seeds"]),
         storage=parse_optuna_storage(path, search_raw.get("storage")))
+
+
+def _search_trial_seed(path: str, search_raw: Mapping[str, Any], seeds: tuple[int, ...]) -> int:
+    """The training seed of the search trials: ``search.trial_seed``, by default one more than the
+    largest replicate seed, so no replicate re-runs a search trial (the winner's curse: a replicate
+    on the search seed re-measures the very run that won the search). Sharing a replicate seed needs
+    ``share_replicate_seed: true``."""
+    share = search_raw.get("share_replicate_seed", False)
+    if not isinstance(share, bool):
+        raise StudyError(path, "search.share_replicate_seed", f"must be true or false, got {share!r}",
+                         "true (the search may use a replicate seed), false (default)")
+    seed = _number(path, "search.trial_seed", search_raw.get("trial_seed", max(seeds) + 1), integer=True, minimum=0)
+    if seed in seeds and not share:
+        raise StudyError(path, "search.trial_seed",
+                         f"{seed} is also a replicate seed (seeds: {list(seeds)}): that replicate would re-run "
+                         "the winning search trial instead of measuring it afresh",
+                         f"a seed not in {list(seeds)}, or share_replicate_seed: true to allow it")
+    return seed
 
 
 def _parse_tune(path: str, tune_raw: Any, parsed: Parsed) -> None:

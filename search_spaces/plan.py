@@ -2,8 +2,8 @@
 
 A condition group is (method, variant, grid cell). Grid axes that do not apply to a method (the
 EMA coefficient for SimCLR, SwAV, DeepCluster-v2) are dropped from its cells instead of
-multiplying identical groups. Search trials all use the first seed; replicate trials use every
-seed; both phases use ``schedule.max_epochs``, so both variants of a method get the same budget.
+multiplying identical groups. Search trials all use ``search.trial_seed`` (by default one more
+than the largest replicate seed); replicate trials use every seed of ``seeds:``; both phases use ``schedule.max_epochs``, so both variants of a method get the same budget.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import sys
 from typing import Any, Mapping
 
 from er_core.config import TrialConfig, default_backbone
+from er_core.halving import Halving, milestones
 from er_core.rules import ALPHA, EXIT_USAGE, REPLICATE, check_alpha
 from search_spaces.parse import load_study
 from search_spaces.study import ConditionGroup, Study, StudyError, condition_groups
 
-__all__ = ["ConditionGroup", "condition_groups", "searched_params", "trial_config", "search_trial_count",
+__all__ = ["ConditionGroup", "condition_groups", "searched_params", "trial_config", "search_trial_count", "halving_of",
            "replicate_configs", "data_configs", "describe", "describe_power", "validate_command"]
 
 
@@ -38,6 +39,16 @@ def _backbone_line(study: Study) -> str:
     if named != "auto":
         return named
     return f"{default_backbone(study.base.get('dataset', 'shapes'))} (backbone: auto)"
+
+
+def halving_of(study: Study) -> Halving | None:
+    """The rungs of ordered successive halving when the study's ASHA runs in ``ordered`` mode
+    (:mod:`er_core.halving`), else ``None`` (asynchronous ASHA)."""
+    schedule = study.schedule
+    if schedule.asha_mode != "ordered":
+        return None
+    return Halving(milestones(schedule.max_epochs, schedule.grace_period, schedule.reduction_factor),
+                   schedule.reduction_factor, study.search.mode)
 
 
 def search_trial_count(study: Study) -> int:
@@ -78,12 +89,14 @@ def describe(study: Study) -> str:
     if study.tune is None:
         lines.append("  phase search: skipped (no tune: section; replicate uses the defaults)")
     else:
+        schedule = study.schedule
         lines.append(f"  phase search: {n_search} trials ({study.search.num_samples} per group, Optuna TPE seed "
-                     f"{study.search.seed}, metric {study.search.metric} {study.search.mode}), ASHA per group "
-                     f"(grace {study.schedule.grace_period}, reduction {study.schedule.reduction_factor}), "
-                     f"at most {n_search * epochs} epochs")
+                     f"{study.search.seed}, metric {study.search.metric} {study.search.mode}), {schedule.asha_mode} "
+                     f"ASHA per group (grace {schedule.grace_period}, reduction {schedule.reduction_factor}), "
+                     f"at most {n_search * epochs} epochs; training seed {study.search.trial_seed}"
+                     + (" (also a replicate seed)" if study.search.trial_seed in study.seeds else ""))
     lines.append(f"  phase replicate: {n_replicate} trials (best config per group x {len(study.seeds)} seeds), "
-                 f"{n_replicate * epochs} epochs")
+                 f"{n_replicate * epochs} epochs; training seeds {list(study.seeds)}")
     lines.append(f"  epoch budget: at most {(n_search + n_replicate) * epochs} trial-epochs; resources per trial: "
                  f"workers={study.resources.workers} x (cpu={study.resources.cpu}, gpu={study.resources.gpu})")
     lines += _cost_lines(study, (n_search + n_replicate) * epochs)

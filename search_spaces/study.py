@@ -29,9 +29,9 @@ NAME_RULE = "letters, digits, '_', '.', '-' (not '.' or '..', which name directo
 DATA_KEYS = {"dataset": "dataset", "root": "data_root", "image_size": "image_size",
              "train_size": "train_size", "eval_size": "eval_size", "seed": "data_seed"}
 MODEL_KEYS = ("backbone", "projector_dim", "projector_hidden_dim", "num_prototypes")
-SEARCH_KEYS = ("num_samples", "metric", "mode", "seed", "storage")
+SEARCH_KEYS = ("num_samples", "metric", "mode", "seed", "trial_seed", "share_replicate_seed", "storage")
 SCHEDULE_KEYS = ("max_epochs", "asha")
-ASHA_KEYS = ("grace_period", "reduction_factor")
+ASHA_KEYS = ("grace_period", "reduction_factor", "mode")
 RESOURCE_KEYS = ("workers", "cpu", "gpu", "max_concurrent_trials", "images_per_s")
 CHECKPOINT_KEYS = ("keep_final",)
 # Keys a study sets through its own sections, not through ``trial:`` / ``grid:`` / ``tune:``.
@@ -84,7 +84,8 @@ class SearchSettings:
     num_samples: int = 8
     metric: str = "knn_top1"
     mode: str = "max"
-    seed: int = 0
+    seed: int = 0  # Optuna's sampler (TPE) seed
+    trial_seed: int = 1  # the training seed of every search trial (disjoint from ``seeds:`` by default)
     storage: str = ""  # Optuna storage URL or journal:PATH; "" = SQLite in the experiment folder
 
 
@@ -93,6 +94,7 @@ class ScheduleSettings:
     max_epochs: int = 30
     grace_period: int = 3
     reduction_factor: int = 3
+    asha_mode: str = "async"  # er_core.halving.MODES: async (Ray's ASHA) or ordered (timing-independent)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ import os
 def write_trial(phase_dir: str, name: str, *, method="simclr", variant="original", seed=0,
                 epochs=3, n_lines=None, stop_reason="completed", knn=None, entropy=None,
                 grid=None, searched=None, events=(), error=None, params=True, study="syn",
-                group=None, dataset="shapes") -> str:
-    """Write one trial dir; ``knn``/``entropy`` are per-epoch lists (defaults derived)."""
+                group=None, dataset="shapes", graded=True) -> str:
+    """Write one trial dir; ``knn``/``entropy`` are per-epoch lists (defaults derived).
+    ``graded``: its lines carry the partial-collapse criteria's inputs (er_core.rules.GRADE_METRICS);
+    False writes a trial from before they existed."""
     d = os.path.join(phase_dir, name)
     os.makedirs(d, exist_ok=True)
     grid = dict(grid or {})
@@ -35,6 +37,8 @@ def write_trial(phase_dir: str, name: str, *, method="simclr", variant="original
                    "stop_reason": stop_reason if last and stop_reason else "",
                    "trial_id": name, "training_iteration": e + 1, "time_total_s": 2.0 * (e + 1),
                    "done": False}
+            if graded:
+                row.update({"rankme_projection": 4.0 + e, "knn_chance_p": 1e-6})
             f.write(json.dumps(row) + "\n")
     if events:
         with open(os.path.join(d, "collapse_events.jsonl"), "w") as f:

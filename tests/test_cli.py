@@ -178,18 +178,20 @@ def test_live_progress_line_counts_running_pending_eta_and_best_per_group():
     snap = progress.snapshot()
     assert (snap["ended"], snap["running"], snap["pending"]) == (1, 1, 2)
     assert (snap["epochs_done"], snap["epochs_remaining"]) == (5, 11) and snap["eta_s"] == pytest.approx(66.0)
-    assert snap["best"] == {"simclr/er": {"value": 0.4, "status": "completed", "trial": "a"},
-                            "simclr/original": {"value": 0.7, "status": "running", "trial": "b"}}
+    assert snap["best"] == {"simclr/er": {"value": 0.4, "epoch": 4, "status": "completed", "trial": "a"},
+                            "simclr/original": {"value": 0.7, "epoch": 1, "status": "running", "trial": "b"}}
     lines = stream.getvalue().splitlines()
     assert lines == ["[search] 1/4 ended | running 1 | pending 2 | completed 1 | 0m30s elapsed | ETA 1m06s"
                      "  <- simclr/er seed 0: completed",
-                     "  best knn_top1 (max) so far: simclr/er 0.4000 | simclr/original 0.7000"]
+                     "  best knn_top1 (max) so far: simclr/er 0.4000@4 | simclr/original 0.7000@1"]
     progress.on_trial_result(0, [], trial_b, {"epoch": 2, "knn_top1": 0.2, "stop_reason": "collapsed",
                                               "collapsed": True})
     clock.now = 40.0
     progress.on_trial_complete(0, [], trial_b)
-    assert progress.snapshot()["best"]["simclr/original"] == {"value": 0.2, "status": "collapsed", "trial": "b"}
-    assert stream.getvalue().splitlines()[-1].endswith("simclr/original 0.2000 (collapsed)")
+    # collapsed at epoch 2: compared at its own furthest epoch (no healthy rival in the group)
+    assert progress.snapshot()["best"]["simclr/original"] == {"value": 0.2, "epoch": 2, "status": "collapsed",
+                                                              "trial": "b"}
+    assert stream.getvalue().splitlines()[-1].endswith("simclr/original 0.2000@2 (collapsed)")
     assert "collapsed 1" in stream.getvalue().splitlines()[-2]
 
 

@@ -88,7 +88,8 @@ def test_searcher_interleaves_groups_and_finishes(searcher):
     configs = [searcher.suggest(f"t{i}") for i in range(4)]
     assert [c["group"] for c in configs] == ["simclr/original/batch_size=32", "simclr/er/batch_size=32"] * 2
     for config in configs:
-        assert config["phase"] == "search" and config["seed"] == study.seeds[0]
+        assert config["phase"] == "search" and config["seed"] == study.search.trial_seed
+        assert config["seed"] not in study.seeds  # no replicate re-runs a search trial
         assert 0.05 <= config["lr"] <= 0.5
         # smoke.yaml: SimCLR searches its temperature, SimCLR-ER its kappa (each reads only its own)
         own = "temperature" if config["variant"] == "original" else "kappa"

@@ -68,6 +68,11 @@ def test_both_phases_write_complete_trial_directories(smoke_experiment):
         assert params["epochs"] == study.schedule.max_epochs
     assert all(sorted(seeds) == sorted(study.seeds) for seeds in seeds_by_group.values())
     assert (exp / "best_configs.json").exists()
+    # what the trials read and ran on, for the report's manifest (er_core/provenance.py)
+    provenance = json.loads((exp / "provenance.json").read_text())
+    assert len(provenance["data"]) == 1 and len(provenance["data"][0]["sha256"]) == 64
+    assert provenance["versions"]["ray"] and provenance["cluster"]["CPU"] >= 1
+    assert str(ROOT) not in json.dumps(provenance["data"])
     assert "[replicate]" in run.stdout and "ended" in run.stdout
     # the live progress line: running/pending counts, ETA and the best so far per group
     assert "| running " in run.stdout and "| pending " in run.stdout and "| ETA " in run.stdout

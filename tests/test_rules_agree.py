@@ -35,9 +35,12 @@ TRIALS = {
     "noreason": ("byol/er", [(0.1, "", False), (0.2, "", False), (0.3, "", False), (0.3, "", False)],
                  False, "completed"),
 }
-# best per group: the collapsed trials' higher kNN ranks below any healthy trial; the errored
-# trial is ignored; a group of collapsed trials only still has a best (the higher one)
-BEST = {"simclr/er": "asha", "simclr/original": "coll", "byol/er": "noreason"}
+# best per group: compared at the furthest epoch a trial of the group reached, so ASHA's stopped
+# trial (0.6 at epoch 2) does not beat the completed one (0.5 at epoch 4); the collapsed trials'
+# higher kNN ranks below any healthy trial; the errored trial is ignored; a group of collapsed
+# trials only still has a best (the better one at their furthest epoch)
+BEST = {"simclr/er": "done", "simclr/original": "coll", "byol/er": "noreason"}
+BEST_AT = {"simclr/er": (4, 0.5), "simclr/original": (2, 0.8), "byol/er": (4, 0.3)}
 
 
 def rows_of(name: str) -> list[dict]:
@@ -122,28 +125,38 @@ def test_best_configuration_per_group_is_the_same_for_replicate_status_and_live(
     from er_tune.launch import best_by_group
     from reports.status import experiment_status
 
-    results = [SimpleNamespace(config=params_of(name), metrics=rows_of(name)[-1],
-                               error=RuntimeError("boom") if errored else None)
-               for name, (_, _, errored, _) in TRIALS.items()]
-    chosen = {group: config["trial"] for group, config in best_by_group(results, "knn_top1", "max").items()}
-    assert chosen == BEST
+    results = [ray_result(name, rows_of(name), params_of(name), errored) for name, (_, _, errored, _) in TRIALS.items()]
+    chosen = best_by_group(results, "knn_top1", "max")
+    assert {group: choice.item["trial"] for group, choice in chosen.items()} == BEST
+    assert {group: (choice.epoch, choice.value) for group, choice in chosen.items()} == BEST_AT
 
     shown = experiment_status(str(experiment), now=1_800_000_100)["best"]
     assert {group: best["trial"] for group, best in shown.items()} == BEST
-    assert shown["simclr/original"]["status"] == "collapsed" and shown["simclr/er"]["value"] == 0.6
+    assert {group: (best["epoch"], best["value"]) for group, best in shown.items()} == BEST_AT
+    assert shown["simclr/original"]["status"] == "collapsed"
 
     live = live_progress().snapshot()["best"]
     assert {group: best["trial"] for group, best in live.items()} == BEST
-    assert {group: best["value"] for group, best in live.items()} == {g: b["value"] for g, b in shown.items()}
+    assert {group: (best["epoch"], best["value"]) for group, best in live.items()} == BEST_AT
+
+
+def ray_result(name: str, rows: list[dict], config: dict, errored: bool = False) -> SimpleNamespace:
+    """What Ray's ResultGrid gives the replicate phase for one trial."""
+    return SimpleNamespace(config=config, metrics=rows[-1], metrics_dataframe=pd.DataFrame(rows),
+                           error=RuntimeError("boom") if errored else None)
 
 
 def test_minimising_ranks_the_other_way_and_collapse_still_ranks_last():
-    candidates = [("g", "completed", {"loss": 2.0}, "high"), ("g", "completed", {"loss": 1.0}, "low"),
-                  ("g", "collapsed", {"loss": 0.1}, "collapsed"), ("g", "errored", {"loss": 0.0}, "errored"),
-                  ("g", "completed", {"loss": float("nan")}, "nan"), ("h", "completed", {"loss": 3.0}, "first"),
-                  ("h", "completed", {"loss": 3.0}, "tie")]
-    assert rules.best_by_group(candidates, "loss", "min") == {"g": "low", "h": "first"}
-    assert rules.best_by_group(candidates, "loss", "max") == {"g": "high", "h": "first"}
+    def line(loss):
+        return [{"epoch": 1, "loss": loss}]
+
+    candidates = [("g", "completed", line(2.0), "high"), ("g", "completed", line(1.0), "low"),
+                  ("g", "collapsed", line(0.1), "collapsed"), ("g", "errored", line(0.0), "errored"),
+                  ("g", "completed", line(float("nan")), "nan"), ("h", "completed", line(3.0), "first"),
+                  ("h", "completed", line(3.0), "tie")]
+    items = lambda chosen: {group: choice.item for group, choice in chosen.items()}  # noqa: E731
+    assert items(rules.best_by_group(candidates, "loss", "min")) == {"g": "low", "h": "first"}
+    assert items(rules.best_by_group(candidates, "loss", "max")) == {"g": "high", "h": "first"}
 
 
 def test_shared_names_come_from_one_place():
@@ -217,3 +230,108 @@ def test_monitor_driver_and_report_grade_a_trial_alike(last, kinds, expected):
     assert monitor.grade == expected
     assert driver_grade(last, dicts) == expected
     assert report_grade(status, dicts, None).grade == expected
+
+
+# A hidden synthetic search phase: group swav/er, 4 epochs, ASHA rungs at epochs 1 and 2. Two
+# trials completed; ASHA stopped two others whose early kNN (0.60 at epoch 1, 0.70 at epoch 2)
+# beats every completed trial's final kNN (0.50, 0.55). Compared at the same epoch, the best is the
+# better completed trial at epoch 4; ranking each trial by its last metric picks "stop2".
+SEARCH = {"full_a": [0.30, 0.40, 0.45, 0.50], "full_b": [0.20, 0.42, 0.50, 0.55],
+          "stop1": [0.60], "stop2": [0.35, 0.70]}
+
+
+def write_phase(exp, curves: dict[str, list[float]], group: str, halving: dict | None = None) -> list:
+    """A search phase of ``curves`` (trial name -> kNN per epoch, creation order) on disk; returns
+    the Ray-like results the replicate phase would get for it."""
+    results = []
+    for number, (name, knns) in enumerate(curves.items()):
+        method, variant = group.split("/")
+        params = {**TrialConfig(method=method, variant=variant, epochs=EPOCHS, seed=9).to_dict(), "study": "s",
+                  "phase": "search", "group": group, "grid_axes": [], "searched": [], "trial": name,
+                  "optuna_trial": number}
+        rows = [{"epoch": epoch, "training_iteration": epoch, "knn_top1": knn, "trial_id": name,
+                 "stop_reason": "completed" if epoch == EPOCHS else "", "collapsed": False,
+                 "timestamp": 1_800_000_000 + 10 * epoch, "time_total_s": 10.0 * epoch}
+                for epoch, knn in enumerate(knns, 1)]
+        trial_dir = exp / "search" / name
+        trial_dir.mkdir(parents=True)
+        (trial_dir / "params.json").write_text(json.dumps(params))
+        (trial_dir / "result.json").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        results.append(ray_result(name, rows, params))
+    (exp / "plan.json").write_text(json.dumps({
+        "study": "s", "metric": "knn_top1", "mode": "max", "groups": [group], "halving": halving,
+        "phases": {"search": {"trials": len(curves), "max_epochs": EPOCHS}}}))
+    return results
+
+
+def three_views(exp, results, halving=None) -> dict[str, tuple[str, int, float, str]]:
+    """(trial, epoch, value, status) of the group's choice in the replicate phase, ``er-tune status
+    --json`` and the live progress line fed the same results."""
+    from er_tune.launch import best_by_group
+    from er_tune.progress import StudyProgress
+    from reports.status import status_command
+
+    views = {}
+    chosen = best_by_group(results, "knn_top1", "max", halving)
+    views["replicate"] = [(c.item["trial"], c.epoch, c.value, c.status) for c in chosen.values()]
+    out = io.StringIO()
+    assert status_command(str(exp), stream=out, as_json=True) == 0
+    views["status"] = [(b["trial"], b["epoch"], b["value"], b["status"]) for b in json.loads(out.getvalue())["best"].values()]
+    live = StudyProgress("search", len(results), io.StringIO(), metric="knn_top1", mode="max",
+                         max_epochs=EPOCHS, clock=lambda: 100.0, halving=halving)
+    for result in results:
+        trial = SimpleNamespace(trial_id=result.config["trial"], config=result.config, last_result={})
+        live.on_trial_start(0, [], trial)
+        for row in result.metrics_dataframe.to_dict("records"):
+            live.on_trial_result(0, [], trial, row)
+        live.on_trial_complete(0, [], trial)
+    views["live"] = [(b["trial"], b["epoch"], b["value"], b["status"]) for b in live.snapshot()["best"].values()]
+    return views
+
+
+def test_a_stopped_trials_early_metric_never_beats_a_completed_trials_final_one(tmp_path):
+    results = write_phase(tmp_path / "exp", SEARCH, "swav/er")
+    views = three_views(tmp_path / "exp", results)
+    assert views == {view: [("full_b", 4, 0.55, "completed")] for view in ("replicate", "status", "live")}
+
+
+def test_with_ordered_halving_a_trial_that_outran_its_rung_competes_as_stopped_there(tmp_path):
+    from er_core.halving import Halving
+
+    # ordered halving at rung 1 compares trial 1 (0.4) with trial 0 (0.5) and stops it; it trained
+    # on to epoch 4 (0.99) before the decision came, and must not win with those epochs
+    curves = {"first": [0.5, 0.6, 0.7, 0.8], "outran": [0.4, 0.9, 0.95, 0.99]}
+    halving = Halving((1, 2), 2, "max")
+    results = write_phase(tmp_path / "exp", curves, "swav/er", halving.to_dict())
+    views = three_views(tmp_path / "exp", results, halving)
+    assert views == {view: [("first", 4, 0.8, "completed")] for view in ("replicate", "status", "live")}
+    from er_core import rules
+
+    unhalved = rules.best_by_group([("g", "completed", r.metrics_dataframe.to_dict("records"), r.config["trial"])
+                                    for r in results], "knn_top1", "max")
+    assert unhalved["g"].item == "outran" and unhalved["g"].epoch == 4
+
+
+def test_the_search_table_shows_the_choice_and_what_was_replicated(tmp_path):
+    from reports.commands import report_command
+
+    exp = tmp_path / "exp"
+    results = write_phase(exp, SEARCH, "swav/er")
+
+    def search_row(name):
+        assert report_command(str(exp), out=str(tmp_path / name), plots=False, stream=io.StringIO(),
+                              err=io.StringIO()) == 0
+        return pd.read_parquet(tmp_path / name / "search.parquet").iloc[0]
+
+    row = search_row("before")  # no best_configs.json: what was replicated is unknown
+    assert (row["best_trial_id"], row["compared_epoch"], row["compared_metric"]) == ("full_b", 4, 0.55)
+    assert row["replicated"] is None and pd.isna(row["replicated_trial_id"])
+    assert row["best_knn_top1"] == 0.7  # the highest kNN at any epoch: stop2's, not the choice
+
+    configs = {result.config["trial"]: result.config for result in results}
+    (exp / "best_configs.json").write_text(json.dumps({"swav/er": configs["stop2"]}))  # last-metric rule's pick
+    row = search_row("old_rule")
+    assert not row["replicated"] and row["replicated_trial_id"] == "stop2"
+    (exp / "best_configs.json").write_text(json.dumps({"swav/er": configs["full_b"]}))
+    row = search_row("same_rule")
+    assert row["replicated"] and row["replicated_trial_id"] == "full_b"

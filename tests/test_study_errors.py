@@ -89,6 +89,12 @@ BAD = [
     ("unknown-metric", mutate(search__metric="accuracy"), "search.metric", "allowed: knn_top1"),
     ("bad-mode", mutate(search__mode="maximize"), "search.mode", "allowed: max, min"),
     ("zero-samples", mutate(search__num_samples=0), "search.num_samples", ">= 1"),
+    ("search-seed-is-a-replicate-seed", mutate(search__trial_seed=1), "search.trial_seed",
+     "allowed: a seed not in [0, 1], or share_replicate_seed: true"),
+    ("negative-search-seed", mutate(search__trial_seed=-3), "search.trial_seed", ">= 0"),
+    ("share-seed-not-a-bool", mutate(search__share_replicate_seed="yes"), "search.share_replicate_seed",
+     "allowed: true"),
+    ("unknown-asha-mode", mutate(schedule__asha__mode="sync"), "schedule.asha.mode", "allowed: async"),
     ("unknown-collapse-key", mutate(collapse__patience=3), "collapse.patience", "allowed:"),
     ("collapse-threshold-range", mutate(collapse__cluster_threshold=2.0), "collapse", "collapse.cluster_threshold"),
     ("negative-gpu", mutate(resources__gpu=-1), "resources.gpu", ">= 0"),
@@ -132,6 +138,23 @@ def test_missing_file_and_empty_file(tmp_path):
     (tmp_path / "empty.yaml").write_text("")
     with pytest.raises(StudyError, match="is empty"):
         load_study(str(tmp_path / "empty.yaml"))
+
+
+def test_search_and_replicate_seeds_are_disjoint_unless_the_study_says_so(tmp_path, capsys):
+    study = parse_study(copy.deepcopy(BASE), path="smoke.yaml")
+    assert study.seeds == (0, 1) and study.search.trial_seed == 2  # default: one past the largest
+    shared = parse_study(mutate(search__trial_seed=0, search__share_replicate_seed=True), path="s.yaml")
+    assert shared.search.trial_seed == 0
+    assert "training seed 0 (also a replicate seed)" in describe(shared)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(mutate(search__trial_seed=7)))
+    assert main(["validate", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "training seed 7" in printed and "also a replicate seed" not in printed
+    assert "training seeds [0, 1]" in printed
+    path.write_text(yaml.safe_dump(mutate(search__trial_seed=1)))
+    assert main(["validate", str(path)]) == 2
+    assert "search.trial_seed: 1 is also a replicate seed" in capsys.readouterr().err
 
 
 def test_validate_command_exit_codes(tmp_path, capsys):

@@ -27,6 +27,7 @@ from er_core.config import TrialConfig
 from er_core.data import DatasetBundle
 from er_core.io import write_json_atomic, write_text_atomic
 from er_core.rules import EVENTS_FILE, GRADE_KEY, STARTUP_FILE, trial_status
+from er_core.rules import GRADE_METRICS  # noqa: F401 (every objective reports them; tests read it here)
 from trainers.diagnostics import Diagnostics
 from trainers.distributed import MainRankDiagnostics, World
 from trainers.state import TrialState, build_state
@@ -37,7 +38,6 @@ EPOCH_METRICS = ("epoch", "step", "loss", "er_entropy", "er_reconstruction", "er
                  "rankme", "std_ratio", "lr", "ema", "images_per_s", "collapsed", "stop_reason", GRADE_KEY,
                  "world_size")
 DISCRETE_METRICS = ("assign_entropy", "assign_sample_entropy", "effective_prototypes")
-GRADE_METRICS = ("rankme_projection", "knn_chance_p")  # every objective: the partial-collapse criteria
 PROBE_METRICS = ("linear_top1",)  # in the final epoch's metrics, and every linear_probe_every epochs
 
 
