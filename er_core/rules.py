@@ -30,6 +30,9 @@ CHECKPOINT_PREFIX = "checkpoint_"
 # per event) and start-up timings.
 PARAMS_FILE, RESULT_FILE, ERROR_FILE = "params.json", "result.json", "error.txt"
 EVENTS_FILE, STARTUP_FILE = "collapse_events.jsonl", "startup.json"
+# The untrained network's evaluation (knn_top1 and the collapse diagnostics, measured once before the
+# first step), written by ``trainers.trial.run_trial`` into the trial dir, read by the report.
+UNTRAINED_FILE = "untrained.json"
 
 # ``stop_reason`` on a trial's last result line when the trial stopped by itself (ran to its own end).
 STOP_REASONS = ("completed", "collapsed", "diverged")

@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     report.add_argument("--alpha", type=float, default=ALPHA,
                         help=f"level of the Holm-adjusted verdicts (default {ALPHA})")
+    report.add_argument("--reference", default=None, metavar="AXIS=VALUE,...",
+                        help="reference cell of the robustness table, one value per grid axis "
+                             "(default: the study's reference:, none without one)")
 
     status = commands.add_parser("status", help="phase, trials by state, collapses, best, ETA of a study",
                                  description="Where a running or finished study stands; reads only "
@@ -243,11 +246,18 @@ def _validate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from er_tune.storage import local_mirror
     from reports.commands import report_command
+    from reports.robustness import ReferenceProblem, parse_reference
 
+    try:
+        reference = None if args.reference is None else parse_reference(args.reference)
+    except ReferenceProblem as error:
+        print(f"error: --reference: {error}", file=sys.stderr)
+        return 2
     # a URI experiment (s3://...) is read from a local copy of its files (checkpoints excluded)
     with _output(args) as stream:
         return report_command(local_mirror(args.experiment), out=args.out, markdown=args.markdown,
-                              plots=not args.no_plots, alpha=args.alpha, stream=stream)
+                              plots=not args.no_plots, alpha=args.alpha, stream=stream,
+                              reference=reference)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from . import verdicts  # a verdict family describes its own stability columns
+from . import robustness, verdicts  # a verdict family describes its own stability columns
 
 
 class Column(NamedTuple):
@@ -67,6 +67,8 @@ TRIALS = {
     "final_knn_top1": Column("1", "kNN top-1 accuracy at the last epoch (fraction)"),
     "final_linear_top1": Column("1", "linear-probe top-1 accuracy at the last epoch (fraction; "
                                      "null when no probe ran)"),
+    "untrained_knn_top1": Column("1", "kNN top-1 of the untrained network, measured before the first "
+                                      "step (untrained.json; null when the trial wrote none)"),
     "final_rankme": Column("1", "RankMe effective rank of the backbone features, last epoch"),
     "final_er_entropy": Column("nats", "er_entropy (leave-one-out vMF KDE entropy, eval set) at "
                                        "the last epoch"),
@@ -175,9 +177,11 @@ SURVIVAL = {
     "ci_high": Column("1", "survival, log-log 95% upper bound"),
 }
 
+ROBUSTNESS = {name: Column(*entry) for name, entry in robustness.DESCRIPTIONS.items()}
+
 TABLES: dict[str, dict[str, Column]] = {
     "trials": TRIALS, "epochs": EPOCHS, "collapse_events": EVENTS, "search": SEARCH,
-    "stability": STABILITY, "survival": SURVIVAL,
+    "stability": STABILITY, "survival": SURVIVAL, "robustness": ROBUSTNESS,
 }
 
 # Strings kept plain (free text, or one value per row); every other string column is
@@ -200,7 +204,9 @@ def describe(table: str, name: str) -> Column | None:
         if name.startswith(prefix) and field in CONFIG_UNITS:
             return Column(CONFIG_UNITS[field], text.format(f=field))
     if name in CONFIG_UNITS:
-        return Column(CONFIG_UNITS[name], f"grid axis: the cell's TrialConfig.{name}")
+        cell = "the stressed cell's" if table == "robustness" else "the cell's"
+        return Column(CONFIG_UNITS[name], f"grid axis: {cell} TrialConfig.{name}"
+                      + (" (null: the method does not read it)" if table == "robustness" else ""))
     return None
 
 

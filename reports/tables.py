@@ -97,6 +97,7 @@ def trial_records(trials: list[TrialData], root: str | None = None
                "best_knn_top1": None if np.isnan(t.best_knn) else t.best_knn,
                "final_knn_top1": _f(last.get("knn_top1")), "final_rankme": _f(last.get("rankme")),
                "final_linear_top1": _f(last.get("linear_top1")),
+               "untrained_knn_top1": _f((t.untrained or {}).get("knn_top1")),
                "final_er_entropy": _f(last.get("er_entropy")),
                "first_er_entropy": _f(first.get("er_entropy")),
                "collapse_kind": first_c.get("kind") if first_c else None,
@@ -126,13 +127,14 @@ def trial_records(trials: list[TrialData], root: str | None = None
 INT_COLS = {"seed", "epochs_completed", "max_epochs", "collapse_epoch", "first_partial_epoch",
             "any_collapse_epoch", "first_warning_epoch"}
 FLOAT_COLS = {"best_knn_top1", "final_knn_top1", "final_rankme", "final_er_entropy",
-              "wall_time_s", "final_linear_top1"}
+              "wall_time_s", "final_linear_top1", "untrained_knn_top1"}
 
 
 def trials_table(recs: list[dict], axes: list[str], hps: list[str]) -> pa.Table:
     cols = (META_COLS + axes + ["seed"] + [f"hp_{h}" for h in hps] +
             ["status", "stop_reason", "epochs_completed", "max_epochs", "best_knn_top1",
-             "final_knn_top1", "final_linear_top1", "final_rankme", "final_er_entropy", "collapse_kind",
+             "final_knn_top1", "final_linear_top1", "untrained_knn_top1",
+             "final_rankme", "final_er_entropy", "collapse_kind",
              "collapse_epoch", "partial_graded", "collapse_grade", "partial_kinds",
              "first_partial_epoch", "any_collapse_epoch", "first_warning_epoch", "wall_time_s", "error", "trial_dir"])
     arrays = []

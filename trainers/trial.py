@@ -26,7 +26,7 @@ from er_core.collapse import CALIBRATED, CollapseEvent
 from er_core.config import TrialConfig
 from er_core.data import DatasetBundle
 from er_core.io import write_json_atomic, write_text_atomic
-from er_core.rules import EVENTS_FILE, GRADE_KEY, STARTUP_FILE, trial_status
+from er_core.rules import EVENTS_FILE, GRADE_KEY, STARTUP_FILE, UNTRAINED_FILE, trial_status
 from er_core.rules import GRADE_METRICS  # noqa: F401 (every objective reports them; tests read it here)
 from trainers.diagnostics import Diagnostics
 from trainers.distributed import MainRankDiagnostics, World
@@ -124,6 +124,8 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
     if not state.monitor.calibrated:
         # the untrained network's diagnostics calibrate the collapse detectors (CollapseMonitor)
         state.monitor.calibrate(diagnostics(state.net))
+        # the report draws the untrained network next to the trained one (robustness plots)
+        write_json_atomic(os.path.join(reporter.trial_dir, UNTRAINED_FILE), state.monitor.initial)
         if log is not None:
             shown = CALIBRATED + ("rankme_projection", "effective_prototypes", "knn_top1", "knn_chance_p")
             log("  untrained network: " + ", ".join(f"{k} {state.monitor.initial[k]:.4g}" for k in shown
