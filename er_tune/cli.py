@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verbosity = _verbosity_options()
 
-    train = commands.add_parser("train", help="run one trial without Ray", parents=[verbosity],
+    train = commands.add_parser("train", help="run one trial (without Ray unless --workers > 1)", parents=[verbosity],
                                 description="Train one objective (original or ER) and measure it "
                                             "every epoch; writes Ray-compatible result files.")
     train.add_argument("--method", required=True, help="simclr, byol, dino, swav, deepcluster")
@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="any trial setting, e.g. --set ema=0 --set batch_size=64 "
                             "--set collapse.stop_on_collapse=false (repeatable)")
     train.add_argument("--out", required=True, help="trial directory (resumes if it holds a checkpoint)")
+    train.add_argument("--workers", type=int, default=1,
+                       help="data-parallel workers (a Ray Train TorchTrainer on an embedded Ray: one GPU "
+                            "each on CUDA, else a share of the CPUs); batch_size stays the global batch")
 
     tune = commands.add_parser("tune", help="run a study on Ray Tune (embedded or on a cluster)",
                                parents=[verbosity])
@@ -118,6 +121,10 @@ def _train(args: argparse.Namespace) -> int:
         pairs.append(f"dataset={args.dataset}")
     if args.epochs is not None:
         pairs.append(f"epochs={args.epochs}")
+    if args.workers < 1:
+        print(f"er-tune train: --workers must be an integer >= 1, got {args.workers}", file=sys.stderr)
+        return EXIT_USAGE
+    pairs.append(f"world_size={args.workers}")
     try:
         config = TrialConfig().with_overrides(pairs + list(args.overrides))
         _check_data_root(config)
@@ -139,13 +146,14 @@ def _train(args: argparse.Namespace) -> int:
     config = config.resolved(data.grayscale)
     params = config.to_dict() | {"phase": "single", "group": group_key(config.method, config.variant),
                                  "grid_axes": [], "searched": [], "study": ""}
-    reporter = LocalReporter(args.out, params)
     log = None if _verbosity(args) < 0 else print
     if log:
         print(f"er-tune train: {config.objective} on {config.dataset} ({data.train_images.shape[0]} "
               f"train / {data.eval_images.shape[0]} eval images, {config.image_size}px), "
               f"backbone {config.backbone}{chosen['backbone']}, augment {config.augment}{chosen['augment']}, batch {config.batch_size}, {config.epochs} epochs -> {args.out}")
-    summary = run_trial(config, data, reporter, log=log)
+    if config.world_size > 1:
+        return _train_data_parallel(config, data, args.out, params, log is not None)
+    summary = run_trial(config, data, LocalReporter(args.out, params), log=log)
     final = summary.final_metrics
     collapse = [event for event in summary.events if event["severity"] == "collapse"]
     print(f"status: {summary.status} after {summary.epochs_completed} epochs | "
@@ -153,6 +161,21 @@ def _train(args: argparse.Namespace) -> int:
           f"er_entropy {final.get('er_entropy', 0.0):.3f} | "
           f"rankme {final.get('rankme', 0.0):.2f} | collapse events: {len(collapse)}"
           + (f" (first: {collapse[0]['kind']} at epoch {collapse[0]['epoch']})" if collapse else ""))
+    return 0
+
+
+def _train_data_parallel(config, data, out: str, params: dict, log: bool) -> int:
+    from er_tune.data_parallel import train_locally
+    from er_tune.launch import _ray_environment
+
+    _ray_environment()
+    final = train_locally(config, data, out, params, log=log)
+    if not final:
+        print("er-tune train: no epoch finished", file=sys.stderr)
+        return 1
+    print(f"status: {final['stop_reason'] or 'stopped'} after {final['epoch']} epochs on {config.world_size} "
+          f"workers | knn_top1 {final.get('knn_top1', 0.0):.4f} | linear_top1 {final.get('linear_top1', 0.0):.4f} | "
+          f"er_entropy {final.get('er_entropy', 0.0):.3f} | rankme {final.get('rankme', 0.0):.2f}")
     return 0
 
 

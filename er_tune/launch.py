@@ -40,6 +40,7 @@ EMBEDDED_START_TRIES = 3  # an embedded Ray that does not register in 30 s is st
 # new process being started per trial: no re-import of torch/Ray (several seconds a trial on 2
 # cores). run_trial builds and seeds everything per trial, so results do not depend on reuse.
 REUSE_ACTORS = True
+DATA_PARALLEL_DRIVER_CPU = 0.01  # Ray needs a non-empty bundle for the Tune actor of a TorchTrainer trial
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://", "file://", "memory://")
 
 
@@ -166,6 +167,12 @@ def cluster_address(address: str | None) -> str | None:
     (or ``local``) starts a private embedded Ray."""
     chosen = address or os.environ.get("RAY_ADDRESS") or None
     return None if chosen == "local" else chosen
+
+
+def driver_cpu(resources) -> float:
+    """CPU of a trial's Tune actor: its own share for a single-process trial (``resources.cpu``
+    covers it), a token share for a data-parallel trial's driver, which only waits on its workers."""
+    return DATA_PARALLEL_DRIVER_CPU if resources.workers > 1 else 0.0
 
 
 def init_ray(ray, address: str | None) -> bool:
@@ -306,9 +313,9 @@ class StudyRunner:
         resources = self.study.resources
         fits = []
         if resources.cpu > 0:
-            fits.append(int(total.get("CPU", 0) // resources.cpu))
+            fits.append(int(total.get("CPU", 0) // (resources.trial_cpu + driver_cpu(resources))))
         if resources.gpu > 0:
-            fits.append(int(total.get("GPU", 0) // resources.gpu))
+            fits.append(int(total.get("GPU", 0) // resources.trial_gpu))
         return max(1, min(fits)) if fits else 1
 
     def _trainable(self):
@@ -336,8 +343,19 @@ class StudyRunner:
                     "data_seed": config.data_seed, "train_shape": list(bundle.train_images.shape),
                     "eval_shape": list(bundle.eval_images.shape), "sha256": bundle.fingerprint()})
         resources = self.study.resources
+        if resources.workers > 1:  # a Ray Train TorchTrainer per trial, its workers scheduled by Train
+            from er_tune.data_parallel import data_parallel_trial
+
+            return tune.with_resources(
+                tune.with_parameters(data_parallel_trial, datasets=datasets, cpu=resources.cpu,
+                                     gpu=resources.gpu, max_failures=MAX_FAILURES),
+                {"cpu": driver_cpu(resources)})
         return tune.with_resources(tune.with_parameters(tune_trial, datasets=datasets),
                                    {"cpu": resources.cpu, "gpu": resources.gpu})
+
+    def _reuse_actors(self) -> bool:
+        """A data-parallel trial's driver is not reused: ending its actor ends the Train run it owns."""
+        return REUSE_ACTORS and self.study.resources.workers == 1
 
     def _run_config(self, phase: str, total: int):
         from ray import tune
@@ -414,7 +432,7 @@ class StudyRunner:
                 search_alg=searcher, scheduler=scheduler, num_samples=total,
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
-                reuse_actors=REUSE_ACTORS),
+                reuse_actors=self._reuse_actors()),
                 run_config=self._run_config(SEARCH, total))
 
         results = self._fit(SEARCH, trainable, make_tuner)
@@ -455,7 +473,7 @@ class StudyRunner:
                 num_samples=len(configs),
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
-                reuse_actors=REUSE_ACTORS),
+                reuse_actors=self._reuse_actors()),
                 run_config=self._run_config(REPLICATE, len(configs)))
 
         results = self._fit(REPLICATE, trainable, make_tuner)

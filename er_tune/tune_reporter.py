@@ -69,6 +69,25 @@ def restore_trial_files(local_dir: str) -> None:
         return
 
 
+def report_epoch(api: Any, metrics: Mapping[str, Any], checkpoint_dir: str | None, *, attach: bool = True) -> None:
+    """``api.report(metrics, checkpoint=...)`` for ``api`` = ``ray.tune`` or ``ray.train``, with the
+    epoch's checkpoint directory attached when ``attach``; the directory is removed afterwards."""
+    checkpoint = api.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir is not None and attach else None
+    api.report(dict(metrics), checkpoint=checkpoint)
+    if checkpoint_dir is not None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def checkpoint_directory(checkpoint: Any) -> Iterator[str | None]:
+    """The local directory of a Ray ``Checkpoint`` while the context lasts (None without one)."""
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as directory:
+        yield directory
+
+
 class TuneReporter:
     """Forwards to Ray Tune from inside a function trainable (Ray 2.60 ``ray.tune`` API).
 
@@ -90,18 +109,7 @@ class TuneReporter:
             restore_trial_files(self.trial_dir)
 
     def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
-        checkpoint = None
-        if checkpoint_dir is not None:
-            checkpoint = self._tune.Checkpoint.from_directory(checkpoint_dir)
-        self._tune.report(dict(metrics), checkpoint=checkpoint)
-        if checkpoint_dir is not None:
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        report_epoch(self._tune, metrics, checkpoint_dir)
 
-    @contextlib.contextmanager
-    def latest_checkpoint(self) -> Iterator[str | None]:
-        checkpoint = self._tune.get_checkpoint()
-        if checkpoint is None:
-            yield None
-            return
-        with checkpoint.as_directory() as directory:
-            yield directory
+    def latest_checkpoint(self):
+        return checkpoint_directory(self._tune.get_checkpoint())

@@ -338,11 +338,18 @@ def _parse_resources(path: str, value: Any, parsed: Parsed) -> None:
         cpu=_number(path, "resources.cpu", resources_raw.get("cpu", 1), minimum=0),
         gpu=_number(path, "resources.gpu", resources_raw.get("gpu", 0), minimum=0),
         max_concurrent_trials=_number(path, "resources.max_concurrent_trials",
-                                      resources_raw.get("max_concurrent_trials", 0), integer=True, minimum=0))
+                                      resources_raw.get("max_concurrent_trials", 0), integer=True, minimum=0),
+        workers=_number(path, "resources.workers", resources_raw.get("workers", 1), integer=True, minimum=1),
+        images_per_s=_number(path, "resources.images_per_s", resources_raw.get("images_per_s", 0), minimum=0))
     if resources.cpu == 0 and resources.gpu == 0:
         raise StudyError(path, "resources", "a trial needs some cpu or gpu", "cpu > 0 or gpu > 0")
     _check_gpu(path, resources.gpu)
+    if resources.workers > 1 and 0 < resources.gpu < 1:
+        raise StudyError(path, "resources.gpu", f"{resources.gpu} of a GPU per worker with workers: "
+                         f"{resources.workers}; NCCL cannot put two workers of one trial on one GPU",
+                         "0 (CPU workers, Gloo) or an integer >= 1 per worker when workers > 1")
     parsed["resources"] = resources
+    parsed["base"]["world_size"] = resources.workers  # batch_size is the global batch of the workers
 
 
 def _parse_checkpoints(path: str, value: Any, parsed: Parsed) -> None:

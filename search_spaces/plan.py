@@ -99,8 +99,30 @@ def describe(study: Study) -> str:
     lines.append(f"  phase replicate: {n_replicate} trials (best config per group x {len(study.seeds)} seeds), "
                  f"{n_replicate * epochs} epochs; training seeds {list(study.seeds)}")
     lines.append(f"  epoch budget: at most {(n_search + n_replicate) * epochs} trial-epochs; resources per trial: "
-                 f"cpu={study.resources.cpu}, gpu={study.resources.gpu}")
+                 f"workers={study.resources.workers} x (cpu={study.resources.cpu}, gpu={study.resources.gpu})")
+    lines += _cost_lines(study, (n_search + n_replicate) * epochs)
     return "\n".join(lines)
+
+
+def _cost_lines(study: Study, trial_epochs: int) -> list[str]:
+    """Device-hours of the epoch budget at the study's ``resources.images_per_s`` (if given).
+
+    ``hours = trial_epochs x train_size / images_per_s / 3600`` per trial, times the trial's GPUs
+    (``workers x gpu``) for GPU-hours. The figure is whatever the study file says: the printout calls
+    it an assumption, since nothing here measured it (``benchmarks/data_parallel.py`` does).
+    """
+    resources = study.resources
+    if resources.images_per_s <= 0:
+        return []
+    train_size = int(study.base.get("train_size", TrialConfig().train_size))
+    trial_hours = trial_epochs * train_size / resources.images_per_s / 3600.0
+    unit = f"{resources.trial_gpu:g} GPU(s)" if resources.trial_gpu > 0 else f"{resources.trial_cpu:g} CPU(s)"
+    device_hours = trial_hours * (resources.trial_gpu if resources.trial_gpu > 0 else resources.trial_cpu)
+    kind = "GPU" if resources.trial_gpu > 0 else "CPU"
+    return [f"  cost at most: {trial_hours:,.0f} trial-hours x {unit} per trial = {device_hours:,.0f} {kind}-hours "
+            f"({trial_epochs} trial-epochs x {train_size:,} images at {resources.images_per_s:,.0f} images/s per "
+            f"trial: an ASSUMED throughput from the study file, not measured; measure it with "
+            f"benchmarks/data_parallel.py and set resources.images_per_s)"]
 
 
 def describe_power(study: Study, alpha: float = ALPHA) -> tuple[list[str], list[str]]:

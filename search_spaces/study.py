@@ -32,10 +32,10 @@ MODEL_KEYS = ("backbone", "projector_dim", "projector_hidden_dim", "num_prototyp
 SEARCH_KEYS = ("num_samples", "metric", "mode", "seed", "trial_seed", "share_replicate_seed", "storage")
 SCHEDULE_KEYS = ("max_epochs", "asha")
 ASHA_KEYS = ("grace_period", "reduction_factor", "mode")
-RESOURCE_KEYS = ("cpu", "gpu", "max_concurrent_trials")
+RESOURCE_KEYS = ("workers", "cpu", "gpu", "max_concurrent_trials", "images_per_s")
 CHECKPOINT_KEYS = ("keep_final",)
 # Keys a study sets through its own sections, not through ``trial:`` / ``grid:`` / ``tune:``.
-RESERVED = ("method", "variant", "seed", "epochs", "collapse", *DATA_KEYS.values())
+RESERVED = ("method", "variant", "seed", "epochs", "collapse", "world_size", *DATA_KEYS.values())
 TRIAL_FIELDS = tuple(f.name for f in fields(TrialConfig))
 
 
@@ -99,9 +99,21 @@ class ScheduleSettings:
 
 @dataclass(frozen=True)
 class Resources:
+    """Per trial: ``workers`` data-parallel workers (``world_size``), each with ``cpu`` and ``gpu``."""
+
     cpu: float = 1.0
     gpu: float = 0.0
     max_concurrent_trials: int = 0  # 0: as many as the cluster's resources allow
+    workers: int = 1
+    images_per_s: float = 0.0  # training images/s of one whole trial, for the cost estimate (0: none)
+
+    @property
+    def trial_cpu(self) -> float:
+        return self.cpu * self.workers
+
+    @property
+    def trial_gpu(self) -> float:
+        return self.gpu * self.workers
 
 
 @dataclass(frozen=True)

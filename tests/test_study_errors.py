@@ -274,9 +274,10 @@ def shipped(name, tmp_path):
         parts = {"cifar10": [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)]
                  + ["cifar-10-batches-py/test_batch"],
                  "fashion_mnist": ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                                   "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]}
+                                   "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
+                 "imagefolder": ["train/n02869837/a.JPEG", "val/n02869837/a.JPEG"]}
         for part in parts[document["data"]["dataset"]]:
-            (tmp_path / part).parent.mkdir(exist_ok=True)
+            (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / part).touch()
         document["data"]["root"] = str(tmp_path)
     return parse_study(document, path=str(STUDIES / f"{name}.yaml"))
