@@ -65,6 +65,7 @@ import numpy as np
 
 from er_core.collapse import WARNING_SIGNALS, CollapseMonitor
 from er_core.config import CollapseConfig, TrialConfig
+from er_core.rules import UNTRAINED_FILE
 
 # The demo's data and model (search_spaces/studies/demo.yaml), smaller sets: seconds per trial.
 BASE = dict(dataset="shapes", image_size=16, train_size=256, eval_size=256, data_seed=0,
@@ -202,7 +203,7 @@ def load_study(exp_dir: str, cache: dict | None = None) -> list[dict]:
             continue
         with open(os.path.join(trial_dir, "params.json"), encoding="utf-8") as handle:
             params = json.load(handle)
-        saved = os.path.join(trial_dir, "untrained.json")
+        saved = os.path.join(trial_dir, UNTRAINED_FILE)  # written by the trial itself, or by us below
         if states:
             monitor = torch.load(states[-1], weights_only=False)["monitor"]
         elif os.path.exists(saved):

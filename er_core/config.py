@@ -49,7 +49,8 @@ META_KEYS = ("study", "phase", "group", "grid_axes", "searched", "optuna_trial")
 COMMON_KEYS = ("method", "variant", "dataset", "data_root", "image_size", "train_size", "eval_size",
                "data_seed", "augment", "backbone", "projector_dim", "projector_hidden_dim", "epochs", "batch_size",
                "optimizer", "lr", "weight_decay", "momentum", "warmup_epochs", "kappa_eval", "knn_k",
-               "knn_temperature", "knn_bank_size", "linear_probe_every", "final_eval_size", "seed", "device", "log_every_n_steps", "collapse")
+               "knn_temperature", "knn_bank_size", "linear_probe_every", "final_eval_size", "seed", "device",
+               "log_every_n_steps", "collapse", "world_size", "sync_batchnorm")
 _DINO_KEYS = ("ema", "ema_schedule", "num_prototypes", "student_temperature", "teacher_temperature")
 _SWAV_KEYS = ("num_prototypes", "temperature", "freeze_prototypes_epochs")
 OBJECTIVE_KEYS: dict[str, tuple[str, ...]] = {
@@ -221,6 +222,12 @@ class TrialConfig:
     ``swav`` and ``swav_er`` keep the prototypes frozen (no gradient, no weight decay, no momentum)
     for the first ``freeze_prototypes_epochs`` epochs and renormalise them in place before each step.
 
+    Data parallelism: ``world_size`` workers train one trial together (``trainers.distributed``);
+    ``batch_size`` is the *global* batch (``batch_size / world_size`` images per worker), and every
+    quantity computed over the batch uses all workers' samples, so a trial means the same at any
+    ``world_size``. ``sync_batchnorm`` normalises with the global batch's statistics (with one
+    worker it changes nothing).
+
     ``linear_probe_every``: a linear probe (``linear_top1``) runs at the end of every trial, however it
     ends, and also every that many epochs when > 0.
 
@@ -279,6 +286,8 @@ class TrialConfig:
     seed: int = 0
     device: str = "auto"
     log_every_n_steps: int = 10
+    world_size: int = 1
+    sync_batchnorm: bool = True
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
 
     def __post_init__(self) -> None:
@@ -316,6 +325,11 @@ class TrialConfig:
         for key in ("lr", "temperature", "student_temperature", "teacher_temperature",
                     "sinkhorn_epsilon", "kappa", "kappa_eval", "knn_temperature"):
             _check_positive(key, getattr(self, key))
+        _check_min("world_size", self.world_size, 1)
+        if self.batch_size % self.world_size or self.batch_size // self.world_size < 2:
+            raise ConfigError(f"batch_size={self.batch_size} is the global batch and must split into equal shards "
+                              f"of at least 2 over world_size={self.world_size} workers; allowed: batch_size a "
+                              f"multiple of world_size, at least 2 x world_size")
         if self.batch_size > self.train_size:
             raise ConfigError(f"batch_size={self.batch_size} exceeds train_size={self.train_size}; "
                               "allowed: 2 <= batch_size <= train_size")

@@ -18,9 +18,20 @@ The three verdict families of the report (reports/stats.py) and what each can de
   Where every paired difference is the same number (sd 0) the t-test is undefined and the exact
   sign-flip test is used; its smallest two-sided p is 2 / 2^n: :func:`sign_flip_min_pvalue`.
 
+* **accuracy drop under stress** (the robustness table) — the four arms original/ER at the
+  reference and at a stressed cell, compared through the per-seed contrast d_s = (o_ref − o_stress)
+  − (e_ref − e_stress) with a one-sample t over the seeds in all four arms, the same t as kNN: with
+  four independent arms of sd σ, sd(d) = 2σ, so the smallest delta_drop found with probability
+  ``power`` is δ·2σ: :func:`drop_min_detectable`.
+
 ``m`` is the number of cells Holm adjusts over (Holm's first step compares the smallest p with
 alpha / m, so a difference present in a single cell must reach alpha / m: the figures are for that
-worst case; with differences in several cells Holm is less strict).
+worst case; with differences in several cells Holm is less strict). The report counts in m only
+the cells that can inform a family (for the collapse counts: some but not all trials collapsed),
+so after a run m is known: the report states what each cell could have decided at the m it would
+have had with that cell counted (``collapse_min_detectable``; reports/stability.py
+``holm_m_with``). Before a run :func:`power_lines` prints the collapse figure at both ends: m = 1
+(the only cell with a collapse) and m = every compared cell.
 """
 from __future__ import annotations
 
@@ -154,6 +165,21 @@ def knn_min_detectable_effect(n: int, alpha: float = ALPHA, m: int = 1,
                                  upper, xtol=1e-10))
 
 
+# Seed sd of one arm's final accuracy assumed by ``er-tune validate`` before anything ran: the
+# committed results/fmnist_ema has 0.005-0.026 (median about 0.011) for final kNN and linear top-1.
+ASSUMED_ARM_SD = 0.01
+
+
+def drop_min_detectable(n: int, alpha: float = ALPHA, m: int = 1, arm_sd: float = ASSUMED_ARM_SD,
+                        power: float = 0.8) -> float | None:
+    """Smallest |delta_drop| (accuracy, fraction) that the seed-contrast t (alpha/m, two-sided)
+    detects with probability ``power`` when each of the four arms has seed sd ``arm_sd``:
+    :func:`knn_min_detectable_effect` × 2·arm_sd (sd of (o_ref − o_s) − (e_ref − e_s) for
+    independent arms). None when n < 2."""
+    effect = knn_min_detectable_effect(n, alpha, m, power)
+    return None if effect is None else effect * 2.0 * arm_sd
+
+
 def power_lines(n_er: int, n_orig: int, m: int, alpha: float = ALPHA) -> tuple[list[str], list[str]]:
     """Printable statements (and warnings) of what n_er / n_orig seeds can decide over m cells."""
     lines, warns = [], []
@@ -174,8 +200,13 @@ def power_lines(n_er: int, n_orig: int, m: int, alpha: float = ALPHA) -> tuple[l
                      f"(needs >= {need} per variant)")
     else:
         k, p = detectable
+        alone = min_detectable_collapse(n_er, n_orig, alpha, 1)
         lines.append(f"collapse counts ({test}): detects {k}/{n_orig} vs 0/{n_er} "
-                     f"(rate difference >= {k / n_orig:.2f}, p = {p:.3g}); "
+                     f"(rate difference >= {k / n_orig:.2f}, p = {p:.3g}) when all {m} cell(s) "
+                     f"have collapses, {alone[0]}/{n_orig} (>= {alone[0] / n_orig:.2f}, p = "
+                     f"{alone[1]:.3g}) in the only cell with any (Holm's m counts the cells "
+                     "where some but not all trials collapsed; the report's "
+                     "collapse_min_detectable is this figure at its m); "
                      f"{need} seeds per variant decide only n/n vs 0/n")
     smallest_p = logrank_min_pvalue(n_er, n_orig)
     need_logrank = min_seeds_logrank(alpha, m)

@@ -30,6 +30,9 @@ CHECKPOINT_PREFIX = "checkpoint_"
 # per event) and start-up timings.
 PARAMS_FILE, RESULT_FILE, ERROR_FILE = "params.json", "result.json", "error.txt"
 EVENTS_FILE, STARTUP_FILE = "collapse_events.jsonl", "startup.json"
+# The untrained network's evaluation (knn_top1 and the collapse diagnostics, measured once before the
+# first step), written by ``trainers.trial.run_trial`` into the trial dir, read by the report.
+UNTRAINED_FILE = "untrained.json"
 
 # ``stop_reason`` on a trial's last result line when the trial stopped by itself (ran to its own end).
 STOP_REASONS = ("completed", "collapsed", "diverged")
@@ -60,6 +63,10 @@ EXIT_USAGE = 2
 
 # A trial's collapse grade, from least to most severe (partial is never folded into complete).
 GRADES = ("none", "partial", "complete")
+# Metrics every evaluation of every objective reports for the partial-collapse criteria (and the
+# early warning); a result line without them comes from a trial that was never graded for partial
+# collapse (reports/grades.py leaves its grade null).
+GRADE_METRICS = ("rankme_projection", "knn_chance_p")
 # The result key under which a trial reports its grade so far (every epoch's result line).
 GRADE_KEY = "collapse_grade"
 

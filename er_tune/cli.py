@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verbosity = _verbosity_options()
 
-    train = commands.add_parser("train", help="run one trial without Ray", parents=[verbosity],
+    train = commands.add_parser("train", help="run one trial (without Ray unless --workers > 1)", parents=[verbosity],
                                 description="Train one objective (original or ER) and measure it "
                                             "every epoch; writes Ray-compatible result files.")
     train.add_argument("--method", required=True, help="simclr, byol, dino, swav, deepcluster")
@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="any trial setting, e.g. --set ema=0 --set batch_size=64 "
                             "--set collapse.stop_on_collapse=false (repeatable)")
     train.add_argument("--out", required=True, help="trial directory (resumes if it holds a checkpoint)")
+    train.add_argument("--workers", type=int, default=1,
+                       help="data-parallel workers (a Ray Train TorchTrainer on an embedded Ray: one GPU "
+                            "each on CUDA, else a share of the CPUs); batch_size stays the global batch")
 
     tune = commands.add_parser("tune", help="run a study on Ray Tune (embedded or on a cluster)",
                                parents=[verbosity])
@@ -88,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     report.add_argument("--alpha", type=float, default=ALPHA,
                         help=f"level of the Holm-adjusted verdicts (default {ALPHA})")
+    report.add_argument("--reference", default=None, metavar="AXIS=VALUE,...",
+                        help="reference cell of the robustness table, one value per grid axis "
+                             "(default: the study's reference:, none without one)")
 
     status = commands.add_parser("status", help="phase, trials by state, collapses, best, ETA of a study",
                                  description="Where a running or finished study stands; reads only "
@@ -115,6 +121,10 @@ def _train(args: argparse.Namespace) -> int:
         pairs.append(f"dataset={args.dataset}")
     if args.epochs is not None:
         pairs.append(f"epochs={args.epochs}")
+    if args.workers < 1:
+        print(f"er-tune train: --workers must be an integer >= 1, got {args.workers}", file=sys.stderr)
+        return EXIT_USAGE
+    pairs.append(f"world_size={args.workers}")
     try:
         config = TrialConfig().with_overrides(pairs + list(args.overrides))
         _check_data_root(config)
@@ -136,13 +146,14 @@ def _train(args: argparse.Namespace) -> int:
     config = config.resolved(data.grayscale)
     params = config.to_dict() | {"phase": "single", "group": group_key(config.method, config.variant),
                                  "grid_axes": [], "searched": [], "study": ""}
-    reporter = LocalReporter(args.out, params)
     log = None if _verbosity(args) < 0 else print
     if log:
         print(f"er-tune train: {config.objective} on {config.dataset} ({data.train_images.shape[0]} "
               f"train / {data.eval_images.shape[0]} eval images, {config.image_size}px), "
               f"backbone {config.backbone}{chosen['backbone']}, augment {config.augment}{chosen['augment']}, batch {config.batch_size}, {config.epochs} epochs -> {args.out}")
-    summary = run_trial(config, data, reporter, log=log)
+    if config.world_size > 1:
+        return _train_data_parallel(config, data, args.out, params, log is not None)
+    summary = run_trial(config, data, LocalReporter(args.out, params), log=log)
     final = summary.final_metrics
     collapse = [event for event in summary.events if event["severity"] == "collapse"]
     print(f"status: {summary.status} after {summary.epochs_completed} epochs | "
@@ -166,6 +177,21 @@ def _grade_line(summary) -> str:
         return summary.grade
     partial = [event for event in summary.events if event["severity"] == "partial"]
     return "partial (" + ", ".join(f"{event['kind']} at epoch {event['epoch']}" for event in partial) + ")"
+
+
+def _train_data_parallel(config, data, out: str, params: dict, log: bool) -> int:
+    from er_tune.data_parallel import train_locally
+    from er_tune.launch import _ray_environment
+
+    _ray_environment()
+    final = train_locally(config, data, out, params, log=log)
+    if not final:
+        print("er-tune train: no epoch finished", file=sys.stderr)
+        return 1
+    print(f"status: {final['stop_reason'] or 'stopped'} after {final['epoch']} epochs on {config.world_size} "
+          f"workers | knn_top1 {final.get('knn_top1', 0.0):.4f} | linear_top1 {final.get('linear_top1', 0.0):.4f} | "
+          f"er_entropy {final.get('er_entropy', 0.0):.3f} | rankme {final.get('rankme', 0.0):.2f}")
+    return 0
 
 
 def _auto_choices(config, grayscale: bool) -> dict[str, str]:
@@ -235,18 +261,27 @@ def _validate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from er_tune.storage import local_mirror
     from reports.commands import report_command
+    from reports.robustness import ReferenceProblem, parse_reference
 
+    try:
+        reference = None if args.reference is None else parse_reference(args.reference)
+    except ReferenceProblem as error:
+        print(f"error: --reference: {error}", file=sys.stderr)
+        return 2
     # a URI experiment (s3://...) is read from a local copy of its files (checkpoints excluded)
     with _output(args) as stream:
         return report_command(local_mirror(args.experiment), out=args.out, markdown=args.markdown,
-                              plots=not args.no_plots, alpha=args.alpha, stream=stream)
+                              plots=not args.no_plots, alpha=args.alpha, stream=stream,
+                              reference=reference)
 
 
 def _status(args: argparse.Namespace) -> int:
+    from er_tune.driver_lock import holder_status
     from er_tune.storage import local_mirror
     from reports.status import status_command
 
-    return status_command(local_mirror(args.experiment), as_json=args.json)
+    return status_command(local_mirror(args.experiment), as_json=args.json,
+                          driver=holder_status(args.experiment))
 
 
 def _show(args: argparse.Namespace) -> int:

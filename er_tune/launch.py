@@ -40,6 +40,7 @@ EMBEDDED_START_TRIES = 3  # an embedded Ray that does not register in 30 s is st
 # new process being started per trial: no re-import of torch/Ray (several seconds a trial on 2
 # cores). run_trial builds and seeds everything per trial, so results do not depend on reuse.
 REUSE_ACTORS = True
+DATA_PARALLEL_DRIVER_CPU = 0.01  # Ray needs a non-empty bundle for the Tune actor of a TorchTrainer trial
 URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://", "file://", "memory://")
 
 
@@ -89,22 +90,54 @@ def run_study(study_path: str, *, address: str | None = None, storage: str | Non
     """Validate, then run the requested phases; returns the process exit code.
 
     ``verbosity``: 1 prints the live progress line at every result (``er-tune tune -v``)."""
+    from er_tune.driver_lock import DriverLock, LockHeld
+    from er_tune.redact import protect
     from search_spaces import StudyError, load_study
 
+    if cluster_address(address) is None:
+        embedded_on_loopback()
     try:
         check_arguments(address, storage, phase)
-        study = load_study(study_path)
+        study = protect(load_study(study_path))  # credentials: masked in study.yaml and pickles
         exp_dir = experiment_dir(study.name, storage, name)
+        check_services(study_path, study, exp_dir)
         check_experiment(exp_dir, study.raw)
         check_loggers(study)
         if phase == REPLICATE and study.tune is not None and not _search_finished(exp_dir):
             raise LaunchError(f"--phase replicate needs a finished search phase in {exp_dir}/search; "
                               "run --phase search (or all) first")
-    except (StudyError, LaunchError) as error:
+        lock = DriverLock(exp_dir)
+        lock.acquire(say=lambda line: print(f"er-tune tune: {line}", file=sys.stderr, flush=True))
+    except (StudyError, LaunchError, LockHeld) as error:
         print(f"er-tune tune: {error}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        return StudyRunner(study, exp_dir, address=address, stream=stream, verbosity=verbosity).run(phase)
+    finally:
+        lock.release()
 
-    return StudyRunner(study, exp_dir, address=address, stream=stream, verbosity=verbosity).run(phase)
+
+def embedded_on_loopback() -> None:
+    """An embedded Ray listens on 127.0.0.1 only: with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` Ray
+    takes the loopback address as the node's address (as it does on macOS and Windows), and its GCS,
+    raylet, agents and workers bind to it instead of every interface. Read by Ray when it is
+    imported, so this runs before the first ``import ray``; the user's own setting wins."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def check_services(study_path: str, study, exp_dir: str) -> None:
+    """Fail fast (:mod:`er_tune.preflight`): the storages and trackers the study names answer."""
+    from er_tune.preflight import run_checks, storage_problem, study_checks
+    from er_tune.redact import mask, study_secrets, url_secrets
+
+    shown = mask(exp_dir, url_secrets(exp_dir))
+    problem = storage_problem(exp_dir)
+    if problem:
+        raise LaunchError(f"--storage {shown}: {problem}")
+    problems = run_checks(study_checks(study, exp_dir), study_secrets(study))
+    if problems:
+        raise LaunchError("\n".join(line.replace("--storage", f"--storage {shown}", 1) if line.startswith("--storage")
+                                    else f"{study_path}: {line}" for line in problems))
 
 
 def study_plan(study) -> dict[str, Any]:
@@ -134,6 +167,12 @@ def cluster_address(address: str | None) -> str | None:
     (or ``local``) starts a private embedded Ray."""
     chosen = address or os.environ.get("RAY_ADDRESS") or None
     return None if chosen == "local" else chosen
+
+
+def driver_cpu(resources) -> float:
+    """CPU of a trial's Tune actor: its own share for a single-process trial (``resources.cpu``
+    covers it), a token share for a data-parallel trial's driver, which only waits on its workers."""
+    return DATA_PARALLEL_DRIVER_CPU if resources.workers > 1 else 0.0
 
 
 def init_ray(ray, address: str | None) -> bool:
@@ -223,6 +262,7 @@ class StudyRunner:
             self._record_study()
             self.max_concurrent = self.study.resources.max_concurrent_trials or self._slots(ray)
             trainable = self._trainable()
+            self._record_provenance(ray)
             errors = 0
             best: dict[str, dict[str, Any]] = {}
             if self.study.tune is not None and phase in (SEARCH, ALL_PHASES):
@@ -248,6 +288,21 @@ class StudyRunner:
         write_text(self.exp_dir, "study.yaml", self.study.raw, overwrite=False)
         write_text(self.exp_dir, "plan.json", json.dumps(study_plan(self.study), indent=2, sort_keys=True))
 
+    def _record_provenance(self, ray) -> None:
+        """``provenance.json``: code, packages, device, cluster and data fingerprints of this run
+        (er_core/provenance.py; the report copies it into its manifest). Rewritten by every run
+        of the experiment, so a resumed one records what it read."""
+        from er_core.provenance import run_provenance
+        from er_tune.storage import write_text
+
+        total = ray.cluster_resources()
+        cluster = {"nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+                   "CPU": total.get("CPU"), "GPU": total.get("GPU"),
+                   "accelerator_types": sorted(k.split(":", 1)[1] for k in total
+                                               if k.startswith("accelerator_type:"))}
+        write_text(self.exp_dir, "provenance.json",
+                   json.dumps(run_provenance(self.data_records, cluster), indent=2, sort_keys=True))
+
     def _slots(self, ray) -> int:
         """How many trials the cluster's CPUs/GPUs fit at once (the default concurrency).
 
@@ -258,9 +313,9 @@ class StudyRunner:
         resources = self.study.resources
         fits = []
         if resources.cpu > 0:
-            fits.append(int(total.get("CPU", 0) // resources.cpu))
+            fits.append(int(total.get("CPU", 0) // (resources.trial_cpu + driver_cpu(resources))))
         if resources.gpu > 0:
-            fits.append(int(total.get("GPU", 0) // resources.gpu))
+            fits.append(int(total.get("GPU", 0) // resources.trial_gpu))
         return max(1, min(fits)) if fits else 1
 
     def _trainable(self):
@@ -272,6 +327,7 @@ class StudyRunner:
         from trainers.trial_data import dataset_key, load_trial_data
 
         datasets = {}
+        self.data_records = []
         for values in data_configs(self.study):
             config = TrialConfig.from_dict(values)
             key = dataset_key(config)
@@ -280,9 +336,26 @@ class StudyRunner:
                 bundle = datasets[key]
                 self.say(f"data: {config.dataset} {tuple(bundle.train_images.shape)} train, "
                          f"{tuple(bundle.eval_images.shape)} eval (shipped once via the object store)")
+                # what the trials read, identified without the machine's path (data_root)
+                self.data_records.append({
+                    "dataset": config.dataset, "image_size": config.image_size,
+                    "train_size": config.train_size, "eval_size": config.eval_size,
+                    "data_seed": config.data_seed, "train_shape": list(bundle.train_images.shape),
+                    "eval_shape": list(bundle.eval_images.shape), "sha256": bundle.fingerprint()})
         resources = self.study.resources
+        if resources.workers > 1:  # a Ray Train TorchTrainer per trial, its workers scheduled by Train
+            from er_tune.data_parallel import data_parallel_trial
+
+            return tune.with_resources(
+                tune.with_parameters(data_parallel_trial, datasets=datasets, cpu=resources.cpu,
+                                     gpu=resources.gpu, max_failures=MAX_FAILURES),
+                {"cpu": driver_cpu(resources)})
         return tune.with_resources(tune.with_parameters(tune_trial, datasets=datasets),
                                    {"cpu": resources.cpu, "gpu": resources.gpu})
+
+    def _reuse_actors(self) -> bool:
+        """A data-parallel trial's driver is not reused: ending its actor ends the Train run it owns."""
+        return REUSE_ACTORS and self.study.resources.workers == 1
 
     def _run_config(self, phase: str, total: int):
         from ray import tune
@@ -359,7 +432,7 @@ class StudyRunner:
                 search_alg=searcher, scheduler=scheduler, num_samples=total,
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
-                reuse_actors=REUSE_ACTORS),
+                reuse_actors=self._reuse_actors()),
                 run_config=self._run_config(SEARCH, total))
 
         results = self._fit(SEARCH, trainable, make_tuner)
@@ -400,7 +473,7 @@ class StudyRunner:
                 num_samples=len(configs),
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
-                reuse_actors=REUSE_ACTORS),
+                reuse_actors=self._reuse_actors()),
                 run_config=self._run_config(REPLICATE, len(configs)))
 
         results = self._fit(REPLICATE, trainable, make_tuner)

@@ -73,6 +73,7 @@ class StudyProgress(Callback):
         self._config: dict[str, dict[str, Any]] = {}
         self._status: dict[str, str] = {}  # ended trials
         self._order: list[str] = []
+        self._rebuild()
         self._started = clock()
         self._printed = self._started
         self._caught_up = False
@@ -90,14 +91,37 @@ class StudyProgress(Callback):
         state.setdefault("_rows", {})  # a callback pickled by an experiment that predates a field gets its default
         state.setdefault("halving", None)
         self.__dict__.update(state)
+        if "_index" not in state:  # pickled before the running sums existed
+            self._rebuild()
         self._started = self._printed = self.clock()
         self._caught_up = False
+
+    def _rebuild(self) -> None:
+        """The running sums behind :meth:`snapshot`, from the per-trial records.
+
+        A line is printed at every trial end, so a snapshot must not visit every trial seen: it
+        keeps the epochs done so far, the trials not yet ended, and each group's best, recomputed
+        (``best_by_group`` over that group's trials only: the rule is per group) only for the
+        groups that had a result, a start or an end since the last snapshot."""
+        self._index = {trial_id: index for index, trial_id in enumerate(self._order)}
+        self._epochs = {trial_id: int((self._last.get(trial_id) or {}).get("epoch") or 0) for trial_id in self._order}
+        self._done = sum(self._epochs.values())
+        self._unended = {trial_id for trial_id in self._order if trial_id not in self._status}
+        self._members: dict[Any, list[str]] = {}
+        for trial_id in self._order:
+            self._members.setdefault(self._config[trial_id].get("group"), []).append(trial_id)
+        self._best: dict[Any, Any] = {}
+        self._dirty = set(self._members)
+
+    def _touch(self, trial_id: str) -> None:
+        self._dirty.add(self._config[trial_id].get("group"))
 
     # ------------------------------------------------------------------ Ray Tune callback hooks
     def on_trial_start(self, iteration, trials, trial, **info):
         self._catch_up(trials, trial)
         self._see(trial)
         self.running.add(trial.trial_id)
+        self._touch(trial.trial_id)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._catch_up(trials, trial)
@@ -135,11 +159,19 @@ class StudyProgress(Callback):
     def _remember(self, trial_id: str, result: dict[str, Any]) -> None:
         self._rows.setdefault(trial_id, []).append(
             {key: result.get(key) for key in ("epoch", "training_iteration", self.metric)})
+        epoch = int(result.get("epoch") or 0)
+        self._done += epoch - self._epochs.get(trial_id, 0)
+        self._epochs[trial_id] = epoch
+        self._touch(trial_id)
 
     def _see(self, trial) -> None:
         if trial.trial_id not in self._config:
+            self._index[trial.trial_id] = len(self._order)
             self._order.append(trial.trial_id)
             self._config[trial.trial_id] = dict(trial.config or {})
+            self._members.setdefault(self._config[trial.trial_id].get("group"), []).append(trial.trial_id)
+            self._unended.add(trial.trial_id)
+            self._touch(trial.trial_id)
 
     def _record_end(self, trial, *, errored: bool) -> str:
         trial_id = trial.trial_id
@@ -148,6 +180,8 @@ class StudyProgress(Callback):
                               ray_status="ERROR" if errored else "TERMINATED")
         self._status[trial_id] = status
         self.running.discard(trial_id)
+        self._unended.discard(trial_id)
+        self._touch(trial_id)
         self.counts[status] += 1
         return status
 
@@ -169,23 +203,25 @@ class StudyProgress(Callback):
         ended = sum(self.counts[name] for name in ENDED_STATUSES)
         running = len(self.running)
         pending = max(0, self.total - ended - running)
-        done = remaining = 0
-        for trial_id in self._order:
-            epoch = int((self._last.get(trial_id) or {}).get("epoch") or 0)
-            done += epoch
-            if trial_id not in self._status:
-                target = int(self._config[trial_id].get("epochs") or self.max_epochs)
-                remaining += max(0, target - epoch)
+        done, remaining = self._done, 0
+        for trial_id in self._unended:
+            target = int(self._config[trial_id].get("epochs") or self.max_epochs)
+            remaining += max(0, target - self._epochs.get(trial_id, 0))
         remaining += max(0, self.total - len(self._order)) * self.max_epochs
         elapsed = self.clock() - self._started
         rate = done / elapsed if elapsed > 0 and done else 0.0
         eta = remaining / rate if rate > 0 else (0.0 if not remaining else None)
-        candidates = [Candidate(self._config[trial_id].get("group"), self.status_of(trial_id),
-                                self._rows.get(trial_id) or [self._last.get(trial_id) or {}], trial_id,
-                                int(self._config[trial_id].get("optuna_trial") or 0)) for trial_id in self._order]
+        for group in self._dirty:
+            candidates = [Candidate(group, self.status_of(trial_id),
+                                    self._rows.get(trial_id) or [self._last.get(trial_id) or {}], trial_id,
+                                    int(self._config[trial_id].get("optuna_trial") or 0))
+                          for trial_id in self._members.get(group, ())]
+            self._best.pop(group, None)
+            self._best.update(best_by_group(candidates, self.metric, self.mode, self.halving))
+        self._dirty.clear()
         best = {group: {"value": choice.value, "epoch": choice.epoch, "status": choice.status,
                         "trial": choice.item}
-                for group, choice in best_by_group(candidates, self.metric, self.mode, self.halving).items()}
+                for group, choice in sorted(self._best.items(), key=lambda entry: str(entry[0]))}
         return {"ended": ended, "running": running, "pending": pending, "counts": dict(self.counts),
                 "epochs_done": done, "epochs_remaining": remaining, "eta_s": eta, "best": best}
 

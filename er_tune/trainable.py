@@ -16,7 +16,6 @@ seconds since the epoch). ``benchmarks/trial_overhead.py --study`` reads them.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import Any, Mapping
@@ -24,6 +23,7 @@ from typing import Any, Mapping
 from er_core.config import TrialConfig
 from er_core.data import DatasetBundle
 from er_core.rules import STARTUP_FILE
+from er_tune.ray_storage import quiet_checkpoint_logs
 from er_tune.tune_reporter import TuneReporter
 from trainers.trial import run_trial
 from trainers.trial_data import dataset_key, load_trial_data
@@ -48,8 +48,7 @@ def tune_trial(config: Mapping[str, Any], datasets: Mapping[str, DatasetBundle] 
     entered = time.time()
     slot_free = _previous_trial_end if _previous_trial_end is not None else process_start_time()
     try:
-        for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
-            logging.getLogger(name).setLevel(logging.WARNING)  # one "checkpoint created" line per epoch
+        quiet_checkpoint_logs()
         trial_config = TrialConfig.from_dict(config)
         key = dataset_key(trial_config)
         data = datasets[key] if datasets and key in datasets else load_trial_data(trial_config)

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Mapping
 
 from er_core.io import write_bytes_atomic
 from er_core.rules import EVENTS_FILE
+from er_tune.ray_storage import trial_storage
 
 
 def shared_trial_dir() -> str | None:
@@ -27,25 +28,22 @@ def shared_trial_dir() -> str | None:
     Returns ``None`` for URI storage (``s3://``...), where Ray syncs the staging directory instead.
     """
     import pyarrow.fs
-    from ray.train._internal.session import get_storage
 
+    storage = trial_storage()
     try:
-        storage = get_storage()
         if not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
             return None
         return storage.trial_fs_path
-    except Exception:  # noqa: BLE001 - a developer API: fall back to Ray's staging directory
+    except Exception:  # noqa: BLE001 - no storage context: fall back to Ray's staging directory
         return None
 
 
 def artifact_dir() -> str | None:
     """For URI storage: the trial's working directory, which Ray uploads to the storage trial dir
     at every checkpoint when the run has ``SyncConfig(sync_artifacts=True)`` (set by er-tune)."""
-    from ray.train._internal.session import get_storage
-
     try:
-        return get_storage().trial_working_directory
-    except Exception:  # noqa: BLE001 - developer API
+        return trial_storage().trial_working_directory
+    except Exception:  # noqa: BLE001 - no storage context
         return None
 
 
@@ -63,14 +61,31 @@ def copy_if_missing(fs, remote_path: str, local_path: str) -> bool:
 def restore_trial_files(local_dir: str) -> None:
     """A trial retried on another node starts with an empty working directory: fetch its
     ``collapse_events.jsonl`` from the storage first, so the upload does not drop earlier events."""
-    from ray.train._internal.session import get_storage
-
+    storage = trial_storage()
     try:
-        storage = get_storage()
         copy_if_missing(storage.storage_filesystem, f"{storage.trial_fs_path}/{EVENTS_FILE}",
                         os.path.join(local_dir, EVENTS_FILE))
     except Exception:  # noqa: BLE001 - a missing history must not fail the trial
         return
+
+
+def report_epoch(api: Any, metrics: Mapping[str, Any], checkpoint_dir: str | None, *, attach: bool = True) -> None:
+    """``api.report(metrics, checkpoint=...)`` for ``api`` = ``ray.tune`` or ``ray.train``, with the
+    epoch's checkpoint directory attached when ``attach``; the directory is removed afterwards."""
+    checkpoint = api.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir is not None and attach else None
+    api.report(dict(metrics), checkpoint=checkpoint)
+    if checkpoint_dir is not None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def checkpoint_directory(checkpoint: Any) -> Iterator[str | None]:
+    """The local directory of a Ray ``Checkpoint`` while the context lasts (None without one)."""
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as directory:
+        yield directory
 
 
 class TuneReporter:
@@ -94,18 +109,7 @@ class TuneReporter:
             restore_trial_files(self.trial_dir)
 
     def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
-        checkpoint = None
-        if checkpoint_dir is not None:
-            checkpoint = self._tune.Checkpoint.from_directory(checkpoint_dir)
-        self._tune.report(dict(metrics), checkpoint=checkpoint)
-        if checkpoint_dir is not None:
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        report_epoch(self._tune, metrics, checkpoint_dir)
 
-    @contextlib.contextmanager
-    def latest_checkpoint(self) -> Iterator[str | None]:
-        checkpoint = self._tune.get_checkpoint()
-        if checkpoint is None:
-            yield None
-            return
-        with checkpoint.as_directory() as directory:
-            yield directory
+    def latest_checkpoint(self):
+        return checkpoint_directory(self._tune.get_checkpoint())

@@ -52,6 +52,61 @@ def null_diffs(kind: str, reps: int, n_seeds: int, rng: np.random.Generator) -> 
     return arm() - arm()
 
 
+# Seed sds of the four arms (original at the reference, original stressed, ER at the reference,
+# ER stressed) in the unequal-variance null: a 12:1 range, the stressed original the widest.
+UNEQUAL_SDS = (0.005, 0.06, 0.01, 0.03)
+DOMINANT_SDS = (0.02, 0.002, 0.002, 0.002)  # one sd 10x the others (Welch's worst case found)
+CHANCE = 0.1
+
+
+def floored_mean(mu: float, sd: float, floor: float = CHANCE) -> float:
+    """E[max(floor, X)], X ~ N(mu, sd): floor·Φ(a) + mu·(1 − Φ(a)) + sd·φ(a), a = (floor − mu)/sd."""
+    a = (floor - mu) / sd
+    return float(floor * sps.norm.cdf(a) + mu * sps.norm.sf(a) + sd * sps.norm.pdf(a))
+
+
+def drop_arms(kind: str, reps: int, n_seeds: int, rng: np.random.Generator, gap: float = 0.0,
+              sd: float = 0.02) -> tuple[np.ndarray, ...]:
+    """Four ``[reps, n_seeds]`` arms (original ref, original stressed, ER ref, ER stressed) whose
+    expected drops differ by ``gap`` (original_drop − er_drop; 0: the null of equal drops).
+
+    ``kind``: ``equal`` (normal, seed sd ``sd`` in every arm), ``unequal`` (sds
+    :data:`UNEQUAL_SDS`), ``dominant`` (sds :data:`DOMINANT_SDS`: one arm's variance dominates,
+    where Welch-Satterthwaite on the four means is liberal at 3 seeds), ``floor`` (the stressed original collapsed to chance: max(0.1, N(0.1,
+    sd)), half its seeds exactly at chance; the others normal with sd ``sd``), ``floor_dominant``
+    (the same floored arm with sd 0.03 next to arms of sd 0.002: a 15:1 spread, where no test of
+    means holds at these seed counts; the benchmark prints it)."""
+    def normal(mean, spread):
+        return rng.normal(mean, spread, (reps, n_seeds))
+    if kind in ("equal", "unequal", "dominant"):
+        sds = {"equal": (sd,) * 4, "unequal": UNEQUAL_SDS, "dominant": DOMINANT_SDS}[kind]
+        return (normal(0.70, sds[0]), normal(0.45, sds[1]), normal(0.68, sds[2]),
+                normal(0.43 + gap, sds[3]))
+    if kind in ("floor", "floor_dominant"):
+        floor_sd, other = (sd, sd) if kind == "floor" else (0.03, 0.002)
+        stressed = np.maximum(CHANCE, normal(CHANCE, floor_sd))
+        mean = floored_mean(CHANCE, floor_sd)  # the expected accuracy of the floored arm
+        return (normal(0.70, other), stressed, normal(0.68, other),
+                normal(0.68 - (0.70 - mean) + gap, other))
+    raise ValueError(f"unknown kind {kind!r}; allowed: equal, unequal, dominant, floor, "
+                     "floor_dominant")
+
+
+def welch_contrast_pvalues(arms, weights=(1.0, -1.0, -1.0, 1.0)) -> np.ndarray:
+    """Two-sided p of Σ w_i·mean_i = 0 by the Welch-Satterthwaite t over independent arms
+    ``[reps, n_i]``: t = Σ w_i x̄_i / sqrt(Σ w_i² s_i²/n_i), df = (Σ v_i)² / Σ v_i²/(n_i − 1),
+    v_i = w_i² s_i²/n_i. Not the report's test: kept to show that with one dominant variance it
+    rejects more than alpha of equal drops at 3 seeds (the seed-contrast t is exact there)."""
+    w = np.asarray(weights, float)
+    means = np.stack([a.mean(-1) for a in arms], -1)
+    v = np.stack([a.var(-1, ddof=1) / a.shape[-1] for a in arms], -1) * w ** 2
+    dof = v.sum(-1) ** 2 / (v ** 2 / np.array([a.shape[-1] - 1 for a in arms], float)).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = (means * w).sum(-1) / np.sqrt(v.sum(-1))
+        p = 2 * sps.t.sf(np.abs(t), dof)
+    return np.where(np.isnan(p), 1.0, p)
+
+
 def simulate_arm(rng: np.random.Generator, n_seeds: int, p_collapse: float,
                  epochs: int) -> tuple[np.ndarray, np.ndarray]:
     """``(times, events)`` of ``n_seeds`` seeds: collapse with probability p at a uniform epoch, else run to

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from . import verdicts  # a verdict family describes its own stability columns
+from . import robustness, verdicts  # a verdict family describes its own stability columns
 
 
 class Column(NamedTuple):
@@ -69,8 +69,10 @@ TRIALS = {
     "final_knn_queries": Column("queries", "test queries of final_knn_top1 (final_eval_size, or eval_size "
                                            "for trials that ran no final evaluation)"),
     "linear_queries": Column("queries", "test queries of final_linear_top1 (as final_knn_queries)"),
-    "untrained_knn_top1": Column("1", "kNN top-1 of the trial's untrained network on the same final "
-                                      "queries (null: not measured)"),
+    "untrained_knn_top1": Column("1", "kNN top-1 of the trial's untrained network, measured before the "
+                                      "first step, on the same queries as final_knn_top1 (trials without a "
+                                      "final evaluation: its eval-set kNN from untrained.json; null when "
+                                      "the trial wrote neither)"),
     "untrained_linear_top1": Column("1", "linear-probe top-1 of the trial's untrained network on the "
                                          "same final queries (null: not measured)"),
     "learned_knn_p": Column("1", "exact one-sided McNemar p of final kNN correctness above the "
@@ -87,14 +89,19 @@ TRIALS = {
     "error": Column("", "error.txt of an errored trial (null otherwise)"),
     "trial_dir": Column("", "trial directory relative to the experiment directory (POSIX)"),
     # the trial's collapse grade and what it rests on (reports.grades)
-    "collapse_grade": Column("", "graded collapse outcome of the trial (none, partial, complete)"),
-    "partial_kinds": Column("", "kinds of partial collapse the trial showed"),
+    "partial_graded": Column("", "whether the partial-collapse criteria ran (false: the trial "
+                                 "predates them or its results lack their inputs; its grade "
+                                 "columns are then null)"),
+    "collapse_grade": Column("", "graded collapse outcome of the trial (none, partial, complete; "
+                                 "null: not graded, partial_graded false)"),
+    "partial_kinds": Column("", "kinds of partial collapse the trial showed (null: none, or not "
+                                "graded)"),
     "first_warning_epoch": Column("epochs", "epoch of the first early_warning event "
-                                            "(null: none)"),
+                                            "(null: none, or not graded)"),
     "first_partial_epoch": Column("epochs", "epoch of the first partial-collapse event "
-                                            "(null: none)"),
+                                            "(null: none, or not graded)"),
     "any_collapse_epoch": Column("epochs", "epoch of the first collapse or partial event "
-                                           "(time to any collapse; null: none)"),
+                                           "(time to any collapse; null: none, or not graded)"),
 }
 
 EPOCHS = {
@@ -181,9 +188,11 @@ SURVIVAL = {
     "ci_high": Column("1", "survival, log-log 95% upper bound"),
 }
 
+ROBUSTNESS = {name: Column(*entry) for name, entry in robustness.DESCRIPTIONS.items()}
+
 TABLES: dict[str, dict[str, Column]] = {
     "trials": TRIALS, "epochs": EPOCHS, "collapse_events": EVENTS, "search": SEARCH,
-    "stability": STABILITY, "survival": SURVIVAL,
+    "stability": STABILITY, "survival": SURVIVAL, "robustness": ROBUSTNESS,
 }
 
 # Strings kept plain (free text, or one value per row); every other string column is
@@ -206,7 +215,9 @@ def describe(table: str, name: str) -> Column | None:
         if name.startswith(prefix) and field in CONFIG_UNITS:
             return Column(CONFIG_UNITS[field], text.format(f=field))
     if name in CONFIG_UNITS:
-        return Column(CONFIG_UNITS[name], f"grid axis: the cell's TrialConfig.{name}")
+        cell = "the stressed cell's" if table == "robustness" else "the cell's"
+        return Column(CONFIG_UNITS[name], f"grid axis: {cell} TrialConfig.{name}"
+                      + (" (null: the method does not read it)" if table == "robustness" else ""))
     return None
 
 

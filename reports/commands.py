@@ -6,7 +6,6 @@ experiment / not a report dir. Problems are listed in manifest.json and on stder
 from __future__ import annotations
 
 import glob
-from importlib import metadata
 import json
 import math
 import os
@@ -17,11 +16,13 @@ import pyarrow.parquet as pq
 
 from er_core import __version__
 from er_core.io import write_json_atomic
+from er_core.provenance import code_version, package_versions
 from er_core.rules import EXIT_USAGE, REPLICATE, SEARCH, check_alpha
 
-from . import render
+from . import render, robustness_view
 from .discover import NotAnExperiment, discover
 from .parquet_io import SCHEMA_VERSION, write_table_atomic
+from .robustness import NO_REFERENCE, ReferenceProblem, read_reference, robustness_table
 from .stability import stability_table, survival_table
 from .stats import ALPHA
 from .choices import search_choices
@@ -30,25 +31,52 @@ from .tables import (epochs_table, events_table, relative_dir, search_table, tri
 from .verdicts import tests_by_family
 
 TABLES = ("trials", "epochs", "collapse_events", "search", "stability", "survival")  # what a report writes
+OPTIONAL_TABLES = ("robustness",)  # written when the study names a reference cell
+MULTIPLICITY = ("holm within each verdict family across the stability cells that can inform it (a "
+                "collapse count that varies, a collapse for the time families); the others are "
+                "untested")
 
 
-def _versions() -> dict:
-    versions = {"er_tune": __version__}
-    for package in ("pyarrow", "numpy", "scipy", "pandas", "ray", "torch"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
+PROVENANCE_FILE = "provenance.json"  # written by er-tune tune (er_core/provenance.py)
+
+
+def run_provenance(experiment: str) -> tuple[dict | None, list[str]]:
+    """The experiment's ``provenance.json`` (code, packages, device, data fingerprints of the run
+    that produced its trials) and the notes to add when it is missing or unreadable."""
+    path = os.path.join(experiment, PROVENANCE_FILE)
+    if not os.path.isfile(path):
+        return None, [f"no {PROVENANCE_FILE} in the experiment (written before er-tune recorded "
+                      "it, or not an er-tune tune experiment): the code version, device and data "
+                      "fingerprint of its trials are unknown"]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle), []
+    except (OSError, ValueError) as exc:
+        return None, [f"{PROVENANCE_FILE} unreadable ({type(exc).__name__}): the run's code, "
+                      "device and data are unknown"]
+
+
+def report_manifest(experiment: str, out_dir: str, **fields) -> dict:
+    """manifest.json: ``experiment`` is the experiment folder's name and ``report_dir`` the report
+    folder relative to it (no absolute path of the machine); ``versions``/``code``: the report's
+    own package versions and code; ``run``: the experiment's provenance.json (null when absent)."""
+    run, notes = run_provenance(experiment)
+    return {"experiment": os.path.basename(os.path.abspath(experiment)),
+            "report_dir": relative_dir(out_dir, experiment),
+            "versions": {"er_tune": __version__, **package_versions()}, "code": code_version(),
+            "run": run, **fields, "notes": list(fields.get("notes", [])) + notes}
 
 
 def report_command(experiment: str, out: str | None = None, markdown: str | None = None,
                    plots: bool = True, stream=None, err=None,
-                   alpha: float = ALPHA) -> int:
+                   alpha: float = ALPHA, reference: dict | None = None) -> int:
     """Build every table of the report for ``experiment``; return the exit code.
 
     ``alpha``: the level of the Holm-adjusted verdicts (0 < alpha < 1, else exit 2). ``stream``,
     ``err``: where the tables and the warnings go (default: the current stdout, stderr).
+    ``reference``: the reference cell of the robustness table ({axis: value}, one per grid axis;
+    exit 2 when it names no cell of the experiment); default: the ``reference:`` of the
+    experiment's study.yaml, and no robustness table without one.
     """
     stream, err = stream or sys.stdout, err or sys.stderr
     try:
@@ -86,33 +114,58 @@ def report_command(experiment: str, out: str | None = None, markdown: str | None
                                    "final_er_entropy", "first_er_entropy"])
     tables["stability"] = stability_table(frame, axes, stability_phase, alpha=alpha, replicated=replicated)
     tables["survival"] = survival_table(frame, axes, stability_phase)
+    given = reference is not None
+    reference = reference if given else read_reference(experiment)
+    robustness, robustness_note = None, NO_REFERENCE
+    if reference is not None:
+        try:
+            robustness = robustness_table(frame, axes, reference, stability_phase, alpha=alpha,
+                                          replicated=replicated)
+            robustness_note = None
+        except ReferenceProblem as exc:
+            where = "--reference" if given else f"{os.path.join(experiment, 'study.yaml')}"
+            print(f"{'error' if given else 'warning'}: {where}: {exc}", file=err)
+            if given:
+                return 2
+            robustness_note = f"no robustness table: {exc}"
+    tables["robustness"] = robustness
     out_dir = out or os.path.join(experiment, "report")
     os.makedirs(out_dir, exist_ok=True)
+    stale = os.path.join(out_dir, "robustness.parquet")
+    if robustness is None and os.path.exists(stale):
+        os.remove(stale)  # an earlier report's table would outlive the reference it came from
     for name, table in tables.items():
-        write_table_atomic(table, os.path.join(out_dir, f"{name}.parquet"))
+        if table is not None:
+            write_table_atomic(table, os.path.join(out_dir, f"{name}.parquet"))
     study = next((trial.params.get("study") for trial in trials
                   if trial.params and trial.params.get("study")), None)
-    manifest = {"schema_version": SCHEMA_VERSION, "study": study,
-                "experiment": os.path.abspath(experiment), "versions": _versions(),
-                "row_counts": {name: table.num_rows for name, table in tables.items()},
-                "stability_phase": stability_phase, "replicated": replicated, "alpha": alpha,
-                "tests": tests_by_family(),
-                "multiplicity": "holm within each verdict family across the stability cells "
-                                "that can inform it (a collapse count that varies, a collapse "
-                                "for the time families)",
-                "notes": notes, "unreadable": unreadable,
-                "status_counts": frame["status"].value_counts().to_dict() if len(frame) else {}}
+    manifest = report_manifest(
+        experiment, out_dir, schema_version=SCHEMA_VERSION, study=study,
+        row_counts={name: table.num_rows for name, table in tables.items() if table is not None},
+        robustness={"reference": reference, "note": robustness_note,
+                    "test": "seed_contrast_t (sign_flip_exact where every contrast is equal)",
+                    "multiplicity": "holm over the rows of each metric"},
+        stability_phase=stability_phase, replicated=replicated, alpha=alpha,
+        tests=tests_by_family(), multiplicity=MULTIPLICITY, notes=notes, unreadable=unreadable,
+        status_counts=frame["status"].value_counts().to_dict() if len(frame) else {})
     write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
-    for note in notes:
+    for note in manifest["notes"]:
         print(f"note: {note}", file=err)
     stream.write(render.terminal(tables["stability"]))
+    stream.write(robustness_view.terminal(robustness) if robustness_note is None
+                 else robustness_note + "\n")
     if markdown:
         with open(markdown, "w") as handle:
             handle.write(render.markdown(tables["stability"]))
+            handle.write("\n" + (robustness_view.markdown(robustness) if robustness_note is None
+                                  else robustness_note + "\n"))
     if plots:
         from .plots import plot_all
+        from .robustness_plot import plot_robustness
         plot_all(tables["stability"], tables["epochs"], axes, out_dir, trials=tables.get("trials"),
                  survival=tables["survival"])
+        if robustness is not None:
+            plot_robustness(robustness, out_dir, trials=tables["trials"])
     print(f"report written to {out_dir} ({len(unreadable)} warning(s))", file=stream)
     return 0
 
@@ -162,6 +215,8 @@ def show_command(report_dir: str, stream=None, *, as_json: bool = False) -> int:
         stream.write(json.dumps(report_json(report_dir, files), indent=1, allow_nan=False) + "\n")
         return 0
     stream.write(render.terminal(pq.read_table(files["stability"])))
+    stream.write(robustness_view.terminal(pq.read_table(files["robustness"])
+                                          if "robustness" in files else None))
     for name in ("trials", "search", "survival"):
         if name in files:
             stream.write(render.summary(name, pq.read_table(files[name])))

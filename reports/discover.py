@@ -50,6 +50,7 @@ class TrialData:
     ray_status: str | None = None
     problems: list = field(default_factory=list)
     superseded_rows: int = 0  # result.json rows re-reported after a resume (dropped, see drop_superseded)
+    untrained: dict | None = None  # the untrained network's evaluation (untrained.json), if written
 
 
 def _is_trial_dir(path: str) -> bool:
@@ -157,6 +158,16 @@ def read_trial(phase: str, trial_dir: str, states: dict[str, str]) -> TrialData:
             trial.problems.extend(problems)
         except OSError as exc:
             trial.problems.append(f"unreadable {EVENTS_FILE} ({exc})")
+    untrained_path = os.path.join(trial_dir, rules.UNTRAINED_FILE)
+    if os.path.isfile(untrained_path):
+        try:
+            with open(untrained_path) as handle:
+                trial.untrained = json.load(handle)
+            if not isinstance(trial.untrained, dict):
+                raise ValueError("not an object")
+        except (ValueError, OSError) as exc:
+            trial.untrained = None
+            trial.problems.append(f"unreadable {rules.UNTRAINED_FILE} ({type(exc).__name__})")
     error_path = os.path.join(trial_dir, ERROR_FILE)
     if os.path.isfile(error_path):
         try:

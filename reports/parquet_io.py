@@ -20,8 +20,11 @@ from .columns import TABLES, annotate
 #    trial_dir relative to the experiment, trials.dataset.
 # 4: collapse grades in trials, any-collapse verdict families, survival ``endpoint``,
 #    stability ``grid_axes``/``holm_m``/``comparison`` metadata.
+# 5: trials.partial_graded; grade columns null for a trial never graded for partial collapse
+#    (and its variant's partial/any-collapse figures); verdict ``untested`` for a cell that
+#    cannot inform a family; *_min_detectable at Holm's m with the cell counted.
 # 2: calibrated tests, Holm, survival table. 1: Wilson/bootstrap.
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 
 def with_metadata(table: pa.Table) -> pa.Table:

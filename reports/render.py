@@ -9,8 +9,10 @@ drawn. The grid axes come from the table's ``grid_axes`` metadata, else they are
 registry does not declare. An undecided ``=`` carries what the seeds could have detected:
 ``=≥0.75`` (smallest decidable collapse-rate difference against none), ``=|Δ|≥0.052`` (kNN
 difference found with 80% power at the observed sd), ``=never`` (these seeds can never reach
-alpha). A search-phase report (no replicate phase) says it is not a replicated comparison and has
-no verdicts (``n/r``). Reports written before schema 2 (no p columns) render in the old layout.
+alpha). A family a cell cannot inform (nothing collapsed in either variant: p = 1 by
+construction) or whose trials were not graded is ``untested`` (``untested (≥0.50)``: what it could
+have decided; in the terminal view that goes to the legend), never ``=``. A search-phase report
+(no replicate phase) says it is not a replicated comparison and has no verdicts (``n/r``). Reports written before schema 2 (no p columns) render in the old layout.
 """
 from __future__ import annotations
 
@@ -20,12 +22,12 @@ import textwrap
 
 import pyarrow as pa
 
-from .stats import ALPHA, NO_DIFFERENCE, NOT_REPLICATED
+from .stats import ALPHA, NO_DIFFERENCE, NOT_REPLICATED, UNTESTED
 from . import verdicts
 from .verdicts import complete_counts, declared_columns, interval_text, knn_mean_text
 
 SHORT = {"er_more_stable": "ER", "original_more_stable": "orig", NO_DIFFERENCE: "=",
-         "er_better": "ER", "original_better": "orig", "untested": "n/a", NOT_REPLICATED: "n/r"}
+         "er_better": "ER", "original_better": "orig", UNTESTED: UNTESTED, NOT_REPLICATED: "n/r"}
 TEST_WORDS = {"boschloo_exact": "Boschloo exact test", "fisher_exact": "Fisher exact test",
               "logrank_permutation": "exact permutation log-rank",
               "logrank_imputation_permutation": "imputation-permutation log-rank "
@@ -87,16 +89,42 @@ def holm_sizes(table: pa.Table) -> dict[str, int]:
 
 
 def _mark(verdict: str, note: str, compact: bool) -> str:
-    """``ER`` / ``=≥0.75`` (compact) or ``er_better`` / ``no_difference (≥0.75)``."""
-    if SHORT.get(verdict, verdict) != "=":
-        return SHORT.get(verdict, verdict) if compact else verdict
-    return ("=" + note) if compact else (verdict + (f" ({note})" if note else ""))
+    """``ER`` / ``=≥0.75`` / ``untested`` (compact: its note goes to the legend, see
+    :func:`_untested_notes`, to keep 100 columns) or ``er_better`` / ``no_difference (≥0.75)`` /
+    ``untested (≥0.50)``."""
+    if verdict == NO_DIFFERENCE:
+        return ("=" + note) if compact else (verdict + (f" ({note})" if note else ""))
+    if verdict == UNTESTED and not compact:
+        return verdict + (f" ({note})" if note else "")
+    return SHORT.get(verdict, verdict) if compact else verdict
+
+
+def _note(family, row: dict, m: int) -> str:
+    """What the seeds could have decided in an undecided cell: ``no_difference`` at Holm's m; a
+    cell that informs no family (``untested`` with a p, 1 by construction) at m with this cell
+    counted (stability.holm_m_with); nothing for a family without data (no p)."""
+    verdict = row[family.verdict_column]
+    if verdict == NO_DIFFERENCE:
+        return family.note(row, m)
+    if verdict == UNTESTED and row.get(family.p_column) is not None:
+        return family.note(row, m + 1)
+    return ""
 
 
 def _verdict_mark(family, row: dict, m: int, compact: bool) -> str:
-    verdict = row[family.verdict_column]
-    note = family.note(row, m) if verdict == NO_DIFFERENCE else ""
-    return _mark(verdict, note, compact)
+    return _mark(row[family.verdict_column], _note(family, row, m), compact)
+
+
+def _untested_notes(table: pa.Table) -> str:
+    """The legend's sentence for the compact view: what the untested cells could have decided."""
+    sizes, found = holm_sizes(table), []
+    for family in _families(table):
+        notes = sorted({_note(family, row, sizes.get(family.name, 0)) for row in table.to_pylist()
+                        if row.get(family.verdict_column) == UNTESTED} - {""})
+        if notes:
+            found.append(f"{family.heading} {', '.join(notes)}")
+    return ("Untested cells could have decided (at Holm's m with the cell counted): "
+            + "; ".join(found) + ".") if found else ""
 
 
 def stability_rows(table: pa.Table, compact: bool = False) -> dict[str, tuple[list, list]]:
@@ -148,8 +176,10 @@ def legend(table: pa.Table, width: int = 100) -> str:
     rows = table.to_pylist()
     alpha = rows[0]["alpha"] if rows else ALPHA
     sizes = holm_sizes(table)
-    parts = [f"p_adj: Holm within each family over its informative cells (the others keep p = 1, "
-             f"which they have by construction); verdict when p_adj <= {alpha:g}."]
+    parts = [f"p_adj: Holm within each family over its informative cells; verdict when p_adj "
+             f"<= {alpha:g}. 'untested': the cell cannot inform the family (its p is 1 by "
+             f"construction, e.g. 0/8 vs 0/8) or its trials were not graded for it (no p); "
+             f"untested is not a measured no-difference."]
     for family in _families(table):
         used = sorted({r[family.test_column] for r in rows if r.get(family.test_column)})
         tests = " / ".join(TEST_WORDS.get(t, t) for t in used) or "no test"
@@ -157,9 +187,16 @@ def legend(table: pa.Table, width: int = 100) -> str:
         cells = f"m = {m}: {family.informative_rule}"
         parts.append(f"{family.heading}: " + family.question.format(tests=tests, cells=cells)
                      + ".")
-    parts.append("Undecided: '=≥r': r is the smallest collapse-rate gap (vs none) these seeds can "
-                 "decide; '=|Δ|≥d': d is the knn gap found with 80% power at the observed sd; "
-                 "'=never' cannot reach alpha.")
+    parts.append("Undecided: '=≥r' (or 'untested (≥r)'): r is the smallest collapse-rate gap (vs "
+                 "none) these seeds could have decided in that cell, at alpha over Holm's m with "
+                 "the cell counted; '=|Δ|≥d': d is the knn gap found with 80% power at the "
+                 "observed sd; 'never' cannot reach alpha.")
+    if _untested_notes(table):
+        parts.append(_untested_notes(table))
+    if any(row.get(variant + "_n_seeds") and row.get(variant + "_n_partial") is None
+           for row in rows for variant in verdicts.VARIANTS):
+        parts.append("'k+?/n': the trials were not graded for partial collapse (written before "
+                     "its criteria existed): the partial count is unknown, not 0.")
     if _not_replicated(table):
         parts.insert(0, NOT_REPLICATED_NOTE)
     return "\n".join(textwrap.wrap(" ".join(parts), width)) + "\n"

@@ -52,9 +52,19 @@ def _cells(df: pd.DataFrame, axes: list[str], phase: str):
 
 
 def _grades(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's grade; null where it is unknown (not graded, or a table older than grades)."""
     if "collapse_grade" in trials:
-        return trials["collapse_grade"].fillna("none")
-    return trials["status"].map(lambda s: "complete" if s in COLLAPSE_STATUSES else "none")
+        return trials["collapse_grade"]
+    return trials["status"].map(lambda s: "complete" if s in COLLAPSE_STATUSES else None)
+
+
+def graded(trials: pd.DataFrame) -> bool:
+    """Whether every trial of ``trials`` was graded for partial collapse (``partial_graded``; a
+    table older than that column: whether it has grades at all). Without it the partial and
+    any-collapse figures are unknown, not zero."""
+    if "partial_graded" in trials:
+        return bool(trials["partial_graded"].fillna(False).astype(bool).all())
+    return "collapse_grade" in trials
 
 
 def endpoint_times(trials: pd.DataFrame, endpoint: str) -> tuple[np.ndarray, np.ndarray]:
@@ -73,15 +83,16 @@ def _variant(trials: pd.DataFrame, variant: str, prefix: str) -> tuple[dict, Var
     grades = _grades(finished)
     n = len(finished)
     complete, partial = int((grades == "complete").sum()), int((grades == "partial").sum())
+    known = graded(trials)  # partial counts and the any-collapse endpoint need every grade
     knn = finished["final_knn_top1"].dropna().to_numpy(float)
     linear = (finished["final_linear_top1"].dropna().to_numpy(float)
               if "final_linear_top1" in finished else np.empty(0))
     drift = (finished["final_er_entropy"] - finished["first_er_entropy"]).dropna().to_numpy(float)
-    times = {endpoint: endpoint_times(trials, endpoint) for endpoint in ENDPOINTS}
-    medians = {endpoint: kaplan_meier(*times[endpoint]).median if times[endpoint][0].size
-               else None for endpoint in ENDPOINTS}
-    row = {"n_seeds": n, "n_collapsed": complete, "n_partial": partial,
-           "n_any_collapsed": complete + partial,
+    times = {endpoint: endpoint_times(trials, endpoint) for endpoint in endpoints(trials)}
+    medians = {endpoint: kaplan_meier(*times[endpoint]).median if endpoint in times
+               and times[endpoint][0].size else None for endpoint in ENDPOINTS}
+    row = {"n_seeds": n, "n_collapsed": complete, "n_partial": partial if known else None,
+           "n_any_collapsed": complete + partial if known else None,
            "median_time_to_collapse": medians["complete"],
            "median_time_to_any_collapse": medians["any"],
            "knn_mean": float(knn.mean()) if knn.size else None,
@@ -89,20 +100,33 @@ def _variant(trials: pd.DataFrame, variant: str, prefix: str) -> tuple[dict, Var
            "entropy_drift": float(drift.mean()) if drift.size else None,
            "linear_mean": float(linear.mean()) if linear.size else None,
            "linear_std": float(linear.std(ddof=1)) if linear.size > 1 else None}
-    for name, count in (("collapse_rate", complete), ("partial_rate", partial),
-                        ("any_collapse_rate", complete + partial)):
-        lo, hi = stats.wilson(count, n)
-        row.update({name: count / n if n else None, name + "_lo": lo if n else None,
-                    name + "_hi": hi if n else None})
+    for name, count in (("collapse_rate", complete), ("partial_rate", partial if known else None),
+                        ("any_collapse_rate", complete + partial if known else None)):
+        lo, hi = stats.wilson(count, n) if n and count is not None else (None, None)
+        row.update({name: count / n if n and count is not None else None, name + "_lo": lo,
+                    name + "_hi": hi})
     knn_by_seed = finished.drop_duplicates("seed").set_index("seed")["final_knn_top1"].dropna()
-    data = VariantData(n, complete, partial, times, knn_by_seed, trials)
+    data = VariantData(n, complete, partial if known else None, times, knn_by_seed, trials)
     return {prefix + k: v for k, v in row.items()}, data
+
+
+def endpoints(trials: pd.DataFrame) -> tuple[str, ...]:
+    """The endpoints ``trials`` can be analysed for: ``any`` only when every trial was graded."""
+    return ENDPOINTS if graded(trials) else tuple(e for e in ENDPOINTS if e != "any")
 
 
 def _budget(cell: pd.DataFrame) -> float | None:
     if "max_epochs" not in cell or cell["max_epochs"].isna().all():
         return None
     return float(cell["max_epochs"].max())
+
+
+def holm_m_with(m: int, informative: bool) -> int:
+    """Holm's m had this cell been informative: the family's m, plus this cell when it is not
+    among them. What a cell could have decided (``*_min_detectable``, the undecided notes) is
+    stated at alpha / this m; ``er-tune validate`` prints it for m = 1 (no other cell informative)
+    and for every compared cell (er_core/power.py)."""
+    return max(1, m if informative else m + 1)
 
 
 def stability_table(df: pd.DataFrame, axes: list[str], phase: str,
@@ -136,11 +160,16 @@ def stability_table(df: pd.DataFrame, axes: list[str], phase: str,
             result = outcome[family.name]
             row[family.p_adj_column] = p_adj
             if family.detectable_column:
-                row[family.detectable_column] = (family.detectable(result, m, alpha)
-                                                 if replicated else None)
-            row[family.verdict_column] = (
-                stats.verdict(family.labels, p_adj, result.er_favoured, alpha) if replicated
-                else stats.NOT_REPLICATED)
+                row[family.detectable_column] = (
+                    family.detectable(result, holm_m_with(m, result.informative), alpha)
+                    if replicated else None)
+            if not replicated:
+                row[family.verdict_column] = stats.NOT_REPLICATED
+            elif not result.informative:
+                row[family.verdict_column] = stats.UNTESTED  # p = 1 by construction, or no data
+            else:
+                row[family.verdict_column] = stats.verdict(family.labels, p_adj,
+                                                           result.er_favoured, alpha)
     keys = ["method"] + axes
     columns = (keys + [v + "_" + c for v in VARIANTS for c in VARIANT_COLUMNS]
                + list(SHARED_COLUMNS)
@@ -174,7 +203,10 @@ def survival_table(df: pd.DataFrame, axes: list[str], phase: str) -> pa.Table:
     for key, cell in _cells(df, axes, phase):
         for endpoint in ENDPOINTS:
             for variant in VARIANTS:
-                times, events = endpoint_times(cell[cell["variant"] == variant], endpoint)
+                trials = cell[cell["variant"] == variant]
+                if endpoint not in endpoints(trials):
+                    continue  # not graded: no curve rather than one without events
+                times, events = endpoint_times(trials, endpoint)
                 if not times.size:
                     continue
                 km = kaplan_meier(times, events)

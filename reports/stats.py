@@ -33,7 +33,8 @@ its direction is the sign of the effect. Raw and adjusted p are both kept.
 
 Degenerate input never gives NaN verdicts: no collapse at all (or all collapsed) -> p = 1;
 identical paired differences of 0 -> p = 1, of d != 0 -> 2/2^n; nothing to compare -> p None,
-verdict ``untested``.
+verdict ``untested``. A cell that cannot inform a family (p = 1 by construction) is also
+``untested`` (stability.py), never ``no_difference``.
 """
 from __future__ import annotations
 

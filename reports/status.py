@@ -207,17 +207,29 @@ def render_status(status: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def status_command(experiment: str, stream=None, err=None, *, as_json: bool = False) -> int:
+def status_command(experiment: str, stream=None, err=None, *, as_json: bool = False,
+                   driver: dict | None = None) -> int:
     """Print the status of ``experiment`` (``as_json``: :func:`experiment_status`'s dict as one JSON
-    object); exit 2 when it is not an experiment directory."""
+    object); exit 2 when it is not an experiment directory. ``driver``: the holder of the
+    experiment's driver lock (host, pid, started, live), shown as its own line / ``"driver"`` key."""
     stream, err = stream or sys.stdout, err or sys.stderr
     try:
         status = experiment_status(experiment)
     except (NotAnExperiment, OSError) as exc:
         print(f"er-tune status: {exc}", file=err)
         return EXIT_USAGE
+    status["driver"] = driver
     if as_json:
         stream.write(json.dumps(status, indent=2, sort_keys=True, allow_nan=False) + "\n")
     else:
-        stream.write(render_status(status))
+        stream.write(render_status(status) + render_driver(driver))
     return 0
+
+
+def render_driver(driver: dict | None) -> str:
+    """One line: who holds the experiment's driver lock, and whether that driver still runs."""
+    if not driver:
+        return "driver: none (no er-tune tune holds this experiment)\n"
+    state = "running" if driver.get("live") else "gone (its lock is taken over by the next tune)"
+    return (f"driver: pid {driver.get('pid')} on host {driver.get('host')}, started {driver.get('started')}"
+            f" - {state}\n")

@@ -9,7 +9,10 @@ experiment directory. ``epochs`` keeps the reported metrics, not Ray's bookkeepi
 Ray's ``time_total_s`` becomes ``wall_time_s``. Units and descriptions: reports/columns.py.
 ``collapse_epoch``/``collapse_kind`` are from the first collapse-severity event (else from the
 last line's ``collapsed`` flag); ``collapse_grade`` (none/partial/complete), ``partial_kinds``,
-``first_partial_epoch``, ``any_collapse_epoch`` and ``first_warning_epoch`` from grades.py. ``stability`` and ``survival``: see stability.py
+``first_partial_epoch``, ``any_collapse_epoch`` and ``first_warning_epoch`` from grades.py;
+``partial_graded`` false for a trial never graded for partial collapse, whose grade columns are
+then null (a complete collapse excepted: ``collapse_grade`` is still ``complete``).
+``stability`` and ``survival``: see stability.py
 (per variant also ``*_linear_mean``/``*_linear_std`` of ``final_linear_top1``, the linear probe run at
 every trial's end).
 ``search`` groups by ``group``: the configuration chosen by er_core.rules.best_by_group (metrics
@@ -30,7 +33,7 @@ from er_core.config import objective_name
 from er_core.rules import COLLAPSE_STATUSES, SEARCH
 
 from .discover import TrialData, trial_status
-from .grades import collapse_grade
+from .grades import collapse_grade, has_grade_inputs
 
 META_COLS = ["phase", "trial_id", "group", "method", "variant", "objective", "dataset"]
 # What Ray Tune adds to every result (ray.tune.result.AUTO_RESULT_KEYS and friends): not metrics.
@@ -66,10 +69,12 @@ def relative_dir(trial_dir: str, root: str | None) -> str:
     return rel.replace(os.sep, "/")
 
 
-def _final_evaluation(params: dict, last: dict) -> dict:
+def _final_evaluation(params: dict, last: dict, untrained: dict | None = None) -> dict:
     """Final kNN / linear probe of a trial and how many test queries each used: the whole-split
     evaluation (``final_*`` keys of the last line) when the trial ran one, else the last epoch's
-    eval-set figures on ``eval_size`` queries (trials written before the final evaluation existed)."""
+    eval-set figures on ``eval_size`` queries (trials written before the final evaluation existed).
+    The untrained network's figures are on the same queries: from the last line, else its eval-set
+    kNN (``untrained``: the trial's untrained.json)."""
     if last.get("final_knn_top1") is not None:
         queries = last.get("final_queries")
         return {"final_knn_top1": _f(last.get("final_knn_top1")), "final_linear_top1": _f(last.get("final_linear_top1")),
@@ -80,8 +85,8 @@ def _final_evaluation(params: dict, last: dict) -> dict:
     queries = params.get("eval_size") if last.get("knn_top1") is not None else None
     return {"final_knn_top1": _f(last.get("knn_top1")), "final_linear_top1": _f(last.get("linear_top1")),
             "final_knn_queries": queries, "linear_queries": queries if last.get("linear_top1") is not None else None,
-            "untrained_knn_top1": None, "untrained_linear_top1": None, "learned_knn_p": None,
-            "learned_linear_p": None}
+            "untrained_knn_top1": _f((untrained or {}).get("knn_top1")), "untrained_linear_top1": None,
+            "learned_knn_p": None, "learned_linear_p": None}
 
 
 def trial_records(trials: list[TrialData], root: str | None = None
@@ -110,7 +115,7 @@ def trial_records(trials: list[TrialData], root: str | None = None
                "epochs_completed": last.get("epoch") or 0,
                "max_epochs": p.get("epochs"),
                "best_knn_top1": None if np.isnan(t.best_knn) else t.best_knn,
-               **_final_evaluation(p, last), "final_rankme": _f(last.get("rankme")),
+               **_final_evaluation(p, last, t.untrained), "final_rankme": _f(last.get("rankme")),
                "final_er_entropy": _f(last.get("er_entropy")),
                "first_er_entropy": _f(first.get("er_entropy")),
                "collapse_kind": first_c.get("kind") if first_c else None,
@@ -120,8 +125,10 @@ def trial_records(trials: list[TrialData], root: str | None = None
         if first_c is None and last.get("collapsed"):
             rec["collapse_kind"] = "diverged" if rec["stop_reason"] == "diverged" else "unknown"
             rec["collapse_epoch"] = last.get("epoch")
-        grade = collapse_grade(rec["status"], t.events, rec["collapse_epoch"])
-        rec.update({"collapse_grade": grade.grade, "partial_kinds": grade.partial_kinds,
+        graded = has_grade_inputs(t.last, t.events, t.n_rows)
+        grade = collapse_grade(rec["status"], t.events, rec["collapse_epoch"], graded=graded)
+        rec.update({"partial_graded": graded, "collapse_grade": grade.grade,
+                    "partial_kinds": grade.partial_kinds,
                     "first_partial_epoch": grade.first_partial_epoch,
                     "any_collapse_epoch": grade.any_collapse_epoch,
                     "first_warning_epoch": grade.first_warning_epoch})
@@ -146,13 +153,15 @@ def trials_table(recs: list[dict], axes: list[str], hps: list[str]) -> pa.Table:
     cols = (META_COLS + axes + ["seed"] + [f"hp_{h}" for h in hps] +
             ["status", "stop_reason", "epochs_completed", "max_epochs", "best_knn_top1",
              "final_knn_top1", "final_linear_top1", "final_knn_queries", "linear_queries",
-             "untrained_knn_top1", "untrained_linear_top1", "learned_knn_p", "learned_linear_p", "final_rankme", "final_er_entropy", "collapse_kind",
-             "collapse_epoch", "collapse_grade", "partial_kinds", "first_partial_epoch",
-             "any_collapse_epoch", "first_warning_epoch", "wall_time_s", "error", "trial_dir"])
+             "untrained_knn_top1", "untrained_linear_top1", "learned_knn_p", "learned_linear_p",
+             "final_rankme", "final_er_entropy", "collapse_kind",
+             "collapse_epoch", "partial_graded", "collapse_grade", "partial_kinds",
+             "first_partial_epoch", "any_collapse_epoch", "first_warning_epoch", "wall_time_s", "error", "trial_dir"])
     arrays = []
     for c in cols:
         vals = [r.get(c) for r in recs]
-        typ = pa.int64() if c in INT_COLS else pa.float64() if c in FLOAT_COLS else None
+        typ = (pa.int64() if c in INT_COLS else pa.float64() if c in FLOAT_COLS
+               else pa.bool_() if c == "partial_graded" else None)
         if typ is None and c not in axes and not c.startswith("hp_"):
             typ = pa.string()
         arrays.append(_array(vals, typ))

@@ -18,7 +18,10 @@ Families (``FAMILIES``, in table order):
 
 Holm's m: the count families (``collapse``, ``any_collapse``) count only cells whose collapse count
 varies (some but not all trials of the cell collapsed); the time families only cells with at least
-one event. The others have p = 1 by construction and keep it.
+one event. The others have p = 1 by construction, keep it, and their verdict is ``untested`` (never
+``no_difference``: nothing was measured that could differ); so is a family whose trials were not
+graded for what it counts (the any-collapse families on trials written before the partial-collapse
+grade), whose figures are then null.
 """
 from __future__ import annotations
 
@@ -43,8 +46,8 @@ class VariantData:
 
     n: int
     complete: int
-    partial: int
-    times: dict  # endpoint -> (times, events)
+    partial: int | None  # None: a trial of the variant was not graded for partial collapse
+    times: dict  # endpoint -> (times, events); ``any`` only when every trial was graded
     knn_by_seed: pd.Series
     trials: pd.DataFrame
 
@@ -156,10 +159,13 @@ def _count_descriptions(prefix: str, verdict_column: str, what: str) -> dict:
             prefix + "test": ("", f"test behind {prefix}p (boschloo_exact or fisher_exact)"),
             prefix + "p": ("1", f"p-value of the {what} count test"),
             prefix + "p_adj": ("1", f"{prefix}p, Holm-adjusted over the informative cells"),
-            prefix + "min_detectable": ("1", f"smallest {what} rate difference vs none these "
-                                             "seeds decide (null: none)"),
+            prefix + "min_detectable": ("1", f"smallest {what} rate difference k/n vs 0/n "
+                                             "these seeds decide at alpha / m, m = Holm's m of "
+                                             "the family with this cell counted (null: none)"),
             verdict_column: ("", f"{what} counts: er_more_stable, original_more_stable, "
-                                 "no_difference, untested, not_replicated")}
+                                 "no_difference, untested (no informative cell: nothing "
+                                 "collapsed in either variant or all did, p = 1 by "
+                                 "construction; or trials not graded), not_replicated")}
 
 
 def _time_descriptions(prefix: str, verdict_column: str, what: str) -> dict:
@@ -168,12 +174,22 @@ def _time_descriptions(prefix: str, verdict_column: str, what: str) -> dict:
             prefix + "u": ("events", "log-rank score U = observed − expected ER events"),
             prefix + "p": ("1", f"p-value of the log-rank test on epochs to {what}"),
             prefix + "p_adj": ("1", f"{prefix}p, Holm-adjusted over the informative cells"),
-            verdict_column: ("", f"time to {what}: same labels as the count verdicts")}
+            verdict_column: ("", f"time to {what}: same labels as the count verdicts "
+                                 "(untested: no collapse in the cell, or trials not graded)")}
+
+
+def _untested(test_column_value: str | None, effects: tuple[str, ...]) -> Outcome:
+    """Nothing to test (the trials were not graded for what the family counts): every figure
+    null, never a p of 1 or a count of 0 that was not measured."""
+    return Outcome(test_column_value, None, {column: None for column in effects}, None, False)
 
 
 def _count_family(name, heading, question, counts, prefix, verdict_column) -> VerdictFamily:
     def run(cell: CellData) -> Outcome:
-        raw = _count_outcome(counts(cell.er), cell.er.n, counts(cell.original), cell.original.n)
+        k_er, k_orig = counts(cell.er), counts(cell.original)
+        if k_er is None or k_orig is None:
+            return _untested(None, (prefix + "diff", prefix + "diff_lo", prefix + "diff_hi"))
+        raw = _count_outcome(k_er, cell.er.n, k_orig, cell.original.n)
         return Outcome(raw.test, raw.p, {prefix + "diff": raw.effects["diff"],
                                          prefix + "diff_lo": raw.effects["lo"],
                                          prefix + "diff_hi": raw.effects["hi"]},
@@ -197,6 +213,8 @@ def _count_family(name, heading, question, counts, prefix, verdict_column) -> Ve
 def _time_family(name, heading, question, endpoint, prefix, verdict_column,
                  median_column) -> VerdictFamily:
     def run(cell: CellData) -> Outcome:
+        if endpoint not in cell.er.times or endpoint not in cell.original.times:
+            return _untested(None, (prefix + "u",))
         er_times, orig_times = cell.er.times[endpoint], cell.original.times[endpoint]
         result = logrank_test(*er_times, *orig_times, budget=cell.budget)
         if result is None:
@@ -302,7 +320,8 @@ FAMILIES: tuple[VerdictFamily, ...] = (
                  "median_time_to_collapse"),
     _count_family("any_collapse", "any",
                   "{tests} on any-collapse counts, complete or partial ({cells})",
-                  lambda v: v.complete + v.partial, "any_collapse_", "any_collapse_verdict"),
+                  lambda v: None if v.partial is None else v.complete + v.partial,
+                  "any_collapse_", "any_collapse_verdict"),
     _time_family("any_time", "t_any", "{tests} on epochs to any collapse ({cells})", "any",
                  "any_logrank_", "any_time_verdict", "median_time_to_any_collapse"),
     KNN,
@@ -317,8 +336,9 @@ FAMILY_BY_NAME = {family.name: family for family in FAMILIES}
 VARIANT_COLUMNS: dict[str, tuple[str, str]] = {
     "n_seeds": ("trials", "{v}: trials that ran to their own end (errored and early-stopped left out)"),
     "n_collapsed": ("trials", "{v}: trials graded complete collapse (collapsed, diverged)"),
-    "n_partial": ("trials", "{v}: trials graded partial collapse"),
-    "n_any_collapsed": ("trials", "{v}: n_collapsed + n_partial"),
+    "n_partial": ("trials", "{v}: trials graded partial collapse (null: a trial of the variant "
+                            "was not graded)"),
+    "n_any_collapsed": ("trials", "{v}: n_collapsed + n_partial (null: not graded)"),
     "collapse_rate": ("1", "{v}: n_collapsed / n_seeds"),
     "collapse_rate_lo": ("1", "{v}: collapse rate, Wilson 95% lower bound"),
     "collapse_rate_hi": ("1", "{v}: collapse rate, Wilson 95% upper bound"),
@@ -364,7 +384,10 @@ def any_counts(row: dict, variant: str, compact: bool) -> str:
     n = row.get(variant + "_n_seeds")
     if not n:
         return "-"
-    count = f"{row[variant + '_n_collapsed']}+{row.get(variant + '_n_partial') or 0}/{n}"
+    partial = row.get(variant + "_n_partial")
+    if partial is None:  # not graded for partial collapse: unknown, not 0
+        return f"{row[variant + '_n_collapsed']}+?/{n}"  # the legend says what ? means
+    count = f"{row[variant + '_n_collapsed']}+{partial}/{n}"
     return _counts_with_interval(row, variant, compact, count, "any_collapse_rate")
 
 

@@ -10,10 +10,19 @@ and ``ray.air.integrations.wandb.WandbLoggerCallback`` (the latter passes unknow
 ``wandb.init``). ``search.storage`` is an Optuna storage URL (``postgresql://...``, ``mysql://...``,
 ``sqlite:///...``) or ``journal:PATH`` (Optuna's JournalStorage on a shared disk); the default is
 SQLite in the experiment folder.
+
+Credentials belong in the environment, not in the study file: any string in ``search.storage`` or
+in a tracker's options may name environment variables as ``${VAR}``, expanded here (an unset one is
+an error naming the key); the study file, and its copy in the experiment, keep only ``${VAR}``::
+
+    search: {storage: "postgresql://ert:${OPTUNA_DB_PASSWORD}@db.lab:5432/optuna"}
+    loggers: {mlflow: {tracking_uri: "https://mlflow.lab", tracking_token: "${MLFLOW_TRACKING_TOKEN}"}}
 """
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from search_spaces.study import StudyError
@@ -24,7 +33,23 @@ LOGGER_OPTIONS = {
                "log_params_on_trial_end"),
     "wandb": None,  # free-form: WandbLoggerCallback passes unknown keys to wandb.init
 }
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 STORAGE_FORMS = "an Optuna RDB URL (postgresql://..., mysql://..., sqlite:///...) or journal:PATH"
+
+
+def expand_environment(path: str, key: str, value: Any) -> Any:
+    """``value`` with every ``${VAR}`` replaced by the environment variable (recursively)."""
+    if isinstance(value, dict):
+        return {name: expand_environment(path, f"{key}.{name}", item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [expand_environment(path, key, item) for item in value]
+    if not isinstance(value, str):
+        return value
+    for name in ENV_REFERENCE.findall(value):
+        if name not in os.environ:
+            raise StudyError(path, key, f"environment variable {name} (named as ${{{name}}}) is not set",
+                             "a variable set in the environment of `er-tune tune`")
+    return ENV_REFERENCE.sub(lambda match: os.environ[match.group(1)], value)
 
 
 def parse_loggers(path: str, value: Any) -> dict[str, dict[str, Any]]:
@@ -45,14 +70,16 @@ def parse_loggers(path: str, value: Any) -> dict[str, dict[str, Any]]:
         for key in options:
             if allowed is not None and key not in allowed:
                 raise StudyError(path, f"loggers.{name}.{key}", "unknown option", ", ".join(allowed))
-        loggers[name] = dict(options)
+        loggers[name] = expand_environment(path, f"loggers.{name}", dict(options))
     return loggers
 
 
 def parse_optuna_storage(path: str, value: Any) -> str:
     if value is None or value == "":
         return ""
+    value = expand_environment(path, "search.storage", value)
     if not isinstance(value, str) or not (value.startswith("journal:") and len(value) > len("journal:")
                                           or "://" in value):
-        raise StudyError(path, "search.storage", f"not an Optuna storage: {value!r}", STORAGE_FORMS)
+        shown = re.sub(r"//[^/@]*@", "//***@", value) if isinstance(value, str) else value
+        raise StudyError(path, "search.storage", f"not an Optuna storage: {shown!r}", STORAGE_FORMS)
     return value

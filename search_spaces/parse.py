@@ -27,7 +27,7 @@ from search_spaces.study import (ASHA_KEYS, CHECKPOINT_KEYS, DATA_KEYS, DISTRIBU
                                  NAME_RULE, RESERVED, RESOURCE_KEYS, SCHEDULE_KEYS, SEARCH_KEYS,
                                  TRIAL_FIELDS, Distribution, Resources, ScheduleSettings, SearchSettings, Study,
                                  StudyError, _mapping, _nonempty_list, _number, _trial_config, applies, check_root,
-                                 collapse_config, condition_groups, valid_name)
+                                 collapse_config, condition_groups, same_value, valid_name)
 
 
 def load_study(path: str) -> Study:
@@ -250,6 +250,31 @@ def _parse_grid(path: str, value: Any, parsed: Parsed) -> None:
     parsed["grid"], parsed["grid_raw"] = tuple(grid), grid_raw
 
 
+def _parse_reference(path: str, value: Any, parsed: Parsed) -> None:
+    """``reference: {axis: value, ...}``: one value per grid axis, each one of that axis's values.
+
+    The cell every other cell's accuracy drop is measured from (the report's robustness table); a
+    method whose cells drop an axis (no teacher: no ``ema``) has a reference without it."""
+    parsed["reference"] = None
+    if value is None:
+        return
+    grid = dict(parsed["grid"])
+    if not grid:
+        raise StudyError(path, "reference", "needs a grid: a reference is one of the grid's cells",
+                         "a grid: section with the axes the reference names")
+    reference = _mapping(path, "reference", value, tuple(grid))
+    missing = [axis for axis in grid if axis not in reference]
+    if missing:
+        raise StudyError(path, f"reference.{missing[0]}", "is missing: the reference names one value "
+                         "per grid axis", ", ".join(f"{axis}: one of {list(values)}"
+                                                    for axis, values in grid.items()))
+    for axis, values in grid.items():
+        if not any(same_value(reference[axis], v) for v in values):
+            raise StudyError(path, f"reference.{axis}", f"{reference[axis]!r} is not a value of "
+                             f"grid.{axis}", ", ".join(repr(v) for v in values))
+    parsed["reference"] = tuple((axis, reference[axis]) for axis in grid)
+
+
 def _parse_search(path: str, value: Any, parsed: Parsed) -> None:
     search_raw = _mapping(path, "search", value, SEARCH_KEYS)
     metric = search_raw.get("metric", "knn_top1")
@@ -313,11 +338,18 @@ def _parse_resources(path: str, value: Any, parsed: Parsed) -> None:
         cpu=_number(path, "resources.cpu", resources_raw.get("cpu", 1), minimum=0),
         gpu=_number(path, "resources.gpu", resources_raw.get("gpu", 0), minimum=0),
         max_concurrent_trials=_number(path, "resources.max_concurrent_trials",
-                                      resources_raw.get("max_concurrent_trials", 0), integer=True, minimum=0))
+                                      resources_raw.get("max_concurrent_trials", 0), integer=True, minimum=0),
+        workers=_number(path, "resources.workers", resources_raw.get("workers", 1), integer=True, minimum=1),
+        images_per_s=_number(path, "resources.images_per_s", resources_raw.get("images_per_s", 0), minimum=0))
     if resources.cpu == 0 and resources.gpu == 0:
         raise StudyError(path, "resources", "a trial needs some cpu or gpu", "cpu > 0 or gpu > 0")
     _check_gpu(path, resources.gpu)
+    if resources.workers > 1 and 0 < resources.gpu < 1:
+        raise StudyError(path, "resources.gpu", f"{resources.gpu} of a GPU per worker with workers: "
+                         f"{resources.workers}; NCCL cannot put two workers of one trial on one GPU",
+                         "0 (CPU workers, Gloo) or an integer >= 1 per worker when workers > 1")
     parsed["resources"] = resources
+    parsed["base"]["world_size"] = resources.workers  # batch_size is the global batch of the workers
 
 
 def _parse_checkpoints(path: str, value: Any, parsed: Parsed) -> None:
@@ -346,6 +378,7 @@ SECTIONS: tuple[tuple[str, Callable[[str, Any, Parsed], None], Any], ...] = (
     ("collapse", _parse_collapse, None),
     ("seeds", _parse_seeds, [0]),
     ("grid", _parse_grid, None),
+    ("reference", _parse_reference, None),
     ("search", _parse_search, None),
     ("tune", _parse_tune, None),
     ("resources", _parse_resources, None),

@@ -15,10 +15,11 @@ from er_core.config import TrialConfig, default_backbone
 from er_core.halving import Halving, milestones
 from er_core.rules import ALPHA, EXIT_USAGE, REPLICATE, check_alpha
 from search_spaces.parse import load_study
-from search_spaces.study import ConditionGroup, Study, StudyError, condition_groups
+from search_spaces.study import ConditionGroup, Study, StudyError, condition_groups, stressed_cells
 
 __all__ = ["ConditionGroup", "condition_groups", "searched_params", "trial_config", "search_trial_count", "halving_of",
-           "replicate_configs", "data_configs", "describe", "describe_power", "validate_command"]
+           "replicate_configs", "data_configs", "describe", "describe_power", "describe_robustness",
+           "validate_command"]
 
 
 def searched_params(study: Study, group: ConditionGroup) -> list:
@@ -98,8 +99,30 @@ def describe(study: Study) -> str:
     lines.append(f"  phase replicate: {n_replicate} trials (best config per group x {len(study.seeds)} seeds), "
                  f"{n_replicate * epochs} epochs; training seeds {list(study.seeds)}")
     lines.append(f"  epoch budget: at most {(n_search + n_replicate) * epochs} trial-epochs; resources per trial: "
-                 f"cpu={study.resources.cpu}, gpu={study.resources.gpu}")
+                 f"workers={study.resources.workers} x (cpu={study.resources.cpu}, gpu={study.resources.gpu})")
+    lines += _cost_lines(study, (n_search + n_replicate) * epochs)
     return "\n".join(lines)
+
+
+def _cost_lines(study: Study, trial_epochs: int) -> list[str]:
+    """Device-hours of the epoch budget at the study's ``resources.images_per_s`` (if given).
+
+    ``hours = trial_epochs x train_size / images_per_s / 3600`` per trial, times the trial's GPUs
+    (``workers x gpu``) for GPU-hours. The figure is whatever the study file says: the printout calls
+    it an assumption, since nothing here measured it (``benchmarks/data_parallel.py`` does).
+    """
+    resources = study.resources
+    if resources.images_per_s <= 0:
+        return []
+    train_size = int(study.base.get("train_size", TrialConfig().train_size))
+    trial_hours = trial_epochs * train_size / resources.images_per_s / 3600.0
+    unit = f"{resources.trial_gpu:g} GPU(s)" if resources.trial_gpu > 0 else f"{resources.trial_cpu:g} CPU(s)"
+    device_hours = trial_hours * (resources.trial_gpu if resources.trial_gpu > 0 else resources.trial_cpu)
+    kind = "GPU" if resources.trial_gpu > 0 else "CPU"
+    return [f"  cost at most: {trial_hours:,.0f} trial-hours x {unit} per trial = {device_hours:,.0f} {kind}-hours "
+            f"({trial_epochs} trial-epochs x {train_size:,} images at {resources.images_per_s:,.0f} images/s per "
+            f"trial: an ASSUMED throughput from the study file, not measured; measure it with "
+            f"benchmarks/data_parallel.py and set resources.images_per_s)"]
 
 
 def describe_power(study: Study, alpha: float = ALPHA) -> tuple[list[str], list[str]]:
@@ -120,6 +143,49 @@ def describe_power(study: Study, alpha: float = ALPHA) -> tuple[list[str], list[
     return out, [f"  warning: {w}" for w in warns]
 
 
+def _cell_text(cell) -> str:
+    return ",".join(f"{axis}={value}" for axis, value in cell.items()) or "(no grid axis)"
+
+
+def describe_robustness(study: Study, alpha: float = ALPHA) -> tuple[list[str], list[str]]:
+    """Which cells are stressed against which reference, and what the seeds can detect of a
+    difference of drops (:func:`er_core.power.drop_min_detectable`, Holm over the rows of one
+    metric: every stressed cell of every method)."""
+    from er_core.power import ASSUMED_ARM_SD, drop_min_detectable, knn_min_detectable_effect
+
+    if study.reference is None:
+        return ["  robustness: no reference: in the study, so the report will have no robustness "
+                "table (accuracy drops from a reference cell)"], []
+    rows = stressed_cells(study)
+    out = [f"  robustness: accuracy drop = reference - stressed cell, ER against the original "
+           f"(reference: {_cell_text(dict(study.reference))})"]
+    for method in study.methods:
+        mine = [row for row in rows if row.method == method]
+        reference = next((row.reference for row in mine), None)
+        if reference is None:
+            out.append(f"    {method}: no stressed cell (its cells are the reference alone)")
+            continue
+        dropped = [axis for axis, _ in study.reference if axis not in reference]
+        note = f" (reads no {', '.join(dropped)})" if dropped else ""
+        out.append(f"    {method}: reference {_cell_text(reference)}{note}; stressed: "
+                   + "; ".join(f"{_cell_text(row.cell)} [{','.join(row.axes)}]" for row in mine))
+    warns = []
+    if not {"original", "er"} <= set(study.variants):
+        warns.append("  warning: robustness needs both variants (original and er): no delta_drop")
+    elif rows:
+        n, m = len(study.seeds), len(rows)
+        effect = knn_min_detectable_effect(n, alpha, m)
+        found = drop_min_detectable(n, alpha, m)
+        if found is None:
+            warns.append("  warning: fewer than 2 seeds: no robustness verdict possible")
+        else:
+            out.append(f"    delta_drop (seed-contrast t, alpha {alpha:g}, Holm over {m} row(s) per "
+                       f"metric, {n} seeds): |original_drop - er_drop| >= {found:.3f} found with 80% "
+                       f"power, assuming a seed sd of {ASSUMED_ARM_SD:g} in each of the four arms "
+                       f"({effect:.2f} sd of the per-seed contrast, whose sd is 2 x the arm sd)")
+    return out, warns
+
+
 def validate_command(path: str, stream=None, alpha: float = ALPHA) -> int:
     """``er-tune validate``: print the plan and what its seeds can decide (exit 0; a warning, not
     a failure, when they cannot decide something) or the error (stderr, exit 2)."""
@@ -134,5 +200,7 @@ def validate_command(path: str, stream=None, alpha: float = ALPHA) -> int:
         print(f"er-tune validate: {error}", file=sys.stderr)
         return EXIT_USAGE
     lines, warns = describe_power(study, alpha)
-    print("\n".join([describe(study)] + lines + warns), file=stream or sys.stdout)
+    robust_lines, robust_warns = describe_robustness(study, alpha)
+    print("\n".join([describe(study)] + lines + warns + robust_lines + robust_warns),
+          file=stream or sys.stdout)
     return 0

@@ -32,10 +32,10 @@ MODEL_KEYS = ("backbone", "projector_dim", "projector_hidden_dim", "num_prototyp
 SEARCH_KEYS = ("num_samples", "metric", "mode", "seed", "trial_seed", "share_replicate_seed", "storage")
 SCHEDULE_KEYS = ("max_epochs", "asha")
 ASHA_KEYS = ("grace_period", "reduction_factor", "mode")
-RESOURCE_KEYS = ("cpu", "gpu", "max_concurrent_trials")
+RESOURCE_KEYS = ("workers", "cpu", "gpu", "max_concurrent_trials", "images_per_s")
 CHECKPOINT_KEYS = ("keep_final",)
 # Keys a study sets through its own sections, not through ``trial:`` / ``grid:`` / ``tune:``.
-RESERVED = ("method", "variant", "seed", "epochs", "collapse", *DATA_KEYS.values())
+RESERVED = ("method", "variant", "seed", "epochs", "collapse", "world_size", *DATA_KEYS.values())
 TRIAL_FIELDS = tuple(f.name for f in fields(TrialConfig))
 
 
@@ -99,9 +99,21 @@ class ScheduleSettings:
 
 @dataclass(frozen=True)
 class Resources:
+    """Per trial: ``workers`` data-parallel workers (``world_size``), each with ``cpu`` and ``gpu``."""
+
     cpu: float = 1.0
     gpu: float = 0.0
     max_concurrent_trials: int = 0  # 0: as many as the cluster's resources allow
+    workers: int = 1
+    images_per_s: float = 0.0  # training images/s of one whole trial, for the cost estimate (0: none)
+
+    @property
+    def trial_cpu(self) -> float:
+        return self.cpu * self.workers
+
+    @property
+    def trial_gpu(self) -> float:
+        return self.gpu * self.workers
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,8 @@ class Study:
     base: Mapping[str, Any] = field(default_factory=dict)
     keep_final_checkpoint: bool = False  # checkpoints: {keep_final: true} keeps an ended trial's last one
     loggers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # loggers: [mlflow, wandb]
+    # reference: {axis: value}: the usual setting each stressed cell's accuracy drop is measured from
+    reference: tuple[tuple[str, Any], ...] | None = None
 
     @property
     def grid_axes(self) -> tuple[str, ...]:
@@ -172,6 +186,51 @@ def _condition_groups(study: Study) -> list[ConditionGroup]:
             for combo in itertools.product(*(values for _, values in axes)):
                 groups.append(ConditionGroup(method, variant, dict(zip((axis for axis, _ in axes), combo))))
     return groups
+
+
+@dataclass(frozen=True)
+class StressedCell:
+    """One cell of a method stressed against its reference cell (the robustness table's row key).
+
+    ``axes``: the grid axes that differ from the reference (the stress); both cells hold only the
+    axes the method reads (no teacher, no ``ema``)."""
+
+    method: str
+    reference: Mapping[str, Any]
+    cell: Mapping[str, Any]
+    axes: tuple[str, ...]
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality of two axis values as a study and a Parquet column write them (256 == 256.0)."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
+            and not isinstance(b, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
+    return a == b
+
+
+def stressed_cells(study: Study) -> list[StressedCell]:
+    """Every non-reference cell of each method, against the method's reference (the study's
+    ``reference:`` restricted to the axes the method reads); empty without ``reference:``."""
+    if study.reference is None:
+        return []
+    reference = dict(study.reference)
+    out = []
+    for method in study.methods:
+        cells = {}
+        for group in condition_groups(study):
+            if group.method == method:
+                cells.setdefault(tuple(sorted((axis, repr(v)) for axis, v in group.cell.items())),
+                                 dict(group.cell))
+        own = {axis: reference[axis] for axis in next(iter(cells.values()), {})}
+        mine = []
+        for cell in cells.values():
+            axes = tuple(axis for axis in cell if not same_value(cell[axis], own[axis]))
+            if axes:
+                mine.append(StressedCell(method, own, cell, axes))
+        order = list(own)  # one-axis stresses first, each in the grid's axis order
+        out += sorted(mine, key=lambda row: (len(row.axes), [order.index(a) for a in row.axes]))
+    return out
 
 
 def _mapping(path: str, key: str, value: Any, allowed: tuple[str, ...]) -> dict:
@@ -225,5 +284,6 @@ def check_root(path: str, dataset: str, root: str) -> None:
         raise StudyError(path, "data.root", problem, "a directory holding the dataset's files")
 
 
-__all__ = ["Study", "StudyError", "Distribution", "SearchSettings", "ScheduleSettings", "Resources",
-           "ConditionGroup", "condition_groups", "group_key", "applies", "valid_name", "METHODS", "VARIANTS"]
+__all__ = ["Study", "StudyError", "StressedCell", "stressed_cells", "same_value", "Distribution",
+           "SearchSettings", "ScheduleSettings", "Resources", "ConditionGroup", "condition_groups",
+           "group_key", "applies", "valid_name", "METHODS", "VARIANTS"]

@@ -68,6 +68,11 @@ def test_both_phases_write_complete_trial_directories(smoke_experiment):
         assert params["epochs"] == study.schedule.max_epochs
     assert all(sorted(seeds) == sorted(study.seeds) for seeds in seeds_by_group.values())
     assert (exp / "best_configs.json").exists()
+    # what the trials read and ran on, for the report's manifest (er_core/provenance.py)
+    provenance = json.loads((exp / "provenance.json").read_text())
+    assert len(provenance["data"]) == 1 and len(provenance["data"][0]["sha256"]) == 64
+    assert provenance["versions"]["ray"] and provenance["cluster"]["CPU"] >= 1
+    assert str(ROOT) not in json.dumps(provenance["data"])
     assert "[replicate]" in run.stdout and "ended" in run.stdout
     # the live progress line: running/pending counts, ETA and the best so far per group
     assert "| running " in run.stdout and "| pending " in run.stdout and "| ETA " in run.stdout
@@ -132,6 +137,8 @@ def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path):
     run = er_tune("tune", str(SMOKE), "--storage", str(exp))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "resuming" in run.stdout
+    assert "taking over the lock of a driver that is gone: driver pid %d" % driver.pid in run.stderr
+    assert not (exp / "driver.lock").exists()
     study = load_study(str(SMOKE))
     groups = condition_groups(study)
     for phase, expected in (("search", len(groups) * study.search.num_samples),

@@ -75,7 +75,10 @@ def test_validate_prints_power_and_warns(tmp_path, capsys):
 def test_validate_enough_seeds_no_warning(tmp_path, capsys):
     assert main(["validate", study_with(tmp_path, 8)]) == 0
     out = capsys.readouterr().out
+    # Holm over 4 cells when all have collapses (p <= 0.0125), over 1 in the only cell with any:
+    # the report's collapse_min_detectable states the same figure at its own m
     assert "detects 5/8 vs 0/8 (rate difference >= 0.62" in out
+    assert "4/8 (>= 0.50, p = 0.0279) in the only cell with any" in out
     assert "warning" not in out
     assert main(["validate", study_with(tmp_path, 8), "--alpha", "0.2"]) == 0
     assert "Holm over 4 cell(s): a single difference needs p <= 0.05" in capsys.readouterr().out

@@ -279,3 +279,52 @@ def test_km_panels_per_endpoint_and_quiet_cells_annotated(tmp_path, monkeypatch)
     nothing = sv.to_pandas().assign(events=0)
     assert plots.plot_survival(pa.Table.from_pandas(nothing, preserve_index=False), ["ema"],
                                str(tmp_path / "none")) == []
+
+
+def test_manifest_records_code_packages_run_provenance_and_no_machine_path(tmp_path):
+    """manifest.json: the experiment by name, the report dir relative to it, the report's code and
+    package versions, and the run's provenance.json (device, data fingerprint) as written."""
+    from er_core.provenance import PACKAGES, run_provenance
+
+    exp = tmp_path / "studies" / "exp"
+    small_replicate(exp)
+    data = [{"dataset": "shapes", "image_size": 16, "train_size": 64, "eval_size": 32,
+             "data_seed": 0, "train_shape": [64, 3, 16, 16], "eval_shape": [32, 3, 16, 16],
+             "sha256": "ab" * 32}]
+    run = run_provenance(data, {"nodes": 1, "CPU": 2.0, "GPU": None, "accelerator_types": []})
+    (exp / "provenance.json").write_text(json.dumps(run))
+    report(exp, plots=False)
+    text = (exp / "report" / "manifest.json").read_text()
+    manifest = json.loads(text)
+    assert manifest["experiment"] == "exp" and manifest["report_dir"] == "report"
+    assert str(tmp_path) not in text  # no absolute path of this machine
+    assert set(PACKAGES) <= set(manifest["versions"]) and manifest["versions"]["er_tune"]
+    assert {"er_tune", "git_commit", "git_dirty"} <= set(manifest["code"])
+    assert manifest["run"]["data"] == data and manifest["run"]["device"]["cpu_count"] >= 1
+    assert manifest["run"]["versions"]["numpy"] and "gpu_count" in manifest["run"]["device"]
+    assert not any("provenance" in note for note in manifest["notes"])
+    os.remove(exp / "provenance.json")  # an experiment from before: said, not guessed
+    report(exp, plots=False, out=str(tmp_path / "elsewhere"))
+    manifest = json.loads((tmp_path / "elsewhere" / "manifest.json").read_text())
+    assert manifest["run"] is None and any("provenance.json" in n for n in manifest["notes"])
+    assert manifest["report_dir"] == "../../elsewhere"
+
+
+def test_data_fingerprint_is_the_bytes_the_trials_read():
+    import torch
+
+    from er_core.data.bundle import DatasetBundle
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 4, 4), dtype=torch.uint8, generator=gen)
+    labels = torch.arange(8) % 2
+
+    def bundle(train, train_labels=labels):
+        return DatasetBundle("x", 2, train, train_labels, images[:4], labels[:4], (0.5,) * 3,
+                             (0.2,) * 3)
+    first = bundle(images).fingerprint()
+    assert first == bundle(images.clone()).fingerprint() and len(first) == 64
+    changed = images.clone()
+    changed[3, 1, 2, 2] ^= 1  # one bit of one pixel
+    assert bundle(changed).fingerprint() != first
+    assert bundle(images, labels.flip(0)).fingerprint() != first

@@ -114,3 +114,40 @@ def test_status_and_report_read_the_bucket(s3_experiment, tmp_path):
     assert all(t["status"] in ("completed", "collapsed", "diverged") for t in trials)
     plan = json.loads((Path(env["ER_TUNE_CACHE"]).glob("*/mirror/plan.json").__next__()).read_text())
     assert plan["study"] == "smoke_s3"
+
+
+def test_a_bucket_that_does_not_exist_fails_fast(s3, tmp_path):
+    run = er_tune(s3, tmp_path, "tune", str(SMOKE), "--storage", "s3://no-such-bucket/exp")
+    assert run.returncode == 2
+    assert "--storage s3://no-such-bucket/exp: the bucket 'no-such-bucket' does not exist" in run.stderr
+
+
+def test_the_driver_lock_in_the_bucket(s3, monkeypatch):
+    """On an object store the lock is live while renewed: a second driver exits, a lock whose lease
+    ran out (its driver on another host died) is taken over; ``status`` shows the holder."""
+    from er_tune import driver_lock
+    from er_tune.driver_lock import DriverLock, LockHeld, holder_status, read_lock
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.setenv(key, s3[key])
+    exp = f"s3://{BUCKET}/locked"
+    first = DriverLock(exp, settle_s=0.1)
+    first.acquire()
+    try:
+        with pytest.raises(LockHeld, match=f"pid {os.getpid()}"):
+            DriverLock(exp, settle_s=0.1).acquire()
+        assert holder_status(exp)["live"] is True
+    finally:
+        first._stop.set()  # dies without releasing: its lease runs out
+    monkeypatch.setattr(driver_lock.socket, "gethostname", lambda: "another-node")
+    lease = read_lock(exp)
+    assert lease["token"] == first.record["token"]
+    with pytest.raises(LockHeld):
+        DriverLock(exp, settle_s=0.1).acquire()  # seen from another host: renewed within its lease
+    monkeypatch.setattr(driver_lock, "clock", lambda: lease["renewed"] + lease["lease_s"] + 1)
+    said = []
+    second = DriverLock(exp, settle_s=0.1)
+    second.acquire(say=said.append)
+    second.release()
+    assert said and "taking over the lock of a driver that is gone" in said[0]
+    assert read_lock(exp) is None

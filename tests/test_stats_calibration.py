@@ -19,8 +19,9 @@ from scipy import stats as sps
 
 from er_core import power
 from reports import stats
-from reports.calibration import (ALPHA, logrank_fpr, null_diffs, old_bootstrap_verdicts, rejection_prob,
-                                 simulate_arm, table_pvalues)
+from reports.calibration import (ALPHA, drop_arms, logrank_fpr, null_diffs, old_bootstrap_verdicts,
+                                 rejection_prob, simulate_arm, table_pvalues, welch_contrast_pvalues)
+from reports.robustness import drop_test
 from reports.verdicts import FAMILY_BY_NAME
 from reports.survival import logrank_test
 
@@ -311,3 +312,43 @@ def test_logrank_u_matches_scipy_statistic():
         z = sps.logrank(sps.CensoredData(uncensored=ta[ea], right=ta[~ea]),
                         sps.CensoredData(uncensored=tb[eb], right=tb[~eb])).statistic
         assert logrank_test(ta, ea, tb, eb).u / math.sqrt(v) == pytest.approx(z, rel=1e-9)
+
+
+# ---- difference of accuracy drops (robustness table) ----------------------------------------------
+
+@pytest.mark.parametrize("n", [3, 5, 8])
+@pytest.mark.parametrize("kind", ["equal", "unequal", "dominant", "floor"])
+def test_drop_contrast_null_fpr(n, kind):
+    """Equal drops (original and ER lose the same expected accuracy): the seed-contrast t rejects
+    at most alpha, with a 12:1 range of arm sds and with the stressed original piled at chance."""
+    reps = 20_000
+    arms = drop_arms(kind, reps, n, np.random.default_rng(40 + n))
+    fpr = float((drop_test(*arms).p <= ALPHA).mean())
+    print(f"delta_drop null ({kind}, {n} seeds): false-positive rate {fpr:.4f}")
+    assert fpr <= fpr_bound(reps)
+
+
+@pytest.mark.parametrize("n", [3, 5, 8])
+def test_drop_contrast_power_matches_noncentral_t(n):
+    """Power at a planted gap of 0.05 (sd 0.02 in each arm, so the contrast sd is 0.04) is what the
+    noncentral t predicts (er_core.power.knn_power at effect 0.05/0.04): 0.25, 0.57, 0.86."""
+    reps = 4000
+    result = drop_test(*drop_arms("equal", reps, n, np.random.default_rng(50 + n), gap=0.05))
+    rate = float((result.p <= ALPHA).mean())
+    predicted = power.knn_power(0.05 / 0.04, n)
+    print(f"delta_drop power at gap 0.05, arm sd 0.02, {n} seeds: {rate:.3f} "
+          f"(noncentral t {predicted:.3f})")
+    assert abs(rate - predicted) <= 3 * math.sqrt(predicted * (1 - predicted) / reps)
+    wrong = float(((result.p <= ALPHA) & (result.mean < 0)).mean())  # ER called less robust
+    assert wrong <= ALPHA / 2
+    if n == 8:
+        assert rate >= 0.8
+
+
+def test_welch_of_four_means_fails_calibration_where_the_seed_contrast_holds():
+    """Why not Welch-Satterthwaite on the four means: with one arm's variance dominating (sd 0.02
+    against 0.002), at 3 seeds it rejects more than alpha of equal drops; the seed-contrast t holds."""
+    reps = 20_000
+    arms = drop_arms("dominant", reps, 3, np.random.default_rng(60))
+    assert float((welch_contrast_pvalues(arms) <= ALPHA).mean()) > fpr_bound(reps)
+    assert float((drop_test(*arms).p <= ALPHA).mean()) <= fpr_bound(reps)

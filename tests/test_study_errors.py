@@ -107,6 +107,16 @@ BAD = [
     ("bad-name", mutate(name="my study!"), "name", "letters, digits"),
     ("missing-methods", mutate(methods=DELETE), "methods", "is required"),
     ("not-a-mapping", ["a", "list"], "", "must be a mapping"),
+    ("reference-not-a-grid-value", mutate(grid={"batch_size": [32, 64]}, reference={"batch_size": 128}),
+     "reference.batch_size", "128 is not a value of grid.batch_size; allowed: 32, 64"),
+    ("reference-unknown-axis", mutate(reference={"batch_size": 32, "ema": 0.9}), "reference.ema",
+     "unknown key; allowed: batch_size"),
+    ("reference-missing-axis", mutate(methods=["byol"], grid={"ema": [0.8, 0.99], "batch_size": [32]},
+                                      reference={"ema": 0.99}), "reference.batch_size",
+     "is missing: the reference names one value per grid axis; allowed: batch_size: one of [32], "
+     "ema: one of [0.8, 0.99]"),
+    ("reference-without-grid", mutate(grid=DELETE, reference={"batch_size": 32}), "reference", "needs a grid"),
+    ("reference-not-a-mapping", mutate(reference=[32]), "reference", "must be a mapping"),
 ]
 
 
@@ -164,6 +174,36 @@ def test_validate_command_exit_codes(tmp_path, capsys):
     bad.write_text(yaml.safe_dump(mutate(methods=["simclr", "mocov3"])))
     assert main(["validate", str(bad)]) == 2
     assert f"{bad}: methods[1]" in capsys.readouterr().err
+
+
+def test_reference_stresses_every_other_cell_and_drops_the_axes_a_method_does_not_read(tmp_path, capsys):
+    from search_spaces.study import stressed_cells
+
+    path = tmp_path / "reference.yaml"
+    path.write_text(yaml.safe_dump(mutate(methods=["byol", "simclr"], seeds=list(range(8)),
+                                          grid={"ema": [0.8, 0.99], "batch_size": [32, 64]},
+                                          reference={"ema": 0.99, "batch_size": 64}), sort_keys=False))
+    study = load_study(str(path))
+    rows = [(r.method, dict(r.reference), dict(r.cell), r.axes) for r in stressed_cells(study)]
+    assert rows == [("byol", {"ema": 0.99, "batch_size": 64}, {"ema": 0.8, "batch_size": 64}, ("ema",)),
+                    ("byol", {"ema": 0.99, "batch_size": 64}, {"ema": 0.99, "batch_size": 32}, ("batch_size",)),
+                    ("byol", {"ema": 0.99, "batch_size": 64}, {"ema": 0.8, "batch_size": 32},
+                     ("ema", "batch_size")),
+                    ("simclr", {"batch_size": 64}, {"batch_size": 32}, ("batch_size",))]
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "simclr: reference batch_size=64 (reads no ema); stressed: batch_size=32 [batch_size]" in out
+    from er_core.power import drop_min_detectable
+    found = drop_min_detectable(8, 0.05, 4)
+    assert f"Holm over 4 row(s) per metric, 8 seeds): |original_drop - er_drop| >= {found:.3f}" in out
+    assert "assuming a seed sd of 0.01 in each of the four arms" in out
+    # one arm sd 0.01, 8 seeds, alpha 0.05/4: the paired-t figure in sd units times the contrast sd 0.02
+    assert found == pytest.approx(drop_min_detectable(8, 0.05, 4, arm_sd=1.0) * 0.01)
+    assert 0.02 < found < 0.05
+    path.write_text(yaml.safe_dump(mutate()))
+    assert main(["validate", str(path)]) == 0
+    assert "robustness: no reference: in the study, so the report will have no robustness table" \
+        in capsys.readouterr().out
 
 
 def test_shipped_studies_expand_to_the_planned_groups():
@@ -234,9 +274,10 @@ def shipped(name, tmp_path):
         parts = {"cifar10": [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)]
                  + ["cifar-10-batches-py/test_batch"],
                  "fashion_mnist": ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                                   "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]}
+                                   "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
+                 "imagefolder": ["train/n02869837/a.JPEG", "val/n02869837/a.JPEG"]}
         for part in parts[document["data"]["dataset"]]:
-            (tmp_path / part).parent.mkdir(exist_ok=True)
+            (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / part).touch()
         document["data"]["root"] = str(tmp_path)
     return parse_study(document, path=str(STUDIES / f"{name}.yaml"))
@@ -270,3 +311,28 @@ def test_shipped_studies_search_only_live_keys_and_comparable_dimensions(tmp_pat
         # every original whose loss has a hyperparameter searches one (BYOL's 2 - 2 cos has none)
         assert own or method == "byol", (name, method)
         assert abs(len(er) - len(original)) <= (2 if method == "byol" else 1), (name, method, original, er)
+
+
+def test_gpu_reference_study_mirrors_the_papers_table(tmp_path):
+    """Reference at the usual values, the paper's stressed points (EMA 0.8, a batch 8x smaller),
+    BYOL, DINO and SimCLR first; its comment names benchmark files that exist."""
+    from search_spaces.study import stressed_cells
+
+    study = shipped("cifar10_reference_gpu", tmp_path)
+    assert study.methods[:3] == ("byol", "dino", "simclr")
+    reference = dict(study.reference)
+    assert reference["ema"] in (0.99, 0.996) and reference["batch_size"] in (256, 512)
+    single = {(r.method, r.axes, tuple(r.cell.values())) for r in stressed_cells(study) if len(r.axes) == 1}
+    for method in ("byol", "dino"):
+        assert (method, ("ema",), (0.8, reference["batch_size"])) in single
+        assert (method, ("batch_size",), (reference["ema"], reference["batch_size"] // 8)) in single
+    assert ("simclr", ("batch_size",), (reference["batch_size"] // 8,)) in single
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_study_comments_name_files_that_exist(name):
+    import re
+
+    text = (STUDIES / f"{name}.yaml").read_text()
+    for path in re.findall(r"benchmarks/[\w./-]+", text):
+        assert (STUDIES.parents[1] / path.rstrip(".")).is_file(), (name, path)

@@ -116,6 +116,10 @@ def test_linear_probe_runs_at_the_end_and_every_n_epochs(tmp_path, tiny_data):
     assert all(0.0 <= line["linear_top1"] <= 1.0 for line in lines[1:])
     assert summary.final_metrics["linear_top1"] == lines[-1]["linear_top1"]
     assert math.isfinite(summary.final_metrics["linear_top1"])
+    # the untrained network's evaluation, measured before the first step, for the report
+    with open(os.path.join(tmp_path, "untrained.json")) as handle:
+        untrained = json.load(handle)
+    assert 0.0 <= untrained["knn_top1"] <= 1.0 and untrained["std_ratio"] > 0
 
 
 def test_non_finite_loss_ends_trial_as_diverged(tmp_path, tiny_data, monkeypatch):

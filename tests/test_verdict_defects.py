@@ -130,8 +130,16 @@ def test_holm_counts_only_cells_that_can_inform_the_collapse_families(tmp_path):
     assert real["collapse_p"] == pytest.approx(power.collapse_pvalue(0, 5, 4, 5))
     assert real["collapse_p_adj"] == pytest.approx(real["collapse_p"])  # m = 1
     assert real["verdict"] == "er_more_stable"
-    assert all(rows[e]["collapse_p_adj"] == 1.0 and rows[e]["verdict"] == "no_difference"
+    # 0/5 vs 0/5 cannot inform the family (p = 1 by construction): untested, not no_difference,
+    # and what it could have decided is stated at Holm's m with the cell counted (1 + 1)
+    k, _ = power.min_detectable_collapse(5, 5, 0.05, 2)
+    assert all(rows[e]["collapse_p_adj"] == 1.0 and rows[e]["verdict"] == "untested"
+               and rows[e]["time_verdict"] == "untested"
+               and rows[e]["collapse_min_detectable"] == pytest.approx(k / 5)
                for e in rows if e != 0.0)
+    table_lines, legend = out.split("p_adj: Holm")
+    assert "untested" in table_lines and "=≥" not in table_lines
+    assert f"stab ≥{k / 5:.2f}" in " ".join(legend.split())
     table = pq.read_table(tmp_path / "report" / "stability.parquet")
     assert render.holm_sizes(table)["collapse"] == 1 and render.holm_sizes(table)["knn"] == 8
     assert "m = 1: cells where some but not all trials collapsed" in " ".join(out.split())

@@ -25,12 +25,14 @@ from er_core.io import atomic_path
 from er_core.data import DatasetBundle
 from er_core.models import EMATeacher, SSLNetwork, build_network
 from er_core.objectives import Objective, build_objective
+from trainers.distributed import World, gather_objects, global_batchnorm
 from trainers.optim import build_optimizer
 
 STATE_FILE = "trial_state.pt"
 # Checkpoints written before the recipes moved into the objectives kept their state at the top level
 # under these keys; load_state_dict folds them into the objective's state dict (same module names).
 LEGACY_RECIPE_KEYS = ("bank", "targets", "queue")
+AUGMENT_SEED_STRIDE = 1_000_003  # worker r's augmentation seed: seed + 1 + r x stride (rank 0: seed + 1)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,6 +60,7 @@ class TrialState:
     epoch: int = 0
     step: int = 0
     last_metrics: dict[str, Any] = field(default_factory=dict)
+    world: World = field(default_factory=World)
 
     @property
     def channels_last(self) -> bool:
@@ -73,7 +76,8 @@ class TrialState:
             "optimizer": self.optimizer.state_dict(),
             "monitor": self.monitor.state_dict(),
             "data_rng": self.data_generator.get_state(),
-            "augment_rng": self.augment_generator.get_state(),
+            # each worker draws its own shard's augmentations: keep every worker's stream
+            "augment_rng": gather_objects(self.augment_generator.get_state(), self.world),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "python_rng": random.getstate(),
@@ -91,7 +95,13 @@ class TrialState:
         self.optimizer.load_state_dict(state["optimizer"])
         self.monitor.load_state_dict(state["monitor"])
         self.data_generator.set_state(state["data_rng"])
-        self.augment_generator.set_state(state["augment_rng"])
+        augment_rng = state["augment_rng"]
+        if isinstance(augment_rng, list):
+            if len(augment_rng) != self.world.size:
+                raise ValueError(f"the checkpoint holds the augmentation streams of {len(augment_rng)} workers, "
+                                 f"this trial runs {self.world.size}")
+            augment_rng = augment_rng[self.world.rank]
+        self.augment_generator.set_state(augment_rng.cpu())
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -123,13 +133,27 @@ def _with_legacy_recipe(state: dict[str, Any]) -> dict[str, Any]:
     return objective_state
 
 
-def build_state(config: TrialConfig, data: DatasetBundle) -> TrialState:
-    """Seed every RNG from ``config.seed`` and build the trial's modules on its device."""
+def build_state(config: TrialConfig, data: DatasetBundle, world: World | None = None) -> TrialState:
+    """Seed every RNG from ``config.seed`` and build the trial's modules on its device.
+
+    With several workers (``world``, default: one) every worker builds the same replica from the
+    same seed; only the augmentation stream differs by rank (each worker augments its own shard),
+    and batch norm becomes :class:`~trainers.distributed.GlobalBatchNorm` when
+    ``config.sync_batchnorm`` (before the EMA teacher copies the network, so it normalises
+    globally too).
+    """
+    world = world or World()
+    if world.size != config.world_size:
+        raise ValueError(f"the trial is configured for world_size={config.world_size} but runs on {world.size} "
+                         "worker(s)")
     device = resolve_device(config.device)
     random.seed(config.seed)
     np.random.seed(config.seed % (2**32))
     torch.manual_seed(config.seed)
-    net = build_network(config).to(device)
+    net = build_network(config)
+    if world.distributed and config.sync_batchnorm:
+        net = global_batchnorm(net)
+    net = net.to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     objective = build_objective(config.objective, config)
@@ -142,7 +166,7 @@ def build_state(config: TrialConfig, data: DatasetBundle) -> TrialState:
     data_generator = torch.Generator()
     data_generator.manual_seed(config.seed)
     augment_generator = torch.Generator(device=device)
-    augment_generator.manual_seed(config.seed + 1)
+    augment_generator.manual_seed(config.seed + 1 + AUGMENT_SEED_STRIDE * world.rank)
     return TrialState(config=config, device=device, net=net, teacher=teacher, objective=objective,
                       optimizer=optimizer, monitor=monitor, data_generator=data_generator,
-                      augment_generator=augment_generator)
+                      augment_generator=augment_generator, world=world)

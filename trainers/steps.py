@@ -12,6 +12,12 @@ k-means targets) lives in its objective: :class:`TrainingStep` calls the objecti
 points (``on_epoch_start``; per step ``before_forward``, ``add_inputs``, ``after_backward``; see
 :class:`er_core.objectives.Objective`) and provides what they read (:class:`~er_core.objectives.TrainingContext`).
 Nothing here depends on which method is trained.
+
+With several workers (``state.world``) ``batch_size`` is the global batch: every worker draws the
+same data order, takes its contiguous shard of each batch, augments and forwards it, and the
+objective and its hooks receive the global batch (:mod:`trainers.distributed`: gathered outputs,
+global batch indices, averaged gradients), so they compute exactly what one worker with the whole
+batch would.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from er_core.config import TrialConfig
 from er_core.data import DatasetBundle
 from er_core.data.augment import make_augmenter, use_gray_preset
 from er_core.models import SSLNetwork, ema_momentum
+from er_core.models.heads import NetworkOutput
 from er_core.objectives import ObjectiveInputs
+from trainers.distributed import average_gradients, broadcast_state, gather, gather_uneven
 from trainers.optim import learning_rate, scaled_lr, set_learning_rate
 from trainers.state import TrialState
 
@@ -51,6 +59,7 @@ class TrainingStep:
     def __init__(self, state: TrialState, data: DatasetBundle) -> None:
         self.state = state
         self.data = data
+        self.world = state.world
         config = state.config
         self.augment = make_augmenter(state.objective.views, data.mean, data.std,
                                       grayscale=use_gray_preset(config.augment, data.grayscale))
@@ -62,6 +71,7 @@ class TrainingStep:
         self.autocast = state.device.type == "cuda"
         self._memory_format = torch.channels_last if state.channels_last else torch.contiguous_format
         self._pin = state.device.type == "cuda"
+        broadcast_state([state.net, state.teacher, state.objective], self.world)
 
     # what the objective's hooks read (TrainingContext)
     @property
@@ -91,6 +101,8 @@ class TrainingStep:
         state.net.train()
         state.objective.train()
         state.objective.on_epoch_start(self, epoch)
+        # a recipe's per-epoch state (k-means targets and centroids) must be one state on every worker
+        broadcast_state([state.net, state.objective], self.world)
         order = torch.randperm(self.num_train, generator=state.data_generator)
         loss_sum, images, lr = torch.zeros((), dtype=torch.float64), 0, 0.0
         for index in range(self.steps_per_epoch):
@@ -114,17 +126,22 @@ class TrainingStep:
         return EpochOutcome(mean_loss=float(loss_sum) / max(1, self.steps_per_epoch), images=images,
                             lr=lr, ema=self.current_ema())
 
+    def views(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two augmented views of training images ``indices`` (this worker's augmentation stream)."""
+        batch = self.data.train_images[indices]
+        if self._pin:
+            batch = batch.pin_memory()
+        batch = batch.to(self.state.device, non_blocking=True)
+        return self.augment(batch, self.state.augment_generator)
+
     def _step(self, batch_indices: torch.Tensor) -> float:
-        """Forward + backward of one batch; returns the loss (gradients left in place)."""
+        """Forward + backward of the global batch ``batch_indices`` (this worker forwards its shard);
+        returns the loss (gradients left in place, averaged over the workers)."""
         state = self.state
         device = state.device
         objective = state.objective
-        batch = self.data.train_images[batch_indices]
-        if self._pin:
-            batch = batch.pin_memory()
-        batch = batch.to(device, non_blocking=True)
         indices = batch_indices.to(device)
-        view1, view2 = self.augment(batch, state.augment_generator)
+        view1, view2 = self.views(self.world.shard(batch_indices))
         view1 = view1.contiguous(memory_format=self._memory_format)
         view2 = view2.contiguous(memory_format=self._memory_format)
         state.optimizer.zero_grad(set_to_none=True)
@@ -135,14 +152,15 @@ class TrainingStep:
             if state.teacher is not None:
                 with torch.no_grad():
                     teacher1, teacher2 = state.teacher(view1), state.teacher(view2)
+        world = self.world
         inputs = ObjectiveInputs(
-            z1=out1.z.float(), z2=out2.z.float(),
-            p1=_float(out1.p), p2=_float(out2.p),
-            s1=_float(out1.scores), s2=_float(out2.scores),
-            t1=_float(teacher1.z if teacher1 is not None else None),
-            t2=_float(teacher2.z if teacher2 is not None else None),
-            ts1=_float(teacher1.scores if teacher1 is not None else None),
-            ts2=_float(teacher2.scores if teacher2 is not None else None),
+            z1=gather(out1.z.float(), world), z2=gather(out2.z.float(), world),
+            p1=gather(_float(out1.p), world), p2=gather(_float(out2.p), world),
+            s1=gather(_float(out1.scores), world), s2=gather(_float(out2.scores), world),
+            t1=gather(_float(teacher1.z if teacher1 is not None else None), world),
+            t2=gather(_float(teacher2.z if teacher2 is not None else None), world),
+            ts1=gather(_float(teacher1.scores if teacher1 is not None else None), world),
+            ts2=gather(_float(teacher2.scores if teacher2 is not None else None), world),
         )
         objective.add_inputs(self, inputs, indices)
         output = objective(inputs)
@@ -151,27 +169,42 @@ class TrainingStep:
         if not math.isfinite(value):
             return value
         loss.backward()
-        objective.after_backward(self, (out1, out2), indices)
+        average_gradients([state.net, objective], world)
+        outputs = (out1, out2) if not world.distributed else (_global_output(inputs, 1), _global_output(inputs, 2))
+        objective.after_backward(self, outputs, indices)
         return value
 
     @torch.no_grad()
     def embed_training_set(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(indices, z1, z2)`` per chunk of the training set, in order: the student's float32
         projections of two augmented views (augmentation generator), in eval mode."""
-        state = self.state
+        state, world = self.state, self.world
         was_training = state.net.training
         state.net.eval()
         try:
-            for start in range(0, self.num_train, EMBED_CHUNK):
-                indices = torch.arange(start, min(start + EMBED_CHUNK, self.num_train))
-                batch = self.data.train_images[indices].to(state.device)
-                view1, view2 = self.augment(batch, state.augment_generator)
-                with torch.autocast(device_type=state.device.type, dtype=torch.bfloat16,
-                                    enabled=self.autocast):
-                    z1, z2 = state.net(view1).z.float(), state.net(view2).z.float()
-                yield indices.to(state.device), z1, z2
+            for start in range(0, self.num_train, EMBED_CHUNK * world.size):
+                chunk = torch.arange(start, min(start + EMBED_CHUNK * world.size, self.num_train))
+                indices = chunk[world.rank::world.size]  # each worker embeds its share of the chunk
+                z1 = z2 = torch.zeros(0, state.config.projector_dim, device=state.device)
+                if indices.numel():
+                    view1, view2 = self.views(indices)
+                    with torch.autocast(device_type=state.device.type, dtype=torch.bfloat16,
+                                        enabled=self.autocast):
+                        z1, z2 = state.net(view1).z.float(), state.net(view2).z.float()
+                indices = indices.to(state.device)
+                yield gather_uneven(indices, world), gather_uneven(z1, world), gather_uneven(z2, world)
         finally:
             state.net.train(was_training)
+
+
+def _global_output(inputs: ObjectiveInputs, view: int) -> NetworkOutput:
+    """A view's student outputs over the global batch (detached) for the recipe hooks; the backbone
+    features are not gathered (no hook reads them)."""
+    def detached(name: str) -> torch.Tensor | None:
+        value = getattr(inputs, f"{name}{view}")
+        return value.detach() if value is not None else None
+
+    return NetworkOutput(features=None, z=detached("z"), p=detached("p"), scores=detached("s"))
 
 
 def _float(tensor: torch.Tensor | None) -> torch.Tensor | None:

@@ -26,16 +26,18 @@ from er_core.collapse import CALIBRATED, CollapseEvent
 from er_core.config import TrialConfig
 from er_core.data import DatasetBundle
 from er_core.io import write_json_atomic, write_text_atomic
-from er_core.rules import EVENTS_FILE, GRADE_KEY, STARTUP_FILE, trial_status
+from er_core.rules import EVENTS_FILE, GRADE_KEY, STARTUP_FILE, UNTRAINED_FILE, trial_status
+from er_core.rules import GRADE_METRICS  # noqa: F401 (every objective reports them; tests read it here)
 from trainers.diagnostics import Diagnostics
+from trainers.distributed import MainRankDiagnostics, World
 from trainers.state import TrialState, build_state
 from trainers.steps import TrainingStep
 from trainers.tensorboard import TrialWriter
 
 EPOCH_METRICS = ("epoch", "step", "loss", "er_entropy", "er_reconstruction", "er_bound", "knn_top1",
-                 "rankme", "std_ratio", "lr", "ema", "images_per_s", "collapsed", "stop_reason", GRADE_KEY)
+                 "rankme", "std_ratio", "lr", "ema", "images_per_s", "collapsed", "stop_reason", GRADE_KEY,
+                 "world_size")
 DISCRETE_METRICS = ("assign_entropy", "assign_sample_entropy", "effective_prototypes")
-GRADE_METRICS = ("rankme_projection", "knn_chance_p")  # every objective: the partial-collapse criteria
 PROBE_METRICS = ("linear_top1",)  # in the final epoch's metrics, and every linear_probe_every epochs
 # In the last epoch's metrics only: the final evaluation on final_eval_size queries of the test split
 # (Diagnostics.final), the untrained network's on the same queries, and the not-learned test's p-values.
@@ -103,7 +105,8 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
             time the first training step begins is added as ``first_step`` and the dict is written
             to ``startup.json`` in the trial directory (see :mod:`er_tune.trainable`).
     """
-    state = build_state(config, data)
+    world = World.current()  # the trial's workers (a process group set up by the caller), or one
+    state = build_state(config, data, world)
     if state.objective.loss_is_cross_entropy_over_prototypes:  # plateau criterion (CollapseMonitor)
         state.monitor.loss_plateau = math.log(config.num_prototypes)
     with reporter.latest_checkpoint() as directory:
@@ -120,6 +123,8 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
     step_fn = TrainingStep(state, data)
     diagnostics = Diagnostics(config, data, state.device, channels_last=state.channels_last,
                               autocast=step_fn.autocast)
+    if world.distributed:
+        diagnostics = MainRankDiagnostics(diagnostics, world)
     if not state.monitor.calibrated:
         # the untrained network's diagnostics calibrate the collapse detectors (CollapseMonitor),
         # and its final evaluation is the not-learned test's reference on the same queries
@@ -129,6 +134,8 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
                                  "final_linear_top1": final.linear_top1},
                                 knn_correct=diagnostics.knn_correct, final_knn_correct=final.knn_correct,
                                 final_linear_correct=final.linear_correct)
+        # the report draws the untrained network next to the trained one (robustness plots)
+        write_json_atomic(os.path.join(reporter.trial_dir, UNTRAINED_FILE), state.monitor.initial)
         if log is not None:
             shown = CALIBRATED + ("rankme_projection", "effective_prototypes", "knn_top1", "knn_chance_p",
                                   "final_knn_top1", "final_linear_top1")
@@ -188,6 +195,7 @@ def _run_epoch(state: TrialState, step_fn: "TrainingStep", diagnostics: Diagnost
         "collapsed": bool(state.monitor.collapsed),
         "stop_reason": stop_reason,
         GRADE_KEY: state.monitor.grade,  # how the driver's searcher learns the grade (no file read)
+        "world_size": config.world_size,
     }
     if stop_reason:  # every trial's last epoch (completed, collapsed or diverged)
         metrics.update(_final_metrics(state, diagnostics, found, epoch))

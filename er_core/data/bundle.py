@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -48,6 +49,17 @@ class DatasetBundle:
     def channels_in(self) -> int:
         """Channels of the source images (1 for grayscale, replicated to 3 in the tensors)."""
         return 1 if self.grayscale else 3
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the tensors a trial reads: for train images, train labels, eval images and
+        eval labels in that order, the shape then the raw bytes (C order, as stored: uint8
+        images, int64 labels). Equal fingerprints mean bit-identical training and evaluation
+        data, whatever the files or the generator that produced them."""
+        digest = hashlib.sha256()
+        for tensor in (self.train_images, self.train_labels, self.eval_images, self.eval_labels):
+            digest.update(repr(tuple(tensor.shape)).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def __post_init__(self) -> None:
         for split in ("train", "eval", "test"):

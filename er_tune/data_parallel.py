@@ -1,0 +1,206 @@
+"""Data-parallel trials: one Tune trial = one Ray Train ``TorchTrainer`` of ``world_size`` workers.
+
+Ray's Train-in-Tune pattern (Train V2, Ray 2.60): the Tune trial is a light driver function
+(:func:`data_parallel_trial`) that builds a ``TorchTrainer`` and calls ``fit()``; the workers run
+:func:`trainers.trial.run_trial` unchanged, DDP over NCCL on GPUs and Gloo on CPUs (Ray Train
+creates the process group; :mod:`trainers.distributed` gives the global-batch semantics). Every
+worker calls ``ray.train.report`` each epoch (a collective in Train V2); worker 0 attaches the
+checkpoint and its metrics are what ``TuneReportCallback`` forwards to Tune, so grouped ASHA, the
+grouped Optuna searcher, the progress line and the report see one result per epoch as from a
+single-process trial. Worker 0 alone writes the trial's files (TensorBoard, ``collapse_events.jsonl``)
+into the Tune trial's directory; the others write into a private temporary directory.
+
+Stopping: a collapse is decided identically on every worker (the diagnostics are measured on
+worker 0 and broadcast), so all leave the epoch loop together; when ASHA stops the trial, Tune ends
+the driver's actor and the Train controller and workers it owns end with it.
+
+Faults: the Train run keeps its checkpoints under ``<trial dir>/data_parallel`` and restarts
+its workers from the latest one (``ray.train.FailureConfig``), so a worker killed mid-epoch costs
+the epoch in progress; an epoch is reported once it is complete and checkpointed, so none is
+reported twice. A Tune-level retry or ``er-tune tune`` resume re-creates the same Train run name and
+storage path, which Train V2 restores from its own checkpoint-manager snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any, Mapping
+
+from er_core.config import TrialConfig
+from er_core.data import DatasetBundle
+from er_tune.tune_reporter import checkpoint_directory, report_epoch
+from trainers.reporters import LocalReporter
+from trainers.trial import run_trial
+from trainers.trial_data import dataset_key, load_trial_data
+
+TRAIN_RUN_NAME = "data_parallel"  # the Train run's folder inside the Tune trial's directory
+CHECKPOINTS_TO_KEEP = 2
+
+
+class TrainWorkerReporter:
+    """The reporter of one Train worker (see :mod:`trainers.reporters` for the contract).
+
+    All workers report every epoch (Train V2's ``report`` is a collective); only worker 0 attaches
+    its checkpoint, and only worker 0's ``trial_dir`` is the trial's directory.
+    """
+
+    writes_hparams = False  # the Tune driver's observer writes the HParams session
+
+    def __init__(self, trial_dir: str, rank: int) -> None:
+        self.rank = rank
+        self.trial_dir = trial_dir if rank == 0 else tempfile.mkdtemp(prefix=f"er_tune_worker{rank}_")
+        os.makedirs(self.trial_dir, exist_ok=True)
+
+    def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
+        import ray.train
+
+        report_epoch(ray.train, metrics, checkpoint_dir, attach=self.rank == 0)
+
+    def latest_checkpoint(self):
+        import ray.train
+
+        return checkpoint_directory(ray.train.get_checkpoint())
+
+
+class LocalWorkerReporter:
+    """``er-tune train --workers N``: worker 0 writes ``--out`` as a single-process trial's
+    :class:`~trainers.reporters.LocalReporter` does; every worker restores from its checkpoints."""
+
+    def __init__(self, out: str, params: Mapping[str, Any], rank: int) -> None:
+        self.rank = rank
+        self._local = LocalReporter(out, params)  # params.json written atomically, the same by all
+        self.writes_hparams = rank == 0
+        self.trial_dir = self._local.trial_dir if rank == 0 else tempfile.mkdtemp(prefix=f"er_tune_worker{rank}_")
+
+    def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
+        if self.rank == 0:
+            self._local.report(metrics, checkpoint_dir)
+        elif checkpoint_dir is not None:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    def truncate_after(self, epoch: int) -> None:
+        if self.rank == 0:
+            self._local.truncate_after(epoch)
+
+    def latest_checkpoint(self):
+        return self._local.latest_checkpoint()
+
+
+def _reporter(loop_config: Mapping[str, Any], rank: int):
+    if loop_config.get("local_params") is not None:
+        return LocalWorkerReporter(loop_config["trial_dir"], loop_config["local_params"], rank)
+    return TrainWorkerReporter(loop_config["trial_dir"], rank)
+
+
+def train_worker(loop_config: Mapping[str, Any]) -> None:
+    """The function every Train worker runs: one :func:`run_trial` over the process group."""
+    import ray
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    config = TrialConfig.from_dict(loop_config["config"])
+    context = ray.train.get_context()
+    if torch.cuda.is_available() and config.device != "cpu":
+        torch.cuda.set_device(ray.train.torch.get_device())  # "cuda" is then this worker's GPU
+    data_ref = loop_config.get("data")
+    data = ray.get(data_ref) if data_ref is not None else load_trial_data(config)
+    rank = context.get_world_rank()
+    log = print if rank == 0 and loop_config.get("log") else None
+    run_trial(config, data, _reporter(loop_config, rank), log=log)
+
+
+def torch_trainer(config: TrialConfig, *, cpu: float, gpu: float, trial_dir: str, storage_path: str,
+                  data: Any = None, max_failures: int = 2, callbacks: list | None = None,
+                  local_params: Mapping[str, Any] | None = None, log: bool = False, train_fn=train_worker):
+    """The ``TorchTrainer`` of one data-parallel trial (``config.world_size`` workers).
+
+    Args:
+        config: the trial's configuration (``world_size`` >= 1).
+        cpu, gpu: resources of each worker (a GPU worker uses NCCL, a CPU worker Gloo).
+        trial_dir: where worker 0 writes the trial's files.
+        storage_path: where the Train run keeps its checkpoints (``<storage_path>/data_parallel``).
+        data: an object reference to the trial's :class:`DatasetBundle` (None: each worker loads it).
+        max_failures: restarts of the worker group, each from the latest checkpoint.
+        callbacks: Train callbacks (``TuneReportCallback`` inside a Tune trial).
+        local_params: outside Tune (``er-tune train``): the trial's ``params.json``; worker 0 then
+            writes ``trial_dir`` as a local trial (:class:`LocalWorkerReporter`).
+        log: worker 0 prints one line per epoch.
+        train_fn: the workers' function (:func:`train_worker`; tests wrap it to inject faults).
+    """
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    use_gpu = gpu > 0
+    resources = {"CPU": cpu, **({"GPU": gpu} if use_gpu else {})}
+    return TorchTrainer(
+        train_fn,
+        train_loop_config={"config": config.to_dict(), "trial_dir": trial_dir, "data": data,
+                           "local_params": dict(local_params) if local_params is not None else None, "log": log},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=config.world_size, use_gpu=use_gpu,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=TRAIN_RUN_NAME, storage_path=storage_path, callbacks=callbacks or [],
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP)),
+    )
+
+
+def data_parallel_trial(config: Mapping[str, Any], datasets: Mapping[str, DatasetBundle] | None = None,
+                        cpu: float = 1.0, gpu: float = 0.0, max_failures: int = 2) -> None:
+    """Ray Tune function trainable of a data-parallel trial: runs its ``TorchTrainer`` to the end.
+
+    ``config`` is the flat trial config (``params.json``, ``world_size`` included); ``cpu``/``gpu``
+    are per worker.
+    """
+    import ray
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from er_tune.tune_reporter import artifact_dir, shared_trial_dir
+
+    trial_config = TrialConfig.from_dict(config)
+    key = dataset_key(trial_config)
+    data = ray.put(datasets[key]) if datasets and key in datasets else None
+    trial_dir = shared_trial_dir() or artifact_dir() or tune.get_context().get_trial_dir()
+    os.makedirs(trial_dir, exist_ok=True)
+    trainer = torch_trainer(trial_config, cpu=cpu, gpu=gpu, trial_dir=trial_dir, storage_path=trial_dir,
+                            data=data, max_failures=max_failures, callbacks=[TuneReportCallback()])
+    trainer.fit()
+
+
+def train_locally(config: TrialConfig, data: DatasetBundle, out: str, params: Mapping[str, Any], *,
+                  log: bool = True) -> dict[str, Any]:
+    """``er-tune train --workers N``: one data-parallel trial on an embedded Ray, files in ``out``.
+
+    Each worker gets one GPU when the trial runs on CUDA, else an equal share of the local CPUs
+    (at most one each). Returns the last result line (``{}`` if no epoch finished).
+    """
+    import json
+
+    import ray
+    import torch
+
+    use_gpu = config.device != "cpu" and torch.cuda.is_available()
+    cpus = os.cpu_count() or 1
+    cpu = min(1.0, cpus / config.world_size) * 0.99  # a whole trial fits the machine
+    out = os.path.abspath(out)
+    embedded = not ray.is_initialized()
+    if embedded:
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=log)
+    try:
+        trainer = torch_trainer(config, cpu=cpu, gpu=1.0 if use_gpu else 0.0, trial_dir=out,
+                                storage_path=out, data=ray.put(data), local_params=params, log=log)
+        trainer.fit()
+    finally:
+        if embedded:
+            ray.shutdown()
+    path = os.path.join(out, "result.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        lines = [json.loads(line) for line in handle if line.strip()]
+    return lines[-1] if lines else {}
