@@ -136,6 +136,16 @@ EPOCHS = {
     "collapse_grade": Column("", "collapse grade of the trial up to this epoch (none, partial, "
                                  "complete; er_core.rules.collapse_grade)"),
     "wall_time_s": Column("s", "seconds since the trial started (Ray's time_total_s)"),
+    "world_size": Column("workers", "data-parallel workers that trained the trial (TrialConfig.world_size)"),
+    "final_knn_top1": Column("1", "last line only: kNN top-1 on final_queries test queries (the whole "
+                                  "test split of a dataset read from disk)"),
+    "final_linear_top1": Column("1", "last line only: linear-probe top-1 on final_queries test queries"),
+    "final_queries": Column("queries", "last line only: queries of the final evaluation"),
+    "untrained_final_knn_top1": Column("1", "last line only: the untrained network's final_knn_top1"),
+    "untrained_final_linear_top1": Column("1", "last line only: the untrained network's final_linear_top1"),
+    "learned_knn_p": Column("1", "last line only: exact one-sided McNemar p of the final kNN above the "
+                                 "untrained network's (not_learned grade)"),
+    "learned_linear_p": Column("1", "last line only: the same test for the linear probe"),
 }
 
 EVENTS = {
@@ -143,7 +153,7 @@ EVENTS = {
     "epoch": Column("epochs", "epoch at which the detector fired"),
     "step": Column("steps", "optimiser step at which the detector fired"),
     "detector": Column("", "detector that fired (er_core.collapse)"),
-    "kind": Column("", "collapse: complete, dimensional, cluster, uniform, diverged; partial: dimensional, prototype, functional, plateau; warning: knn_chance, early_warning"),
+    "kind": Column("", "collapse: complete, dimensional, cluster, uniform, diverged (early_warning with stop_on_warning); partial: dimensional, prototype, functional, plateau, not_learned; warning: knn_chance, early_warning"),
     "severity": Column("", "warning, partial or collapse"),
     "value": Column("1", "observed value of the detector's metric"),
     "threshold": Column("1", "threshold it crossed (same unit as value)"),
