@@ -40,7 +40,7 @@ CONFIG_UNITS = {
     "sinkhorn_epsilon": "1", "sinkhorn_iterations": "iterations", "queue_length": "embeddings",
     "queue_start_epoch": "epochs", "freeze_prototypes_epochs": "epochs", "kappa": "1",
     "entropy_weight": "1", "kappa_eval": "1", "knn_k": "neighbours", "knn_temperature": "1",
-    "knn_bank_size": "images", "linear_probe_every": "epochs", "final_eval_size": "images", "seed": "1", "device": "",
+    "knn_bank_size": "images", "linear_probe_every": "epochs", "final_eval_size": "images", "world_size": "workers", "sync_batchnorm": "", "seed": "1", "device": "",
     "log_every_n_steps": "steps", "collapse": "",
 }
 
