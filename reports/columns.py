@@ -41,7 +41,7 @@ CONFIG_UNITS = {
     "queue_start_epoch": "epochs", "freeze_prototypes_epochs": "epochs", "kappa": "1",
     "entropy_weight": "1", "kappa_eval": "1", "knn_k": "neighbours", "knn_temperature": "1",
     "knn_bank_size": "images", "linear_probe_every": "epochs", "seed": "1", "device": "",
-    "log_every_n_steps": "steps", "collapse": "",
+    "log_every_n_steps": "steps", "collapse": "", "world_size": "workers", "sync_batchnorm": "",
 }
 
 _ID = {
@@ -119,6 +119,7 @@ EPOCHS = {
     "lr": Column("1", "learning rate at the end of the epoch"),
     "ema": Column("1", "teacher EMA coefficient at the end of the epoch (0 without a teacher)"),
     "images_per_s": Column("images/s", "training throughput over the epoch"),
+    "world_size": Column("workers", "data-parallel workers the trial trained on (1: one process; batch_size is the global batch)"),
     "collapsed": Column("", "a collapse-severity event has fired (bool)"),
     "stop_reason": Column("", "'' while running; completed, collapsed or diverged on the last "
                               "line"),
