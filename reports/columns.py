@@ -40,8 +40,8 @@ CONFIG_UNITS = {
     "sinkhorn_epsilon": "1", "sinkhorn_iterations": "iterations", "queue_length": "embeddings",
     "queue_start_epoch": "epochs", "freeze_prototypes_epochs": "epochs", "kappa": "1",
     "entropy_weight": "1", "kappa_eval": "1", "knn_k": "neighbours", "knn_temperature": "1",
-    "knn_bank_size": "images", "linear_probe_every": "epochs", "final_eval_size": "images", "world_size": "workers", "sync_batchnorm": "", "seed": "1", "device": "",
-    "log_every_n_steps": "steps", "collapse": "",
+    "knn_bank_size": "images", "linear_probe_every": "epochs", "final_eval_size": "images", "seed": "1",
+    "device": "", "log_every_n_steps": "steps", "collapse": "", "world_size": "workers", "sync_batchnorm": "",
 }
 
 _ID = {
@@ -130,13 +130,13 @@ EPOCHS = {
     "lr": Column("1", "learning rate at the end of the epoch"),
     "ema": Column("1", "teacher EMA coefficient at the end of the epoch (0 without a teacher)"),
     "images_per_s": Column("images/s", "training throughput over the epoch"),
+    "world_size": Column("workers", "data-parallel workers the trial trained on (1: one process; batch_size is the global batch)"),
     "collapsed": Column("", "a collapse-severity event has fired (bool)"),
     "stop_reason": Column("", "'' while running; completed, collapsed or diverged on the last "
                               "line"),
     "collapse_grade": Column("", "collapse grade of the trial up to this epoch (none, partial, "
                                  "complete; er_core.rules.collapse_grade)"),
     "wall_time_s": Column("s", "seconds since the trial started (Ray's time_total_s)"),
-    "world_size": Column("workers", "data-parallel workers that trained the trial (TrialConfig.world_size)"),
     "final_knn_top1": Column("1", "last line only: kNN top-1 on final_queries test queries (the whole "
                                   "test split of a dataset read from disk)"),
     "final_linear_top1": Column("1", "last line only: linear-probe top-1 on final_queries test queries"),
