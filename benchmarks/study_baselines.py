@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None, help="comma-separated (default: the study's seeds)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--final-eval-size", type=int, default=None,
+                        help="queries of the final evaluation (default: the study's, 0 = the whole test "
+                             "split); 1000 reproduces the rows of studies whose trials predate it "
+                             "(results/fmnist_ema, fmnist_batch: their final figures used the 1,000 eval queries)")
     args = parser.parse_args(argv)
 
     from er_core.config import TrialConfig
@@ -47,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     settings: dict[tuple, TrialConfig] = {}
     for group in condition_groups(study):
         config = TrialConfig.from_dict(trial_config(study, group, phase="replicate", seed=seeds[0]))
+        if args.final_eval_size is not None:
+            config = config.replace(final_eval_size=args.final_eval_size)
         key = (config.dataset, config.image_size, config.train_size, config.eval_size, config.knn_bank_size,
                config.backbone, config.projector_dim, config.projector_hidden_dim)
         settings.setdefault(key, config)
