@@ -1,5 +1,6 @@
 """Reference points for a study's accuracies: raw pixels and the untrained network, measured exactly as
-its trials measure ``knn_top1`` and ``linear_top1``.
+its trials' final evaluation measures ``final_knn_top1`` and ``final_linear_top1`` (the whole test
+split of a dataset read from disk).
 
 For each condition group's data and model (the study's `data:`/`model:`/`trial:` sections and grid
 cell: the batch size does not change an untrained network), and each seed of the study, this
@@ -26,13 +27,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None, help="comma-separated (default: the study's seeds)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--final-eval-size", type=int, default=None,
+                        help="queries of the final evaluation (default: the study's, 0 = the whole test "
+                             "split); 1000 reproduces the rows of studies whose trials predate it "
+                             "(results/fmnist_ema, fmnist_batch: their final figures used the 1,000 eval queries)")
     args = parser.parse_args(argv)
 
     from er_core.config import TrialConfig
     from er_core.rules import EXIT_USAGE
     from search_spaces import StudyError, condition_groups, load_study
     from search_spaces.plan import trial_config
-    from trainers.baselines import random_network_knn, random_network_linear, raw_pixel_knn, raw_pixel_linear
+    from trainers.baselines import final_queries, random_network, raw_pixel_knn, raw_pixel_linear
     from trainers.trial_data import load_trial_data
 
     try:
@@ -46,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     settings: dict[tuple, TrialConfig] = {}
     for group in condition_groups(study):
         config = TrialConfig.from_dict(trial_config(study, group, phase="replicate", seed=seeds[0]))
+        if args.final_eval_size is not None:
+            config = config.replace(final_eval_size=args.final_eval_size)
         key = (config.dataset, config.image_size, config.train_size, config.eval_size, config.knn_bank_size,
                config.backbone, config.projector_dim, config.projector_hidden_dim)
         settings.setdefault(key, config)
@@ -53,10 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     for config in settings.values():
         data = load_trial_data(config)
         raw = (raw_pixel_knn(config, data), raw_pixel_linear(config, data))
-        untrained = [(random_network_knn(config.replace(seed=s), data),
-                      random_network_linear(config.replace(seed=s), data)) for s in seeds]
+        untrained = [random_network(config.replace(seed=s), data) for s in seeds]
         label = (f"{config.dataset} {config.image_size}px, bank {min(config.knn_bank_size, data.train_images.shape[0])}, "
-                 f"{data.eval_images.shape[0]} queries")
+                 f"{final_queries(config, data)[0].shape[0]} queries")
         rows.append((label, "raw pixels", [raw[0]], [raw[1]]))
         rows.append((label, f"untrained {config.backbone}", [u[0] for u in untrained], [u[1] for u in untrained]))
     for label, name, knn, linear in rows:

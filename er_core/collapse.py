@@ -12,6 +12,8 @@ Detectors are pure functions with documented anchors:
 - ``effective_prototypes(h, K)``: exp H(p̄), the number of prototypes in use (1 … K).
 - ``knn_chance_p(knn, labels, C)``: one-sided exact binomial p-value of a kNN accuracy being above
   the majority-class rate of ``labels`` (the best constant predictor, not 1/C).
+- ``mcnemar_greater_p(after, before)``: exact one-sided McNemar p-value of per-query correctness
+  ``after`` being better than ``before`` on the same queries (did the network learn?).
 - ``is_finite`` / ``grad_is_finite``: divergence.
 
 :class:`CollapseMonitor` turns per-evaluation metrics into :class:`CollapseEvent` records with
@@ -30,8 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from er_core.config import CollapseConfig
-from er_core.rules import EARLY_WARNING_KIND, PARTIAL_KINDS, collapse_grade
+from er_core.rules import EARLY_WARNING_KIND, NOT_LEARNED_KIND, PARTIAL_KINDS, collapse_grade
 
+# Partial criteria that count only at an evaluation whose kNN is not above the untrained network's
+# (a structural sign alone, e.g. few prototypes in use, also marks healthy training).
+GATED_KINDS = ("dimensional", "prototype", "plateau")
 # Statistics whose collapse thresholds are calibrated against the untrained network (CollapseMonitor).
 CALIBRATED = ("std_ratio", "rankme", "assign_entropy", "assign_sample_entropy")
 # Statistics whose running extrema (untrained network included) the partial and early-warning rules read.
@@ -99,6 +104,35 @@ def knn_chance_p(knn: float, labels: torch.Tensor, num_classes: int) -> float:
     rate = float(counts.max()) / n
     correct = int(round(float(knn) * n))
     return float(binom.sf(correct - 1, n, rate))
+
+
+def mcnemar_greater_p(after: torch.Tensor, before: torch.Tensor) -> float:
+    """Exact one-sided McNemar p-value of ``after`` being more often correct than ``before``.
+
+    ``after`` and ``before`` are per-query correctness [Q] (bool) of two classifiers on the same
+    queries. With ``b`` = queries only ``after`` gets right and ``c`` = queries only ``before`` gets
+    right, under H0 (equal accuracy) ``b ~ Binomial(b + c, 1/2)`` given ``b + c``, and
+    ``p = P(X >= b)`` (1.0 when ``b + c = 0``). Exact, so ``P(p <= alpha) <= alpha`` under H0.
+    """
+    from scipy.stats import binom
+
+    if after.shape != before.shape:
+        raise ValueError(f"paired correctness must have one shape, got {tuple(after.shape)} and {tuple(before.shape)}")
+    after, before = after.reshape(-1).bool().cpu(), before.reshape(-1).bool().cpu()
+    b = int((after & ~before).sum())
+    c = int((before & ~after).sum())
+    if b + c == 0:
+        return 1.0
+    return float(binom.sf(b - 1, b + c, 0.5))
+
+
+def pack_bits(correct: torch.Tensor) -> str:
+    """Per-query correctness [Q] as a '0'/'1' string (checkpointable JSON)."""
+    return "".join("1" if value else "0" for value in correct.reshape(-1).bool().tolist())
+
+
+def unpack_bits(bits: str) -> torch.Tensor:
+    return torch.tensor([char == "1" for char in bits], dtype=torch.bool)
 
 
 def is_finite(*values: Any) -> bool:
@@ -176,7 +210,15 @@ class CollapseMonitor:
 
     Partial collapse (severity ``partial``: recorded once per kind, the trial goes on; each criterion
     must hold on ``partial_patience`` consecutive evaluations, and each is calibrated so that the
-    untrained network, or one that does not train, can never meet it):
+    untrained network, or one that does not train, can never meet it). The structural criteria
+    (:data:`GATED_KINDS`: dimensional, prototype, plateau) count only at evaluations with a
+    functional loss: kNN top-1 not above the untrained network's on the same queries by the exact
+    one-sided McNemar test at ``learned_alpha`` (:func:`mcnemar_greater_p`; without the untrained
+    network's per-query correctness, kNN top-1 <= its kNN top-1; uncalibrated: no gate). Why: a
+    structural sign alone also marks healthy training — DINO at EMA 0.9 on FashionMNIST learns
+    (kNN 0.71-0.73 against the untrained network's 0.63) with 4.7 of 64 prototypes in use, while
+    DINO-ER maximises the prototypes' entropy, so an ungated prototype criterion fires on the
+    healthy original and never on the ER twin.
 
     - dimensional (Garrido et al. 2023; Jing et al. 2022): RankMe of the backbone features *and* of
       the projections below ``partial_rankme_fraction`` × their running maxima, the untrained
@@ -190,13 +232,17 @@ class CollapseMonitor:
     - plateau (objectives whose loss is a cross-entropy over K prototypes, ``loss_plateau = ln K``:
       DINO, SwAV): the training loss within ``plateau_tolerance`` × ln K of ln K after it had been
       below ``(1 - plateau_departure)`` × ln K at an earlier evaluation (a loss that never left ln K,
-      an untrained or non-training network's, never counts).
+      an untrained or non-training network's, never counts);
+    - not_learned (:meth:`observe_final`, at the trial's last evaluation): the final kNN *and* linear
+      probe are both not above the untrained network's on the same queries (exact one-sided
+      McNemar, each at ``learned_alpha``): the network did not learn. Counted as a partial kind.
 
     Early warning (severity ``warning``, kind ``early_warning``, once per trial): the first
     evaluation at which any label-free statistic of :data:`WARNING_SIGNALS` falls below its
     ``warning_*_fraction`` × its running maximum (untrained network included; 0 disables a
     signal). The fractions are chosen, and their lead time before the kNN falls measured on a
-    held-out corpus, by ``benchmarks/early_warning.py``.
+    held-out corpus, by ``benchmarks/early_warning.py``. With ``stop_on_warning`` the early warning
+    has severity ``collapse``: a stopping rule, the trial stops there and counts as collapsed.
     """
 
     def __init__(self, config: CollapseConfig, *, discrete: bool, num_classes: int,
@@ -213,17 +259,28 @@ class CollapseMonitor:
         self.initial: dict[str, float] = {}  # the untrained network's values (calibrate)
         self.highest: dict[str, float] = {}  # running maxima, initial values included
         self.lowest: dict[str, float] = {}   # running minima (uniform detector)
+        # the untrained network's per-query correctness: eval-set kNN, final kNN, final linear probe
+        self.untrained_correct: dict[str, torch.Tensor] = {}
+        self.learned_p: dict[str, float] = {}  # observe_final's McNemar p-values
 
-    def calibrate(self, metrics: Mapping[str, float]) -> None:
+    def calibrate(self, metrics: Mapping[str, float], *, knn_correct: torch.Tensor | None = None,
+                  final_knn_correct: torch.Tensor | None = None,
+                  final_linear_correct: torch.Tensor | None = None) -> None:
         """Record the untrained network's diagnostics; switches the relative bounds on.
 
         Keeps every finite numeric metric (the complete-collapse detectors read ``std_ratio``,
         ``rankme``, ``assign_entropy``, ``assign_sample_entropy``; the partial criteria also
-        ``rankme_projection``, ``effective_prototypes``, ``knn_chance_p``); non-finite values are ignored.
+        ``rankme_projection``, ``effective_prototypes``, ``knn_chance_p``, ``knn_top1``); non-finite
+        values are ignored. ``knn_correct``: per-query kNN correctness on the eval set (the partial
+        criteria's functional gate); ``final_*``: on the final queries (:meth:`observe_final`).
         """
         self.initial = {key: float(value) for key, value in metrics.items()
                         if isinstance(value, (int, float)) and not isinstance(value, bool)
                         and math.isfinite(float(value))}
+        for key, value in (("knn", knn_correct), ("final_knn", final_knn_correct),
+                           ("final_linear", final_linear_correct)):
+            if value is not None:
+                self.untrained_correct[key] = value.reshape(-1).bool().cpu()
         self.calibrated = True
         self._track(self.initial)
 
@@ -279,8 +336,47 @@ class CollapseMonitor:
                    f"non-finite loss or gradient ({value}) at step {step}")
         return found
 
-    def observe(self, metrics: Mapping[str, float], *, epoch: int, step: int) -> list[CollapseEvent]:
-        """Check one evaluation's metrics; returns the new events (also kept in ``events``)."""
+    def functional_loss(self, metrics: Mapping[str, float],
+                        knn_correct: torch.Tensor | None = None) -> tuple[bool, str]:
+        """Is this evaluation's kNN not above the untrained network's? (the gate of :data:`GATED_KINDS`)"""
+        before = self.untrained_correct.get("knn")
+        if knn_correct is not None and before is not None and before.shape == knn_correct.reshape(-1).shape:
+            p = mcnemar_greater_p(knn_correct, before)
+            return p > self.config.learned_alpha, f"kNN not above the untrained network's (McNemar p = {p:.3g})"
+        initial, knn = self.initial.get("knn_top1"), metrics.get("knn_top1")
+        if initial is not None and knn is not None:
+            return float(knn) <= initial, f"kNN {float(knn):.3f} <= untrained {initial:.3f}"
+        return True, "uncalibrated"
+
+    def observe_final(self, knn_correct: torch.Tensor, linear_correct: torch.Tensor, *, epoch: int,
+                      step: int) -> list[CollapseEvent]:
+        """The not-learned test at the last evaluation (class docstring); p-values in ``learned_p``.
+
+        Needs the untrained network's correctness on the same final queries (``calibrate``);
+        without it nothing is tested and nothing is emitted.
+        """
+        found: list[CollapseEvent] = []
+        before_knn, before_linear = self.untrained_correct.get("final_knn"), self.untrained_correct.get("final_linear")
+        if before_knn is None or before_linear is None:
+            return found
+        p_knn, p_linear = mcnemar_greater_p(knn_correct, before_knn), mcnemar_greater_p(linear_correct, before_linear)
+        self.learned_p = {"knn": p_knn, "linear": p_linear}
+        alpha = self.config.learned_alpha
+        if min(p_knn, p_linear) > alpha and not any(e.kind == NOT_LEARNED_KIND for e in self.events):
+            knn, linear = float(knn_correct.double().mean()), float(linear_correct.double().mean())
+            self._emit(found, "mcnemar", NOT_LEARNED_KIND, "partial", epoch, step, min(p_knn, p_linear), alpha,
+                       f"did not learn: final kNN {knn:.4f} (untrained {float(before_knn.double().mean()):.4f}, "
+                       f"McNemar p = {p_knn:.3g}) and linear probe {linear:.4f} (untrained "
+                       f"{float(before_linear.double().mean()):.4f}, p = {p_linear:.3g}) not above the "
+                       f"untrained network's at alpha {alpha} on {knn_correct.numel()} queries")
+        return found
+
+    def observe(self, metrics: Mapping[str, float], *, epoch: int, step: int,
+                knn_correct: torch.Tensor | None = None) -> list[CollapseEvent]:
+        """Check one evaluation's metrics; returns the new events (also kept in ``events``).
+
+        ``knn_correct``: this evaluation's per-query kNN correctness on the eval set (the partial
+        criteria's functional gate, :meth:`functional_loss`)."""
         c, found = self.config, []
         loss = float(metrics.get("loss", 0.0))
         ratio, rank = float(metrics["std_ratio"]), float(metrics["rankme"])
@@ -329,12 +425,13 @@ class CollapseMonitor:
                                 f"kNN top-1 {float(knn):.3f} near chance ({1.0 / self.num_classes:.3f})")
             else:
                 self.warned["knn_chance"] = False
-        self._observe_partial(found, metrics, loss, epoch, step)
+        self._observe_partial(found, metrics, loss, epoch, step, knn_correct)
         self._observe_early_warning(found, metrics, epoch, step)
         return found
 
-    def _observe_partial(self, found, metrics, loss, epoch, step) -> None:
+    def _observe_partial(self, found, metrics, loss, epoch, step, knn_correct=None) -> None:
         c, conditions = self.config, {}
+        gate, gate_detail = self.functional_loss(metrics, knn_correct)
         rank, highest = float(metrics["rankme"]), self.highest
         rank_bound = c.partial_rankme_fraction * highest.get("rankme", rank)
         dimensional = rank < rank_bound
@@ -373,6 +470,8 @@ class CollapseMonitor:
                 self.partial_streaks[kind] = 0
                 continue
             holds, detector, value, threshold, message = conditions[kind]
+            if kind in GATED_KINDS:
+                holds, message = holds and gate, f"{message}, {gate_detail}"
             self.partial_streaks[kind] = self.partial_streaks[kind] + 1 if holds else 0
             fired = any(e.kind == kind and e.severity == "partial" for e in self.events)
             if self.partial_streaks[kind] >= c.partial_patience and not fired:
@@ -388,8 +487,10 @@ class CollapseMonitor:
                 continue
             value, best = float(metrics[signal]), self.highest[signal]
             if value < fraction * best:
-                self._emit(found, signal, EARLY_WARNING_KIND, "warning", epoch, step, value, fraction * best,
-                           f"early warning: {signal} {value:.4g} < {fraction:.0%} of its max {best:.4g}")
+                severity = "collapse" if self.config.stop_on_warning else "warning"
+                self._emit(found, signal, EARLY_WARNING_KIND, severity, epoch, step, value, fraction * best,
+                           f"early warning: {signal} {value:.4g} < {fraction:.0%} of its max {best:.4g}"
+                           + (" (stop_on_warning: counted as collapsed)" if self.config.stop_on_warning else ""))
                 return
 
     def _streak(self, found, kind, detector, condition, patience, epoch, step, value, threshold, message):
@@ -408,7 +509,9 @@ class CollapseMonitor:
                 "events": [event.to_dict() for event in self.events],  # NaN -> None: strict JSON
                 "calibrated": self.calibrated, "initial": dict(self.initial),
                 "highest": dict(self.highest), "lowest": dict(self.lowest),
-                "partial_streaks": dict(self.partial_streaks), "loss_departed": self.loss_departed}
+                "partial_streaks": dict(self.partial_streaks), "loss_departed": self.loss_departed,
+                "untrained_correct": {key: pack_bits(value) for key, value in self.untrained_correct.items()},
+                "learned_p": dict(self.learned_p)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.streaks = dict(state["streaks"])
@@ -423,3 +526,5 @@ class CollapseMonitor:
         self.partial_streaks = {kind: 0 for kind in PARTIAL_KINDS}
         self.partial_streaks.update(state.get("partial_streaks", {}))
         self.loss_departed = bool(state.get("loss_departed", False))
+        self.untrained_correct = {key: unpack_bits(bits) for key, bits in state.get("untrained_correct", {}).items()}
+        self.learned_p = dict(state.get("learned_p", {}))

@@ -49,8 +49,8 @@ META_KEYS = ("study", "phase", "group", "grid_axes", "searched", "optuna_trial")
 COMMON_KEYS = ("method", "variant", "dataset", "data_root", "image_size", "train_size", "eval_size",
                "data_seed", "augment", "backbone", "projector_dim", "projector_hidden_dim", "epochs", "batch_size",
                "optimizer", "lr", "weight_decay", "momentum", "warmup_epochs", "kappa_eval", "knn_k",
-               "knn_temperature", "knn_bank_size", "linear_probe_every", "seed", "device", "log_every_n_steps", "collapse",
-               "world_size", "sync_batchnorm")
+               "knn_temperature", "knn_bank_size", "linear_probe_every", "final_eval_size", "seed", "device",
+               "log_every_n_steps", "collapse", "world_size", "sync_batchnorm")
 _DINO_KEYS = ("ema", "ema_schedule", "num_prototypes", "student_temperature", "teacher_temperature")
 _SWAV_KEYS = ("num_prototypes", "temperature", "freeze_prototypes_epochs")
 OBJECTIVE_KEYS: dict[str, tuple[str, ...]] = {
@@ -128,12 +128,23 @@ class CollapseConfig:
         plateau_tolerance: plateau partial collapse when a DINO/SwAV loss is within this fraction of
             ln K ...
         plateau_departure: ... after having been below (1 - this) × ln K at an earlier evaluation.
+        learned_alpha: level of the exact one-sided McNemar test of a network's per-query kNN (and
+            linear-probe) correctness against its untrained network's on the same queries. Every
+            partial criterion but the functional one counts only at evaluations whose kNN is not
+            above the untrained network's by this test (a functional loss); a trial whose final
+            kNN *and* linear probe are both not above its untrained network's is graded partial,
+            kind ``not_learned`` (:meth:`~er_core.collapse.CollapseMonitor.observe_final`).
         warning_rankme_fraction, warning_rankme_projection_fraction, warning_std_ratio_fraction,
             warning_prototype_fraction: the early warning (an ``early_warning`` event, once per
             trial) fires when a statistic falls below this fraction of its running maximum; 0
             disables that signal. Default: RankMe of the features at 0.3 (chosen on the selection
             half of ``benchmarks/early_warning.py``'s corpus; the other signals, 0, gave more false
             alarms on the held-out half). The corpus is small: see the README's held-out table.
+        stop_on_warning: a stopping rule (off by default): the early warning is recorded with
+            severity ``collapse`` instead of ``warning``, so a warned trial stops there (with
+            ``stop_on_collapse``) and counts as completely collapsed at the warning's epoch
+            (``collapse_kind`` ``early_warning``). Measured on results/fmnist_dino_ema by
+            ``benchmarks/early_warning.py study`` (README).
     """
 
     stop_on_collapse: bool = True
@@ -153,10 +164,12 @@ class CollapseConfig:
     partial_knn_alpha: float = 0.05
     plateau_tolerance: float = 0.02
     plateau_departure: float = 0.1
+    learned_alpha: float = 0.05
     warning_rankme_fraction: float = 0.3
     warning_rankme_projection_fraction: float = 0.0
     warning_std_ratio_fraction: float = 0.0
     warning_prototype_fraction: float = 0.0
+    stop_on_warning: bool = False
 
     def __post_init__(self) -> None:
         _check_fraction("collapse.std_ratio_threshold", self.std_ratio_threshold)
@@ -172,7 +185,7 @@ class CollapseConfig:
         _check_positive("collapse.reference_fraction", self.reference_fraction)
         _check_min("collapse.partial_patience", self.partial_patience, 1)
         for key in ("partial_rankme_fraction", "partial_prototype_fraction", "partial_knn_alpha",
-                    "plateau_tolerance", "plateau_departure", "warning_rankme_fraction",
+                    "plateau_tolerance", "plateau_departure", "learned_alpha", "warning_rankme_fraction",
                     "warning_rankme_projection_fraction", "warning_std_ratio_fraction",
                     "warning_prototype_fraction"):
             _check_fraction(f"collapse.{key}", getattr(self, key))
@@ -217,6 +230,11 @@ class TrialConfig:
 
     ``linear_probe_every``: a linear probe (``linear_top1``) runs at the end of every trial, however it
     ends, and also every that many epochs when > 0.
+
+    ``final_eval_size``: queries of the final kNN and linear probe (``final_knn_top1``,
+    ``final_linear_top1``, and the untrained network's on the same queries): the first that many
+    images of the whole test split, 0 for all of it (the default; generated datasets have no split
+    beyond the eval set, so theirs is the eval set). The per-epoch kNN keeps ``eval_size`` queries.
     """
 
     method: str = "simclr"
@@ -263,6 +281,7 @@ class TrialConfig:
     knn_temperature: float = 0.07
     knn_bank_size: int = 4000
     linear_probe_every: int = 0
+    final_eval_size: int = 0
     # run
     seed: int = 0
     device: str = "auto"
@@ -296,6 +315,7 @@ class TrialConfig:
         _check_min("knn_k", self.knn_k, 1)
         _check_min("knn_bank_size", self.knn_bank_size, 1)
         _check_min("linear_probe_every", self.linear_probe_every, 0)
+        _check_min("final_eval_size", self.final_eval_size, 0)
         _check_min("log_every_n_steps", self.log_every_n_steps, 1)
         _check_min("weight_decay", self.weight_decay, 0.0)
         _check_min("entropy_weight", self.entropy_weight, 0.0)

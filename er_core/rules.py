@@ -46,12 +46,15 @@ STATUSES = (*IN_FLIGHT_STATUSES, *ENDED_STATUSES)
 COLLAPSE_STATUSES = ("collapsed", "diverged")
 
 # A collapse event (one ``collapse_events.jsonl`` line): its severity and kind. Partial kinds never
-# stop a trial; the early warning is a ``warning`` of kind ``early_warning``.
+# stop a trial; the early warning is a ``warning`` of kind ``early_warning`` (a ``collapse`` with
+# ``collapse.stop_on_warning``); ``not_learned`` (the trial ended no better than its untrained
+# network) is counted within partial.
 SEVERITIES = ("warning", "partial", "collapse")
-PARTIAL_KINDS = ("dimensional", "prototype", "functional", "plateau")
+NOT_LEARNED_KIND = "not_learned"
+PARTIAL_KINDS = ("dimensional", "prototype", "functional", "plateau", NOT_LEARNED_KIND)
 EARLY_WARNING_KIND = "early_warning"
 EVENT_KINDS = ("complete", "dimensional", "cluster", "uniform", "diverged", "knn_chance",
-               "prototype", "functional", "plateau", EARLY_WARNING_KIND)
+               "prototype", "functional", "plateau", NOT_LEARNED_KIND, EARLY_WARNING_KIND)
 
 # Default level of every verdict and power statement (``--alpha`` of ``validate`` and ``report``).
 ALPHA = 0.05

@@ -160,8 +160,23 @@ def _train(args: argparse.Namespace) -> int:
           f"knn_top1 {final.get('knn_top1', 0.0):.4f} | linear_top1 {final.get('linear_top1', 0.0):.4f} | "
           f"er_entropy {final.get('er_entropy', 0.0):.3f} | "
           f"rankme {final.get('rankme', 0.0):.2f} | collapse events: {len(collapse)}"
-          + (f" (first: {collapse[0]['kind']} at epoch {collapse[0]['epoch']})" if collapse else ""))
+          + (f" (first: {collapse[0]['kind']} at epoch {collapse[0]['epoch']})" if collapse else "")
+          + f" | grade: {_grade_line(summary)}")
+    if "final_knn_top1" in final:
+        print(f"final evaluation on {final['final_queries']} test queries: knn_top1 {final['final_knn_top1']:.4f} "
+              f"(untrained {final.get('untrained_final_knn_top1', float('nan')):.4f}, McNemar p "
+              f"{final.get('learned_knn_p', float('nan')):.3g}) | linear_top1 {final['final_linear_top1']:.4f} "
+              f"(untrained {final.get('untrained_final_linear_top1', float('nan')):.4f}, McNemar p "
+              f"{final.get('learned_linear_p', float('nan')):.3g})")
     return 0
+
+
+def _grade_line(summary) -> str:
+    """``none``, ``complete`` or ``partial (kind at epoch N, ...)``: the trial's collapse grade."""
+    if summary.grade != "partial":
+        return summary.grade
+    partial = [event for event in summary.events if event["severity"] == "partial"]
+    return "partial (" + ", ".join(f"{event['kind']} at epoch {event['epoch']}" for event in partial) + ")"
 
 
 def _train_data_parallel(config, data, out: str, params: dict, log: bool) -> int:

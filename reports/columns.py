@@ -40,8 +40,8 @@ CONFIG_UNITS = {
     "sinkhorn_epsilon": "1", "sinkhorn_iterations": "iterations", "queue_length": "embeddings",
     "queue_start_epoch": "epochs", "freeze_prototypes_epochs": "epochs", "kappa": "1",
     "entropy_weight": "1", "kappa_eval": "1", "knn_k": "neighbours", "knn_temperature": "1",
-    "knn_bank_size": "images", "linear_probe_every": "epochs", "seed": "1", "device": "",
-    "log_every_n_steps": "steps", "collapse": "", "world_size": "workers", "sync_batchnorm": "",
+    "knn_bank_size": "images", "linear_probe_every": "epochs", "final_eval_size": "images", "seed": "1",
+    "device": "", "log_every_n_steps": "steps", "collapse": "", "world_size": "workers", "sync_batchnorm": "",
 }
 
 _ID = {
@@ -64,11 +64,22 @@ TRIALS = {
     "epochs_completed": Column("epochs", "epoch of the last result line (0: none)"),
     "max_epochs": Column("epochs", "epochs the trial was configured to run (TrialConfig.epochs)"),
     "best_knn_top1": Column("1", "highest kNN top-1 accuracy over its epochs (fraction)"),
-    "final_knn_top1": Column("1", "kNN top-1 accuracy at the last epoch (fraction)"),
-    "final_linear_top1": Column("1", "linear-probe top-1 accuracy at the last epoch (fraction; "
+    "final_knn_top1": Column("1", "kNN top-1 accuracy at the last epoch on final_knn_queries test "
+                                  "queries (fraction; the whole test split for datasets read from disk)"),
+    "final_knn_queries": Column("queries", "test queries of final_knn_top1 (final_eval_size, or eval_size "
+                                           "for trials that ran no final evaluation)"),
+    "linear_queries": Column("queries", "test queries of final_linear_top1 (as final_knn_queries)"),
+    "untrained_knn_top1": Column("1", "kNN top-1 of the trial's untrained network, measured before the "
+                                      "first step, on the same queries as final_knn_top1 (trials without a "
+                                      "final evaluation: its eval-set kNN from untrained.json; null when "
+                                      "the trial wrote neither)"),
+    "untrained_linear_top1": Column("1", "linear-probe top-1 of the trial's untrained network on the "
+                                         "same final queries (null: not measured)"),
+    "learned_knn_p": Column("1", "exact one-sided McNemar p of final kNN correctness above the "
+                                 "untrained network's, per query (the not_learned grade)"),
+    "learned_linear_p": Column("1", "the same test for the linear probe"),
+    "final_linear_top1": Column("1", "linear-probe top-1 accuracy at the last epoch on linear_queries test queries (fraction; "
                                      "null when no probe ran)"),
-    "untrained_knn_top1": Column("1", "kNN top-1 of the untrained network, measured before the first "
-                                      "step (untrained.json; null when the trial wrote none)"),
     "final_rankme": Column("1", "RankMe effective rank of the backbone features, last epoch"),
     "final_er_entropy": Column("nats", "er_entropy (leave-one-out vMF KDE entropy, eval set) at "
                                        "the last epoch"),
@@ -126,6 +137,15 @@ EPOCHS = {
     "collapse_grade": Column("", "collapse grade of the trial up to this epoch (none, partial, "
                                  "complete; er_core.rules.collapse_grade)"),
     "wall_time_s": Column("s", "seconds since the trial started (Ray's time_total_s)"),
+    "final_knn_top1": Column("1", "last line only: kNN top-1 on final_queries test queries (the whole "
+                                  "test split of a dataset read from disk)"),
+    "final_linear_top1": Column("1", "last line only: linear-probe top-1 on final_queries test queries"),
+    "final_queries": Column("queries", "last line only: queries of the final evaluation"),
+    "untrained_final_knn_top1": Column("1", "last line only: the untrained network's final_knn_top1"),
+    "untrained_final_linear_top1": Column("1", "last line only: the untrained network's final_linear_top1"),
+    "learned_knn_p": Column("1", "last line only: exact one-sided McNemar p of the final kNN above the "
+                                 "untrained network's (not_learned grade)"),
+    "learned_linear_p": Column("1", "last line only: the same test for the linear probe"),
 }
 
 EVENTS = {
@@ -133,7 +153,7 @@ EVENTS = {
     "epoch": Column("epochs", "epoch at which the detector fired"),
     "step": Column("steps", "optimiser step at which the detector fired"),
     "detector": Column("", "detector that fired (er_core.collapse)"),
-    "kind": Column("", "collapse: complete, dimensional, cluster, uniform, diverged; partial: dimensional, prototype, functional, plateau; warning: knn_chance, early_warning"),
+    "kind": Column("", "collapse: complete, dimensional, cluster, uniform, diverged (early_warning with stop_on_warning); partial: dimensional, prototype, functional, plateau, not_learned; warning: knn_chance, early_warning"),
     "severity": Column("", "warning, partial or collapse"),
     "value": Column("1", "observed value of the detector's metric"),
     "threshold": Column("1", "threshold it crossed (same unit as value)"),

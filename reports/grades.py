@@ -3,7 +3,7 @@
 Contract with the trial-side detectors (``collapse_events.jsonl``, docs/ARCHITECTURE.md): every line
 is ``{"detector", "kind", "severity", "epoch", "step", "value", "threshold", "message"}`` with
 severity in ``warning | partial | collapse``. Partial events (severity ``partial``, kind in
-``dimensional | prototype | functional | plateau``) do not stop a trial; an early warning is kind
+``dimensional | prototype | functional | plateau | not_learned``) do not stop a trial; an early warning is kind
 ``early_warning`` with severity ``warning``.
 
 * grade ``complete``: the trial stopped as collapsed or diverged, its last line carries the

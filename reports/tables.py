@@ -69,6 +69,26 @@ def relative_dir(trial_dir: str, root: str | None) -> str:
     return rel.replace(os.sep, "/")
 
 
+def _final_evaluation(params: dict, last: dict, untrained: dict | None = None) -> dict:
+    """Final kNN / linear probe of a trial and how many test queries each used: the whole-split
+    evaluation (``final_*`` keys of the last line) when the trial ran one, else the last epoch's
+    eval-set figures on ``eval_size`` queries (trials written before the final evaluation existed).
+    The untrained network's figures are on the same queries: from the last line, else its eval-set
+    kNN (``untrained``: the trial's untrained.json)."""
+    if last.get("final_knn_top1") is not None:
+        queries = last.get("final_queries")
+        return {"final_knn_top1": _f(last.get("final_knn_top1")), "final_linear_top1": _f(last.get("final_linear_top1")),
+                "final_knn_queries": queries, "linear_queries": queries,
+                "untrained_knn_top1": _f(last.get("untrained_final_knn_top1")),
+                "untrained_linear_top1": _f(last.get("untrained_final_linear_top1")),
+                "learned_knn_p": _f(last.get("learned_knn_p")), "learned_linear_p": _f(last.get("learned_linear_p"))}
+    queries = params.get("eval_size") if last.get("knn_top1") is not None else None
+    return {"final_knn_top1": _f(last.get("knn_top1")), "final_linear_top1": _f(last.get("linear_top1")),
+            "final_knn_queries": queries, "linear_queries": queries if last.get("linear_top1") is not None else None,
+            "untrained_knn_top1": _f((untrained or {}).get("knn_top1")), "untrained_linear_top1": None,
+            "learned_knn_p": None, "learned_linear_p": None}
+
+
 def trial_records(trials: list[TrialData], root: str | None = None
                   ) -> tuple[list[dict], list[str], list[str]]:
     """One dict per trial plus the grid axis and searched hp names; ``root``: the experiment
@@ -95,9 +115,7 @@ def trial_records(trials: list[TrialData], root: str | None = None
                "epochs_completed": last.get("epoch") or 0,
                "max_epochs": p.get("epochs"),
                "best_knn_top1": None if np.isnan(t.best_knn) else t.best_knn,
-               "final_knn_top1": _f(last.get("knn_top1")), "final_rankme": _f(last.get("rankme")),
-               "final_linear_top1": _f(last.get("linear_top1")),
-               "untrained_knn_top1": _f((t.untrained or {}).get("knn_top1")),
+               **_final_evaluation(p, last, t.untrained), "final_rankme": _f(last.get("rankme")),
                "final_er_entropy": _f(last.get("er_entropy")),
                "first_er_entropy": _f(first.get("er_entropy")),
                "collapse_kind": first_c.get("kind") if first_c else None,
@@ -125,15 +143,17 @@ def trial_records(trials: list[TrialData], root: str | None = None
 
 
 INT_COLS = {"seed", "epochs_completed", "max_epochs", "collapse_epoch", "first_partial_epoch",
-            "any_collapse_epoch", "first_warning_epoch"}
+            "any_collapse_epoch", "first_warning_epoch", "final_knn_queries", "linear_queries"}
 FLOAT_COLS = {"best_knn_top1", "final_knn_top1", "final_rankme", "final_er_entropy",
-              "wall_time_s", "final_linear_top1", "untrained_knn_top1"}
+              "wall_time_s", "final_linear_top1", "untrained_knn_top1", "untrained_linear_top1",
+              "learned_knn_p", "learned_linear_p"}
 
 
 def trials_table(recs: list[dict], axes: list[str], hps: list[str]) -> pa.Table:
     cols = (META_COLS + axes + ["seed"] + [f"hp_{h}" for h in hps] +
             ["status", "stop_reason", "epochs_completed", "max_epochs", "best_knn_top1",
-             "final_knn_top1", "final_linear_top1", "untrained_knn_top1",
+             "final_knn_top1", "final_linear_top1", "final_knn_queries", "linear_queries",
+             "untrained_knn_top1", "untrained_linear_top1", "learned_knn_p", "learned_linear_p",
              "final_rankme", "final_er_entropy", "collapse_kind",
              "collapse_epoch", "partial_graded", "collapse_grade", "partial_kinds",
              "first_partial_epoch", "any_collapse_epoch", "first_warning_epoch", "wall_time_s", "error", "trial_dir"])

@@ -222,8 +222,10 @@ def test_calibration_survives_a_checkpoint_round_trip():
 
 
 # Partial collapse: severity "partial", never a stop, calibrated at init.
+# kNN 0.5, that of healthy(): the sequences below have the functional loss (kNN not above the
+# untrained network's) that the structural partial criteria need (tests/test_learned_grade.py)
 UNTRAINED_DISCRETE = {**UNTRAINED_CONVNET, "rankme_projection": 30.0, "effective_prototypes": 16.0,
-                      "knn_chance_p": 1e-6, "loss": math.log(32)}
+                      "knn_chance_p": 1e-6, "loss": math.log(32), "knn_top1": 0.5}
 
 
 def discrete_monitor(**config):

@@ -107,8 +107,8 @@ def test_every_stability_column_carries_the_verdict_registrys_description(rich):
 
 
 def test_every_metric_a_trial_reports_and_every_config_field_is_declared():
-    from trainers.trial import DISCRETE_METRICS, EPOCH_METRICS, PROBE_METRICS
-    for key in EPOCH_METRICS + DISCRETE_METRICS + PROBE_METRICS:
+    from trainers.trial import DISCRETE_METRICS, EPOCH_METRICS, FINAL_METRICS, PROBE_METRICS
+    for key in EPOCH_METRICS + DISCRETE_METRICS + PROBE_METRICS + FINAL_METRICS:
         assert key in columns.EPOCHS, key
     # LocalReporter's and Ray's bookkeeping keys are dropped, or renamed to a declared column
     for key in ("training_iteration", "trial_id", "time_total_s", "timestamp", "done", "pid",

@@ -12,7 +12,7 @@ from er_core.objectives import OBJECTIVES
 from er_core.rules import GRADES
 from trainers.reporters import LocalReporter
 from trainers.trial_data import load_trial_data
-from trainers.trial import DISCRETE_METRICS, EPOCH_METRICS, GRADE_METRICS, run_trial
+from trainers.trial import DISCRETE_METRICS, EPOCH_METRICS, FINAL_METRICS, GRADE_METRICS, run_trial
 
 TIMING_KEYS = {"images_per_s", "time_total_s", "timestamp", "pid", "hostname", "trial_id", "done",
                "training_iteration"}
@@ -58,6 +58,11 @@ def test_every_objective_reports_finite_metrics_each_epoch(tmp_path, tiny_data, 
     assert lines[-1]["stop_reason"] in ("completed", "collapsed")
     assert summary.status == lines[-1]["stop_reason"]
     assert lines[-1]["step"] == len(lines) * (96 // 32)
+    # the final evaluation: generated data has no split beyond the eval set, so it uses those queries
+    assert set(FINAL_METRICS) <= set(lines[-1]) and not any(set(FINAL_METRICS) & set(line) for line in lines[:-1])
+    assert lines[-1]["final_queries"] == tiny_data.eval_labels.shape[0]
+    assert lines[-1]["final_knn_top1"] == pytest.approx(lines[-1]["knn_top1"])  # same bank, same queries
+    assert 0.0 <= lines[-1]["learned_knn_p"] <= 1.0 and 0.0 <= lines[-1]["learned_linear_p"] <= 1.0
 
 
 class CrashAfter(LocalReporter):

@@ -23,6 +23,10 @@ batch sizes:
   ``knn_bank_size`` training images as the labelled bank and the evaluation images as queries.
 - ``linear_top1`` (only from :meth:`Diagnostics.linear_top1`, on the features of the latest call):
   linear probe (:mod:`trainers.linear_probe`) with the same bank and queries as the kNN.
+- the final evaluation (:meth:`Diagnostics.final`, at a trial's last epoch and once on the untrained
+  network): kNN and linear probe with the same bank, on ``final_eval_size`` queries of the whole
+  test split (:attr:`~er_core.data.DatasetBundle.final_images`), with the per-query correctness the
+  monitor's paired test reads (:meth:`~er_core.collapse.CollapseMonitor.observe_final`).
 
 Why Ĥ on the views, not on the clean images: the bound is a statement about one pair of random
 variables; an entropy of clean-image projections next to a reconstruction of augmented ones mixes
@@ -44,6 +48,7 @@ collapse monitor first and only then replaces them, so nothing NaN is ever repor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -56,8 +61,8 @@ from er_core.data import DatasetBundle
 from er_core.data.augment import make_augmenter, use_gray_preset
 from er_core.models import SSLNetwork
 from er_core.objectives import objective_class
-from trainers.evaluation import knn_top1
-from trainers.linear_probe import linear_top1
+from trainers.evaluation import knn_predict
+from trainers.linear_probe import fit_linear_probe
 
 def diagnostic_entropy(z: torch.Tensor, kappa: float) -> torch.Tensor:
     """Leave-one-out vMF KDE entropy of unit rows ``z`` [N, d] (see the module docstring for why)."""
@@ -79,6 +84,27 @@ def diagnostic_er_terms(z1: torch.Tensor, z2: torch.Tensor, kappa: float) -> tup
 
 EVAL_VIEW_SEED = 20230723  # fixed: the same two views of the eval set in every epoch and trial
 EVAL_CHUNK = 512
+
+
+@dataclass(frozen=True)
+class FinalEvaluation:
+    """Per-query correctness [Q] (bool, CPU) of the final kNN and linear probe, and the eval set's probe."""
+
+    knn_correct: torch.Tensor
+    linear_correct: torch.Tensor
+    eval_linear_top1: float
+
+    @property
+    def queries(self) -> int:
+        return int(self.knn_correct.numel())
+
+    @property
+    def knn_top1(self) -> float:
+        return float(self.knn_correct.double().mean())
+
+    @property
+    def linear_top1(self) -> float:
+        return float(self.linear_correct.double().mean())
 
 
 @torch.no_grad()
@@ -116,6 +142,10 @@ class Diagnostics:
                                         if objective.support == "discrete" else None)
         self._views: tuple[torch.Tensor, torch.Tensor] | None = None
         self._features: tuple[torch.Tensor, torch.Tensor] | None = None  # (bank, eval) of the last call
+        self.knn_correct: torch.Tensor | None = None  # per-query kNN correctness of the last call (CPU)
+        final = data.final_images if config.final_eval_size == 0 else data.final_images[:config.final_eval_size]
+        self._final_images = final
+        self._final_labels = data.final_labels[:final.shape[0]]
 
     def _clean(self, images: torch.Tensor) -> torch.Tensor:
         return self._augment.normalize(images).contiguous(memory_format=self._memory_format)
@@ -151,8 +181,35 @@ class Diagnostics:
         if self._features is None:
             raise RuntimeError("call the diagnostics on a network before its linear probe")
         bank_features, features = self._features
-        return linear_top1(bank_features, self._bank_labels, features, self.data.eval_labels,
-                           num_classes=self.data.num_classes, seed=self.config.seed)
+        probe = self._fit_probe(bank_features)
+        return float((probe.predict(features) == self.data.eval_labels.long().cpu()).double().mean())
+
+    def _fit_probe(self, bank_features: torch.Tensor):
+        return fit_linear_probe(bank_features, self._bank_labels, num_classes=self.data.num_classes,
+                                seed=self.config.seed)
+
+    @torch.no_grad()
+    def final(self, net: SSLNetwork) -> FinalEvaluation:
+        """kNN and linear probe of ``net`` on the final queries, with the bank of the latest call.
+
+        Call right after :meth:`__call__` on the same network (its bank features are reused); one
+        probe is fitted and scores both the final queries and the eval set (``eval_linear_top1``).
+        """
+        if self._features is None:
+            raise RuntimeError("call the diagnostics on a network before its final evaluation")
+        was_training = net.training
+        net.eval()
+        try:
+            features, _, _ = _forward_chunks(net, self._final_images, self._clean, self.device, self.autocast)
+        finally:
+            net.train(was_training)
+        bank_features, eval_features = self._features
+        labels = self._final_labels.long().cpu()
+        knn = knn_predict(bank_features, self._bank_labels.to(self.device), features, k=self.config.knn_k,
+                          temperature=self.config.knn_temperature, num_classes=self.data.num_classes).cpu()
+        probe = self._fit_probe(bank_features)
+        eval_top1 = float((probe.predict(eval_features) == self.data.eval_labels.long().cpu()).double().mean())
+        return FinalEvaluation(knn == labels, probe.predict(features) == labels, eval_top1)
 
     def _measure(self, net: SSLNetwork) -> dict[str, float]:
         config = self.config
@@ -166,14 +223,14 @@ class Diagnostics:
                                               self.autocast)
         self._features = (bank_features, features)
         entropy, reconstruction = diagnostic_er_terms(z1, z2, config.kappa_eval)
+        predicted = knn_predict(bank_features, self._bank_labels.to(self.device), features, k=config.knn_k,
+                                temperature=config.knn_temperature, num_classes=self.data.num_classes)
+        self.knn_correct = (predicted.cpu() == self.data.eval_labels.long().cpu())
         metrics = {
             "er_entropy": entropy,
             "er_reconstruction": reconstruction,
             "er_bound": entropy - reconstruction,
-            "knn_top1": float(knn_top1(bank_features, self._bank_labels.to(self.device), features,
-                                       self.data.eval_labels.to(self.device), k=config.knn_k,
-                                       temperature=config.knn_temperature,
-                                       num_classes=self.data.num_classes)),
+            "knn_top1": float(self.knn_correct.float().mean()),
             "rankme": float(rankme(features)),
             "std_ratio": float(std_ratio(z)),
         }

@@ -232,8 +232,16 @@ class MainRankDiagnostics:
         self.diagnostics = diagnostics
         self.world = world
 
+    knn_correct: Any = None  # per-query kNN correctness of the latest call (the monitor's gate)
+
     def __call__(self, net: nn.Module) -> dict[str, float]:
-        return broadcast_object(self.diagnostics(net) if self.world.is_main else None, self.world)
+        measured = (self.diagnostics(net), self.diagnostics.knn_correct) if self.world.is_main else None
+        metrics, self.knn_correct = broadcast_object(measured, self.world)
+        return metrics
 
     def linear_top1(self) -> float:
         return broadcast_object(self.diagnostics.linear_top1() if self.world.is_main else None, self.world)
+
+    def final(self, net: nn.Module) -> Any:
+        """The final evaluation (``Diagnostics.final``) on worker 0, broadcast."""
+        return broadcast_object(self.diagnostics.final(net) if self.world.is_main else None, self.world)

@@ -77,6 +77,59 @@ def _accuracy(weight: torch.Tensor, bias: torch.Tensor, features: torch.Tensor, 
     return float(((features @ weight.T + bias).argmax(dim=1) == labels).double().mean())
 
 
+@dataclass(frozen=True)
+class LinearClassifier:
+    """A fitted probe: standardisation statistics of the bank, ``(W, b)`` and the chosen λ."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+    l2: float
+    holdout_top1: dict[float, float]
+
+    @torch.no_grad()
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        """Predicted class [Q] of ``features`` [Q, D] (non-finite values read as 0)."""
+        x = torch.nan_to_num(features.detach().double().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
+        return (((x - self.mean) / self.std) @ self.weight.T + self.bias).argmax(dim=1)
+
+
+@torch.no_grad()
+def fit_linear_probe(bank_features: torch.Tensor, bank_labels: torch.Tensor, *, num_classes: int,
+                     l2_grid: tuple[float, ...] = L2_GRID, holdout_fraction: float = HOLDOUT_FRACTION,
+                     max_iter: int = MAX_ITER, seed: int = 0) -> LinearClassifier:
+    """Steps 1-3 of the module docstring on the labelled bank; score any queries with ``predict``."""
+    if bank_features.shape[0] != bank_labels.shape[0]:
+        raise ValueError("features and labels must have the same number of rows")
+    if bank_features.shape[0] < 2:
+        raise ValueError(f"the linear probe needs at least 2 labelled rows, got {bank_features.shape[0]}")
+    if not l2_grid or any(not value > 0 for value in l2_grid):
+        raise ValueError(f"l2_grid must be non-empty and positive, got {l2_grid}")
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+    bank = torch.nan_to_num(bank_features.detach().double().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
+    bank_y = bank_labels.detach().long().cpu()
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(bank.shape[0], generator=generator)
+    held = min(max(1, round(holdout_fraction * bank.shape[0])), bank.shape[0] - 1)
+    fit_index, held_index = order[held:], order[:held]
+    fit_x, held_x = standardize(bank[fit_index], bank[held_index])
+    scores: dict[float, float] = {}
+    params = None
+    grid = sorted(l2_grid, reverse=True)
+    for l2 in grid:
+        params = fit_logistic_regression(fit_x, bank_y[fit_index], num_classes=num_classes, l2=l2,
+                                         max_iter=max_iter, init=params)
+        scores[l2] = _accuracy(*params, held_x, bank_y[held_index])
+    best = max(grid, key=lambda l2: (scores[l2], l2))
+    mean = bank.mean(dim=0, keepdim=True)
+    std = bank.std(dim=0, keepdim=True, unbiased=False).clamp_min(STD_FLOOR)
+    weight, bias = fit_logistic_regression((bank - mean) / std, bank_y, num_classes=num_classes, l2=best,
+                                           max_iter=max_iter)
+    return LinearClassifier(mean, std, weight, bias, best, scores)
+
+
 @torch.no_grad()
 def linear_probe(bank_features: torch.Tensor, bank_labels: torch.Tensor, query_features: torch.Tensor,
                  query_labels: torch.Tensor, *, num_classes: int, l2_grid: tuple[float, ...] = L2_GRID,
@@ -93,33 +146,12 @@ def linear_probe(bank_features: torch.Tensor, bank_labels: torch.Tensor, query_f
 
     Non-finite features are replaced by 0 (a diverged network then scores about chance, never NaN).
     """
-    if bank_features.shape[0] != bank_labels.shape[0] or query_features.shape[0] != query_labels.shape[0]:
+    if query_features.shape[0] != query_labels.shape[0]:
         raise ValueError("features and labels must have the same number of rows")
-    if bank_features.shape[0] < 2:
-        raise ValueError(f"the linear probe needs at least 2 labelled rows, got {bank_features.shape[0]}")
-    if not l2_grid or any(not value > 0 for value in l2_grid):
-        raise ValueError(f"l2_grid must be non-empty and positive, got {l2_grid}")
-    if not 0.0 < holdout_fraction < 1.0:
-        raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
-    bank = torch.nan_to_num(bank_features.detach().double().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
-    query = torch.nan_to_num(query_features.detach().double().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
-    bank_y, query_y = bank_labels.detach().long().cpu(), query_labels.detach().long().cpu()
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(bank.shape[0], generator=generator)
-    held = min(max(1, round(holdout_fraction * bank.shape[0])), bank.shape[0] - 1)
-    fit_index, held_index = order[held:], order[:held]
-    fit_x, held_x = standardize(bank[fit_index], bank[held_index])
-    scores: dict[float, float] = {}
-    params = None
-    grid = sorted(l2_grid, reverse=True)
-    for l2 in grid:
-        params = fit_logistic_regression(fit_x, bank_y[fit_index], num_classes=num_classes, l2=l2,
-                                         max_iter=max_iter, init=params)
-        scores[l2] = _accuracy(*params, held_x, bank_y[held_index])
-    best = max(grid, key=lambda l2: (scores[l2], l2))
-    bank_x, query_x = standardize(bank, query)
-    weight, bias = fit_logistic_regression(bank_x, bank_y, num_classes=num_classes, l2=best, max_iter=max_iter)
-    return LinearProbeResult(top1=_accuracy(weight, bias, query_x, query_y), l2=best, holdout_top1=scores)
+    probe = fit_linear_probe(bank_features, bank_labels, num_classes=num_classes, l2_grid=l2_grid,
+                             holdout_fraction=holdout_fraction, max_iter=max_iter, seed=seed)
+    correct = probe.predict(query_features) == query_labels.detach().long().cpu()
+    return LinearProbeResult(top1=float(correct.double().mean()), l2=probe.l2, holdout_top1=probe.holdout_top1)
 
 
 def linear_top1(bank_features: torch.Tensor, bank_labels: torch.Tensor, query_features: torch.Tensor,

@@ -39,6 +39,10 @@ EPOCH_METRICS = ("epoch", "step", "loss", "er_entropy", "er_reconstruction", "er
                  "world_size")
 DISCRETE_METRICS = ("assign_entropy", "assign_sample_entropy", "effective_prototypes")
 PROBE_METRICS = ("linear_top1",)  # in the final epoch's metrics, and every linear_probe_every epochs
+# In the last epoch's metrics only: the final evaluation on final_eval_size queries of the test split
+# (Diagnostics.final), the untrained network's on the same queries, and the not-learned test's p-values.
+FINAL_METRICS = ("final_knn_top1", "final_linear_top1", "final_queries", "untrained_final_knn_top1",
+                 "untrained_final_linear_top1", "learned_knn_p", "learned_linear_p")
 
 
 @dataclass
@@ -122,14 +126,22 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
     if world.distributed:
         diagnostics = MainRankDiagnostics(diagnostics, world)
     if not state.monitor.calibrated:
-        # the untrained network's diagnostics calibrate the collapse detectors (CollapseMonitor)
-        state.monitor.calibrate(diagnostics(state.net))
+        # the untrained network's diagnostics calibrate the collapse detectors (CollapseMonitor),
+        # and its final evaluation is the not-learned test's reference on the same queries
+        untrained = diagnostics(state.net)
+        final = diagnostics.final(state.net)
+        state.monitor.calibrate({**untrained, "final_knn_top1": final.knn_top1,
+                                 "final_linear_top1": final.linear_top1},
+                                knn_correct=diagnostics.knn_correct, final_knn_correct=final.knn_correct,
+                                final_linear_correct=final.linear_correct)
         # the report draws the untrained network next to the trained one (robustness plots)
         write_json_atomic(os.path.join(reporter.trial_dir, UNTRAINED_FILE), state.monitor.initial)
         if log is not None:
-            shown = CALIBRATED + ("rankme_projection", "effective_prototypes", "knn_top1", "knn_chance_p")
+            shown = CALIBRATED + ("rankme_projection", "effective_prototypes", "knn_top1", "knn_chance_p",
+                                  "final_knn_top1", "final_linear_top1")
             log("  untrained network: " + ", ".join(f"{k} {state.monitor.initial[k]:.4g}" for k in shown
-                                                    if k in state.monitor.initial))
+                                                    if k in state.monitor.initial)
+                + f" ({final.queries} final queries)")
     if startup is not None:
         write_json_atomic(os.path.join(reporter.trial_dir, STARTUP_FILE),
                           {**startup, "first_step": time.time(), "first_epoch": state.epoch + 1})
@@ -163,14 +175,15 @@ def _run_epoch(state: TrialState, step_fn: "TrainingStep", diagnostics: Diagnost
     found: list[CollapseEvent] = []
     if outcome.diverged:
         found += state.monitor.observe_divergence(outcome.divergence_value, epoch=epoch, step=state.step)
-    found += state.monitor.observe({**measured, "loss": outcome.mean_loss}, epoch=epoch, step=state.step)
+    found += state.monitor.observe({**measured, "loss": outcome.mean_loss}, epoch=epoch, step=state.step,
+                                   knn_correct=diagnostics.knn_correct)
     state.epoch = epoch
     stop_reason = state.monitor.stop_reason if config.collapse.stop_on_collapse else ""
     if outcome.diverged:
         stop_reason = "diverged"  # weights would be non-finite from here on: always stop
     if not stop_reason and epoch >= config.epochs:
         stop_reason = "completed"
-    probe = stop_reason or (config.linear_probe_every > 0 and epoch % config.linear_probe_every == 0)
+    probe = (config.linear_probe_every > 0 and epoch % config.linear_probe_every == 0) and not stop_reason
     metrics: dict[str, Any] = {
         "epoch": epoch,
         "step": state.step,
@@ -184,7 +197,11 @@ def _run_epoch(state: TrialState, step_fn: "TrainingStep", diagnostics: Diagnost
         GRADE_KEY: state.monitor.grade,  # how the driver's searcher learns the grade (no file read)
         "world_size": config.world_size,
     }
-    if probe:  # every trial's last epoch (completed, collapsed or diverged), and every N epochs
+    if stop_reason:  # every trial's last epoch (completed, collapsed or diverged)
+        metrics.update(_final_metrics(state, diagnostics, found, epoch))
+        metrics["collapsed"] = bool(state.monitor.collapsed)
+        metrics[GRADE_KEY] = state.monitor.grade  # the not-learned test may have graded it
+    elif probe:  # every N epochs
         metrics["linear_top1"] = _finite(diagnostics.linear_top1())
     state.last_metrics = metrics
     events.append(found)
@@ -194,6 +211,23 @@ def _run_epoch(state: TrialState, step_fn: "TrainingStep", diagnostics: Diagnost
         if log is not None:
             log(f"  [{event.severity}] {event.kind} ({event.detector}) epoch {event.epoch}: {event.message}")
     writer.flush()
+    return metrics
+
+
+def _final_metrics(state: TrialState, diagnostics: Diagnostics, found: list[CollapseEvent],
+                   epoch: int) -> dict[str, Any]:
+    """The last epoch's final evaluation and not-learned test (appends its event to ``found``)."""
+    final = diagnostics.final(state.net)
+    found += state.monitor.observe_final(final.knn_correct, final.linear_correct, epoch=epoch, step=state.step)
+    initial, learned = state.monitor.initial, state.monitor.learned_p
+    metrics: dict[str, Any] = {"linear_top1": _finite(final.eval_linear_top1),
+                               "final_knn_top1": final.knn_top1, "final_linear_top1": final.linear_top1,
+                               "final_queries": final.queries}
+    for key, value in (("untrained_final_knn_top1", initial.get("final_knn_top1")),
+                       ("untrained_final_linear_top1", initial.get("final_linear_top1")),
+                       ("learned_knn_p", learned.get("knn")), ("learned_linear_p", learned.get("linear"))):
+        if value is not None:
+            metrics[key] = float(value)
     return metrics
 
 

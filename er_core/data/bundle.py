@@ -18,6 +18,10 @@ class DatasetBundle:
     as its labelled bank and ``eval_images`` as queries; the diagnostics use ``eval_images``.
     ``grayscale`` is True when the source images have one channel (replicated to three here, so
     every backbone sees [N, 3, H, W]); the augmenter then skips colour operations.
+    ``test_images``/``test_labels``: the whole test split (fitted like ``eval_images``, which are
+    its first rows) for datasets read from disk, used by the final kNN and linear probe of every
+    trial; ``None`` for generated datasets, whose final evaluation uses ``eval_images``
+    (:attr:`final_images`).
     """
 
     name: str
@@ -29,6 +33,17 @@ class DatasetBundle:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     grayscale: bool = False
+    test_images: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
+
+    @property
+    def final_images(self) -> torch.Tensor:
+        """Queries of the final evaluation: the whole test split when known, else the eval set."""
+        return self.eval_images if self.test_images is None else self.test_images
+
+    @property
+    def final_labels(self) -> torch.Tensor:
+        return self.eval_labels if self.test_labels is None else self.test_labels
 
     @property
     def channels_in(self) -> int:
@@ -47,7 +62,9 @@ class DatasetBundle:
         return digest.hexdigest()
 
     def __post_init__(self) -> None:
-        for split in ("train", "eval"):
+        for split in ("train", "eval", "test"):
+            if split == "test" and self.test_images is None:
+                continue
             images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
             if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
                 raise ValueError(f"{split}_images must be uint8 [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -108,19 +125,29 @@ def make_bundle(name: str, num_classes: int, train_images, train_labels, eval_im
     Images come as uint8 [N, 1 or 3, H, W] (any strides); one channel is replicated to three after
     fitting. ``fit="resize"`` resizes bilinearly; ``fit="pad"`` centres the images in a zero frame
     (for MNIST-style digits on a black background; see :func:`pad_uint8`). ``grayscale`` on the
-    bundle is True for one-channel input or three identical channels.
+    bundle is True for one-channel input or three identical channels. The whole evaluation split
+    (uncapped) becomes ``test_images`` when it is larger than ``eval_size`` (else the two share
+    one tensor through :attr:`DatasetBundle.final_images`).
     """
     if fit not in ("resize", "pad"):
         raise ValueError(f"fit must be 'resize' or 'pad', got {fit!r}")
     fit_to = pad_uint8 if fit == "pad" else resize_uint8
     train_images, train_labels = train_images[:train_size], train_labels[:train_size]
+    whole = eval_images.shape[0] > eval_size
+    test_images, test_labels = eval_images, eval_labels
     eval_images, eval_labels = eval_images[:eval_size], eval_labels[:eval_size]
-    grayscale = is_grayscale(train_images) and is_grayscale(eval_images)
+    grayscale = is_grayscale(train_images) and is_grayscale(test_images if whole else eval_images)
     train_images = _three_channels(fit_to(train_images, image_size))
-    eval_images = _three_channels(fit_to(eval_images, image_size))
+    if whole:  # fit the whole split once; the eval set is its first eval_size rows
+        test_images = _three_channels(fit_to(test_images, image_size))
+        eval_images = test_images[:eval_size].contiguous()
+    else:
+        eval_images = _three_channels(fit_to(eval_images, image_size))
     mean, std = channel_stats(train_images)
     return DatasetBundle(name, num_classes, train_images, train_labels.long(), eval_images,
-                         eval_labels.long(), mean, std, grayscale=grayscale)
+                         eval_labels.long(), mean, std, grayscale=grayscale,
+                         test_images=test_images if whole else None,
+                         test_labels=test_labels.long() if whole else None)
 
 
 def _three_channels(images: torch.Tensor) -> torch.Tensor:
