@@ -86,17 +86,24 @@ def stops_below_cutoff(score: float, recorded: Sequence[float], reduction_factor
     return score < cutoff
 
 
+def finite_float(value) -> float | None:
+    """``value`` as a finite float, else ``None`` (missing, bool, non-numeric, NaN, Inf).
+
+    The one parse of a reported number: :func:`epoch_of` here and ``er_core.rules.metric_value``."""
+    if isinstance(value, bool):
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def epoch_of(row: Mapping) -> int | None:
     """A result line's ``epoch`` (else ``training_iteration``) as an int; None when missing or not a
     finite number (a pandas row of a line without it holds NaN)."""
-    epoch = row.get("epoch", row.get("training_iteration"))
-    if isinstance(epoch, bool):
-        return None
-    try:
-        epoch = float(epoch)
-    except (TypeError, ValueError):
-        return None
-    return int(epoch) if math.isfinite(epoch) else None
+    epoch = finite_float(row.get("epoch", row.get("training_iteration")))
+    return None if epoch is None else int(epoch)
 
 
 def score_curve(rows: Sequence[Mapping], metric: str, sign: float) -> dict[int, float]:

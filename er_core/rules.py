@@ -13,11 +13,10 @@ Standard library and :mod:`er_core.halving` only: no torch, no Ray (anything may
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping, NamedTuple, Sequence
 
-from er_core.halving import UNDECIDED, Halving, epoch_of, ordered_stops, score_curve
+from er_core.halving import UNDECIDED, Halving, epoch_of, finite_float, ordered_stops, score_curve
 
 # A study's Ray Tune experiments, in the order they run: ``<experiment>/<phase>/``.
 SEARCH, REPLICATE = PHASES = ("search", "replicate")
@@ -132,14 +131,7 @@ def trial_status(last: Mapping[str, Any] | None, *, epochs: Any = None, errored:
 
 def metric_value(metrics: Mapping[str, Any] | None, metric: str) -> float | None:
     """``metrics[metric]`` as a finite float, else ``None`` (missing, non-numeric, NaN, Inf)."""
-    value = (metrics or {}).get(metric)
-    if isinstance(value, bool):
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+    return finite_float((metrics or {}).get(metric))
 
 
 class Candidate(NamedTuple):
