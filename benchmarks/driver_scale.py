@@ -23,7 +23,16 @@ and, over the sizes, the growth exponent of driver CPU seconds (slope of log cos
 telling ``T`` TPE trials of their own study in one shared storage (SQLite file, journal file, and
 PostgreSQL when ``--postgres URL`` is given), as several drivers sharing a storage would.
 
+A size that does not fit one sitting (10^4 trials takes hours on 2 cores) is resumable: each
+(side, size) keeps ``segments.json`` in its folder, one entry per driver process that worked on it
+(driver CPU, wall time and peak RSS, rewritten every ``HEARTBEAT_S`` seconds so a killed driver
+loses at most that much of its accounting), and ``--resume`` continues an unfinished experiment
+(er-tune: its own resume; plain Ray Tune: ``Tuner.restore``) and skips finished ones. The figures of
+a resumed run are the sums over its segments (peak RSS: the largest), so they include the cost of
+restoring, the same for both sides; the table says how many segments a row took.
+
 Run: ``nice -n 10 .venv/bin/python benchmarks/driver_scale.py --trials 100 1000 --out /tmp/ds``
+(add ``--resume`` to continue after an interruption)
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +54,7 @@ EPOCHS = 4
 GROUPS = 100
 BATCH_SIZES = list(range(16, 66))  # 50 grid cells x 2 variants = 100 condition groups
 CPU_PER_TRIAL = 0.25
+HEARTBEAT_S = 20.0
 
 
 def synthetic_trial(config) -> None:
@@ -85,6 +96,7 @@ def folder_bytes(path: Path) -> int:
 
 
 def run_er_tune(trials: int, out: Path, storage: str) -> dict:
+    """The search phase of the study service (which resumes an interrupted experiment itself)."""
     import io
 
     from er_tune.launch import StudyRunner
@@ -96,10 +108,12 @@ def run_er_tune(trials: int, out: Path, storage: str) -> dict:
         def _trainable(self):
             from ray import tune
 
+            self.data_records = []  # provenance: no dataset is read
             return tune.with_resources(synthetic_trial, {"cpu": CPU_PER_TRIAL})
 
     study_file = out / "study.yaml"
-    study_file.write_text(study_text(trials, storage))
+    if not study_file.exists():
+        study_file.write_text(study_text(trials, storage))
     study = load_study(str(study_file))
     exp = out / "exp"
     runner = SyntheticRunner(study, str(exp), address=None, stream=io.StringIO())
@@ -121,8 +135,15 @@ def run_ray_tune(trials: int, out: Path) -> dict:
     _ray_environment()
     init_ray(ray, None)
     groups = [f"simclr/{variant}/batch_size={size}" for variant in ("original", "er") for size in BATCH_SIZES]
+    path = out / "exp" / "search"
     try:
         start = time.time()
+        if tune.Tuner.can_restore(str(path)):
+            tuner = tune.Tuner.restore(str(path), trainable=tune.with_resources(synthetic_trial, {"cpu": CPU_PER_TRIAL}),
+                                       resume_errored=True)
+            results = tuner.fit()
+            return {"exit": 0 if not results.errors else 1, "wall_s": time.time() - start,
+                    "exp": str(out / "exp"), "trials": len(results)}
         tuner = tune.Tuner(
             tune.with_resources(synthetic_trial, {"cpu": CPU_PER_TRIAL}),
             param_space={"lr": tune.loguniform(0.001, 1.0), "group": tune.choice(groups)},
@@ -145,18 +166,91 @@ def slots() -> int:
     return int((os.cpu_count() or 1) // CPU_PER_TRIAL)
 
 
-def one(side: str, trials: int, out: Path, storage: str) -> dict:
-    """One side at one size, in this process; the figures as a dict."""
+def _cpu_seconds(usage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+class Segments:
+    """``segments.json`` of one (side, size): one entry per driver process that worked on it.
+
+    The current process's entry is rewritten (atomically) every ``HEARTBEAT_S`` seconds and at the
+    end, so a killed driver loses at most that much of its driver CPU and wall time."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / "segments.json"
+        self.entries: list[dict] = json.loads(self.path.read_text()) if self.path.exists() else []
+        self.entries = [entry for entry in self.entries if entry.get("wall_s", 0) > 0]
+        self.current = {"started": time.time(), "driver_cpu_s": 0.0, "wall_s": 0.0, "peak_rss_mb": 0.0}
+        self.entries.append(self.current)
+        self._cpu0 = _cpu_seconds(resource.getrusage(resource.RUSAGE_SELF))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    @staticmethod
+    def partial(folder: Path) -> dict | None:
+        """An unfinished run's figures so far: driver CPU per trial started, over its segments."""
+        path = folder / "segments.json"
+        entries = json.loads(path.read_text()) if path.exists() else []
+        if not entries:
+            return None
+        cpu = sum(entry["driver_cpu_s"] for entry in entries)
+        started = entries[-1].get("trials_started", 0)
+        return {"segments": len(entries), "wall_s": round(sum(entry["wall_s"] for entry in entries)),
+                "driver_cpu_s": round(cpu, 1), "trials_started": started,
+                "driver_cpu_s_per_trial_started": round(cpu / started, 3) if started else None}
+
+    @staticmethod
+    def finished_row(folder: Path) -> dict | None:
+        """The figures of a (side, size) that finished in an earlier run, else None."""
+        path = folder / "segments.json"
+        entries = json.loads(path.read_text()) if path.exists() else []
+        return next((entry["row"] for entry in entries if "row" in entry), None)
+
+    def __enter__(self) -> "Segments":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.update()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            self.update()
+
+    def update(self, row: dict | None = None) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.current.update(driver_cpu_s=_cpu_seconds(usage) - self._cpu0, wall_s=time.time() - self.current["started"],
+                            peak_rss_mb=usage.ru_maxrss / 1024,
+                            trials_started=sum(1 for _ in self.folder.glob("exp/search/*/params.json")))
+        if row is not None:
+            self.current["row"] = row
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.entries, indent=1))
+        os.replace(temporary, self.path)
+
+    def totals(self) -> dict:
+        return {"driver_cpu_s": sum(entry["driver_cpu_s"] for entry in self.entries),
+                "wall_s": sum(entry["wall_s"] for entry in self.entries),
+                "peak_rss_mb": max(entry["peak_rss_mb"] for entry in self.entries),
+                "segments": len(self.entries)}
+
+
+def one(side: str, trials: int, folder: Path, storage: str) -> dict:
+    """One side at one size, in this process (continuing its earlier segments); the figures as a dict."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    figures = run_er_tune(trials, out, storage) if side == "er-tune" else run_ray_tune(trials, out)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    exp = Path(figures["exp"])
-    results = sum(len((p.parent / "result.json").read_text().splitlines())
-                  for p in exp.glob("search/*/params.json") if (p.parent / "result.json").exists())
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return figures | {"side": side, "planned": trials, "driver_cpu_s": cpu, "results": results,
-                      "peak_rss_mb": after.ru_maxrss / 1024, "bytes": folder_bytes(exp)}
+    with Segments(folder) as segments:
+        figures = run_er_tune(trials, folder, storage) if side == "er-tune" else run_ray_tune(trials, folder)
+        segments.update()
+        exp = Path(figures["exp"])
+        results = sum(len((p.parent / "result.json").read_text().splitlines())
+                      for p in exp.glob("search/*/params.json") if (p.parent / "result.json").exists())
+        row = figures | {"side": side, "planned": trials, "results": results, "bytes": folder_bytes(exp),
+                         **segments.totals()}
+        segments.update(row)
+    return row
 
 
 def exponent(rows: list[dict], key: str) -> float | None:
@@ -169,12 +263,13 @@ def exponent(rows: list[dict], key: str) -> float | None:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| side | trials | wall s | driver CPU s/trial | results/s | peak RSS MB | MB written |\n"
-            "|---|---:|---:|---:|---:|---:|---:|")
+    head = ("| side | trials | wall s | driver CPU s/trial | results/s | peak RSS MB | MB written | segments |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         lines.append(f"| {r['side']} | {r['trials']} | {r['wall_s']:.0f} | {r['driver_cpu_s'] / r['trials']:.3f} | "
-                     f"{r['results'] / r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['bytes'] / 1e6:.1f} |")
+                     f"{r['results'] / r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['bytes'] / 1e6:.1f} | "
+                     f"{r.get('segments', 1)} |")
     for side in dict.fromkeys(r["side"] for r in rows):
         mine = [r for r in rows if r["side"] == side]
         cpu, wall = exponent(mine, "driver_cpu_s"), exponent(mine, "wall_s")
@@ -236,6 +331,10 @@ def main() -> int:
     parser.add_argument("--out", default="/tmp/driver_scale")
     parser.add_argument("--storage", default="", help="search.storage of the er-tune side (default SQLite)")
     parser.add_argument("--report", action="store_true", help="time er-tune report on the largest experiment")
+    parser.add_argument("--show", action="store_true",
+                        help="with --resume: print the finished rows and unfinished runs' progress; run nothing")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue unfinished (side, size) runs in --out and reuse finished ones")
     parser.add_argument("--storages", type=int, default=0, metavar="T",
                         help="instead: Optuna storages with T trials per driver")
     parser.add_argument("--processes", type=int, nargs="*", default=[1, 4])
@@ -250,8 +349,9 @@ def main() -> int:
     if args.one:
         side, trials = args.one[0], int(args.one[1])
         folder = out / f"{side}-{trials}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+        if not args.resume:
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
         print("RESULT " + json.dumps(one(side, trials, folder, args.storage)), flush=True)
         return 0
     if args.storages:
@@ -271,9 +371,19 @@ def main() -> int:
     rows = []
     for trials in args.trials:
         for side in args.sides:
+            done = Segments.finished_row(out / f"{side}-{trials}") if args.resume else None
+            if done is not None:
+                rows.append(done)
+                print(json.dumps(done) + "  (finished earlier)", flush=True)
+                continue
+            if args.show:
+                partial = Segments.partial(out / f"{side}-{trials}")
+                if partial:
+                    print(f"{side} at {trials} trials, unfinished: {json.dumps(partial)}", flush=True)
+                continue
             run = subprocess.run([sys.executable, __file__, "--one", side, str(trials), "--out", str(out),
-                                  "--storage", args.storage], capture_output=True, text=True,
-                                 env=worker_env())
+                                  "--storage", args.storage] + (["--resume"] if args.resume else []),
+                                 capture_output=True, text=True, env=worker_env())
             found = [line[7:] for line in run.stdout.splitlines() if line.startswith("RESULT ")]
             if not found:
                 print(f"{side} at {trials} trials failed:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}", flush=True)

@@ -125,6 +125,9 @@ def embedded_on_loopback() -> None:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
+ENV_SECRETS = ("WANDB_API_KEY", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY")
+
+
 def check_services(study_path: str, study, exp_dir: str) -> None:
     """Fail fast (:mod:`er_tune.preflight`): the storages and trackers the study names answer."""
     from er_tune.preflight import run_checks, storage_problem, study_checks
@@ -134,7 +137,8 @@ def check_services(study_path: str, study, exp_dir: str) -> None:
     problem = storage_problem(exp_dir)
     if problem:
         raise LaunchError(f"--storage {shown}: {problem}")
-    problems = run_checks(study_checks(study, exp_dir), study_secrets(study))
+    secrets = study_secrets(study) + [os.environ[name] for name in ENV_SECRETS if os.environ.get(name)]
+    problems = run_checks(study_checks(study, exp_dir), secrets)
     if problems:
         raise LaunchError("\n".join(line.replace("--storage", f"--storage {shown}", 1) if line.startswith("--storage")
                                     else f"{study_path}: {line}" for line in problems))

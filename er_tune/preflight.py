@@ -1,7 +1,8 @@
 """Fail fast: every service a study names is tried before Ray starts and before anything is written.
 
 ``er-tune tune`` opens the Optuna storage (``search.storage``), the MLflow tracking server
-(``loggers.mlflow.tracking_uri`` or ``MLFLOW_TRACKING_URI``) and the experiment storage
+(``loggers.mlflow.tracking_uri`` or ``MLFLOW_TRACKING_URI``), the W&B server of an online
+``loggers.wandb`` (its GraphQL API with the API key: ``viewer``) and the experiment storage
 (``--storage``: a bucket must exist) once, all at the same time, with one deadline
 (:data:`DEADLINE_S`). Each failure is one line naming the study key (or the option) and what failed:
 an unknown database kind, a missing driver package, a server that refuses or does not answer, a
@@ -140,6 +141,59 @@ def check_mlflow(options: dict) -> tuple[str, Callable[[], None]] | None:
     return None  # mlruns in the working folder, databricks, ...: MLflow's own errors
 
 
+WANDB_DEFAULT_HOST = "https://api.wandb.ai"
+WANDB_OFFLINE = ("offline", "disabled", "dryrun")
+
+
+def wandb_mode(options: dict) -> str:
+    return str(options.get("mode") or os.environ.get("WANDB_MODE") or "online").lower()
+
+
+def wandb_api_key(options: dict) -> str:
+    key = options.get("api_key") or os.environ.get("WANDB_API_KEY") or ""
+    key_file = options.get("api_key_file")
+    if not key and key_file and os.path.isfile(str(key_file)):
+        with open(str(key_file), encoding="utf-8") as handle:
+            key = handle.read().strip()
+    return str(key)
+
+
+def check_wandb_server(host: str, api_key: str) -> None:
+    """A W&B server answers its GraphQL API (``viewer``) and accepts the API key (HTTP basic auth
+    ``api:<key>``, what the ``wandb`` client sends)."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+
+    if not api_key:
+        raise PreflightError("online W&B needs an API key (WANDB_API_KEY, or loggers.wandb.api_key_file); "
+                             "or set mode: offline")
+    request = urllib.request.Request(f"{host.rstrip('/')}/graphql", method="POST",
+                                     data=json.dumps({"query": "query { viewer { id } }"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"api:{api_key}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise PreflightError(f"the W&B server refused the API key (HTTP {error.code})") from None
+        raise PreflightError(f"not a W&B server (HTTP {error.code} from {host.rstrip('/')}/graphql)") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise PreflightError(f"cannot reach the W&B server {host}: {getattr(error, 'reason', error)}") from None
+
+
+def check_wandb(options: dict) -> tuple[str, Callable[[], None]] | None:
+    """Online runs only: offline/disabled runs write files under the experiment and reach nothing."""
+    if wandb_mode(options) in WANDB_OFFLINE:
+        return None
+    host = os.environ.get("WANDB_BASE_URL") or WANDB_DEFAULT_HOST
+    key = "loggers.wandb (WANDB_BASE_URL)" if os.environ.get("WANDB_BASE_URL") else "loggers.wandb"
+    api_key = wandb_api_key(options)
+    return key, lambda: check_wandb_server(host, api_key)
+
+
 def _raise_if(problem: str | None) -> None:
     if problem:
         raise PreflightError(problem)
@@ -186,6 +240,11 @@ def study_checks(study, exp_dir: str) -> list[tuple[str, Callable[[], None]]]:
     mlflow = (getattr(study, "loggers", None) or {}).get("mlflow")
     if mlflow is not None:
         found = check_mlflow(dict(mlflow))
+        if found:
+            checks.append(found)
+    wandb = (getattr(study, "loggers", None) or {}).get("wandb")
+    if wandb is not None:
+        found = check_wandb(dict(wandb))
         if found:
             checks.append(found)
     if "://" in exp_dir:

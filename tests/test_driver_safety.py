@@ -109,6 +109,62 @@ def test_unreachable_or_refusing_tracking_server_exits_2(tmp_path):
     assert not exp.exists()
 
 
+class _WandbGraphQL(http.server.BaseHTTPRequestHandler):
+    """A W&B server's /graphql: 200 for the API key ``good-key-123`` (basic auth ``api:<key>``), 401 otherwise."""
+
+    seen: list[str] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        import base64
+
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        auth = self.headers.get("Authorization", "")
+        user_key = base64.b64decode(auth.split(" ", 1)[1]).decode() if auth.startswith("Basic ") else ""
+        type(self).seen.append(f"{self.path} {user_key} {json.loads(body)['query']}")
+        self.send_response(200 if user_key == "api:good-key-123" else 401)
+        self.end_headers()
+        self.wfile.write(b'{"data": {"viewer": {"id": "x"}}}')
+
+    def log_message(self, *args):
+        pass
+
+
+def test_online_wandb_unreachable_refusing_or_keyless_exits_2_and_offline_is_not_checked(tmp_path, monkeypatch):
+    from er_tune.preflight import check_wandb
+
+    exp = tmp_path / "exp"
+    study = tiny_study(tmp_path, "loggers: {wandb: {project: er}}\n")
+    base = dict(ENV, WANDB_MODE="online")
+    base.pop("WANDB_API_KEY", None)
+    port = free_port()
+    start = time.monotonic()
+    run = er_tune("tune", str(study), "--storage", str(exp),
+                  env=dict(base, WANDB_BASE_URL=f"http://127.0.0.1:{port}", WANDB_API_KEY="bad-key-456"))
+    assert run.returncode == 2 and time.monotonic() - start < 30
+    assert f"{study}: loggers.wandb (WANDB_BASE_URL): cannot reach the W&B server http://127.0.0.1:{port}" in run.stderr
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WandbGraphQL)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        refused = er_tune("tune", str(study), "--storage", str(exp),
+                          env=dict(base, WANDB_BASE_URL=url, WANDB_API_KEY="bad-key-456"))
+        keyless = er_tune("tune", str(study), "--storage", str(exp), env=dict(base, WANDB_BASE_URL=url))
+        monkeypatch.setenv("WANDB_BASE_URL", url)
+        monkeypatch.setenv("WANDB_MODE", "online")
+        key, accepted = check_wandb({"project": "er", "api_key": "good-key-123"})
+        accepted()  # no exception: the server took the key
+    finally:
+        server.shutdown()
+    assert refused.returncode == 2
+    assert "loggers.wandb (WANDB_BASE_URL): the W&B server refused the API key (HTTP 401)" in refused.stderr
+    assert "bad-key-456" not in refused.stderr + refused.stdout + run.stderr + run.stdout
+    assert any(line.startswith("/graphql api:bad-key-456 query { viewer") for line in _WandbGraphQL.seen)
+    assert keyless.returncode == 2 and "online W&B needs an API key" in keyless.stderr
+    assert key == "loggers.wandb (WANDB_BASE_URL)"
+    assert check_wandb({"mode": "offline"}) is None and check_wandb({"mode": "disabled"}) is None
+    assert not exp.exists()
+
+
 def test_unset_variable_and_credentials_in_the_experiment_uri_exit_2(tmp_path):
     study = tiny_study(tmp_path, search_extra=', storage: "postgresql://ert:${ER_UNSET_PW}@db/optuna"')
     env = {key: value for key, value in ENV.items() if key != "ER_UNSET_PW"}
