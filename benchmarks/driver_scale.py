@@ -11,7 +11,8 @@ what is measured is the driver: searcher, scheduler, callbacks, experiment snaps
   support, in this file only).
 - ``ray-tune``: ``tune.Tuner`` with ``OptunaSearch`` (one TPE study over ``lr`` and the group) and
   ``ASHAScheduler`` with the same grace period, reduction factor, epochs, concurrency, actor reuse,
-  checkpoint settings and JSON/CSV loggers.
+  checkpoint settings (:func:`er_tune.launch.checkpoint_config` and the same Ray environment
+  variables) and JSON/CSV loggers.
 
 Each (side, trial count) runs in a fresh process (embedded Ray) and prints: wall seconds, driver
 CPU seconds per trial (user+system time of the driver process, less sensitive to a loaded machine
@@ -130,7 +131,7 @@ def run_ray_tune(trials: int, out: Path) -> dict:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from er_tune.launch import _ray_environment, init_ray
+    from er_tune.launch import _ray_environment, checkpoint_config, init_ray
 
     _ray_environment()
     init_ray(ray, None)
@@ -153,7 +154,7 @@ def run_ray_tune(trials: int, out: Path) -> dict:
                                         max_t=EPOCHS, grace_period=1, reduction_factor=2),
                 num_samples=trials, max_concurrent_trials=slots(), reuse_actors=True),
             run_config=tune.RunConfig(name="search", storage_path=str(out / "exp"), verbose=0,
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                                      checkpoint_config=checkpoint_config(),
                                       callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]))
         results = tuner.fit()
         wall = time.time() - start

@@ -1,6 +1,6 @@
 """Bounded disk: an ended trial's checkpoints are deleted, so an experiment's size is its logs.
 
-A trial checkpoints every epoch (Ray keeps the newest two, ``CheckpointConfig(num_to_keep=2)``)
+A trial checkpoints every epoch (Ray keeps the newest five, :func:`er_tune.launch.checkpoint_config`)
 so that a retried or resumed trial continues where it was. When a phase's Tuner finishes
 (``on_experiment_end``), the ``checkpoint_*`` directories of every trial that ended *complete* (it
 finished, was early-stopped by ASHA, or collapsed/diverged) are removed; a study that wants the

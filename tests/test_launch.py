@@ -152,6 +152,8 @@ def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path):
         for trial in dirs:
             epochs = [line["epoch"] for line in results(trial)]
             assert epochs and epochs[-1] == max(epochs)
+            # a restored trial's iteration count comes back from its checkpoint (grouped ASHA's clock)
+            assert [line["training_iteration"] for line in results(trial)] == epochs
 
 
 # --- TensorBoard and Optuna read back with their own readers ---------------
