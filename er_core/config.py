@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from er_core.dataset_layout import (DATASET_NAMES, DATASETS, NEEDS_ROOT,  # noqa: F401 (re-exported)
-                                    root_problem)
+                                    STREAMING_DATASETS, root_problem)
 
 # The method names, torch-free so configs and study files are checked without importing torch.
 # Everything else about a method is its objective class (er_core.objectives.OBJECTIVES), which
@@ -46,9 +46,9 @@ META_KEYS = ("study", "phase", "group", "grid_axes", "searched", "optuna_trial")
 # is declared, that a short training run of each objective changes when a declared key changes and is
 # bit-identical when any undeclared key changes. Study validation (search_spaces) rejects searching a
 # key for a method/variant whose objective does not read it.
-COMMON_KEYS = ("method", "variant", "dataset", "data_root", "image_size", "train_size", "eval_size",
-               "data_seed", "augment", "backbone", "projector_dim", "projector_hidden_dim", "epochs", "batch_size",
-               "optimizer", "lr", "weight_decay", "momentum", "warmup_epochs", "kappa_eval", "knn_k",
+COMMON_KEYS = ("method", "variant", "dataset", "data_root", "image_size", "train_size", "eval_size", "data_seed",
+               "streaming", "loader_workers", "augment", "backbone", "projector_dim", "projector_hidden_dim", "epochs",
+               "batch_size", "optimizer", "lr", "weight_decay", "momentum", "warmup_epochs", "kappa_eval", "knn_k",
                "knn_temperature", "knn_bank_size", "linear_probe_every", "final_eval_size", "seed", "device",
                "log_every_n_steps", "collapse", "world_size", "sync_batchnorm")
 _DINO_KEYS = ("ema", "ema_schedule", "num_prototypes", "student_temperature", "teacher_temperature")
@@ -235,6 +235,16 @@ class TrialConfig:
     ``final_linear_top1``, and the untrained network's on the same queries): the first that many
     images of the whole test split, 0 for all of it (the default; generated datasets have no split
     beyond the eval set, so theirs is the eval set). The per-epoch kNN keeps ``eval_size`` queries.
+
+    ``streaming`` (only for ``imagefolder``; default false: the training split is decoded into
+    memory once): the training split stays on the disk and each step's images are decoded from
+    their files (:mod:`er_core.data.stream`), the same images in the same order as in memory, so a
+    trial trains identically either way. What stays in memory is bounded by the configuration: the
+    kNN bank (the first ``knn_bank_size`` training images, also the source of the channel mean/std,
+    which equal the whole split's when ``knn_bank_size >= train_size``) and the test split.
+    ``loader_workers``: processes decoding a streamed split, per training worker (0: decode in the
+    training process; read only when streaming). A training worker holds at most ``loader_workers
+    x 2`` decoded local batches ahead.
     """
 
     method: str = "simclr"
@@ -246,6 +256,8 @@ class TrialConfig:
     train_size: int = 8000
     eval_size: int = 2000
     data_seed: int = 0
+    streaming: bool = False
+    loader_workers: int = 2
     augment: str = "auto"
     # model
     backbone: str = "auto"
@@ -301,6 +313,10 @@ class TrialConfig:
         _check_choice("ema_schedule", self.ema_schedule, EMA_SCHEDULES)
         _check_min("image_size", self.image_size, 8)
         _check_min("train_size", self.train_size, 2)
+        _check_min("loader_workers", self.loader_workers, 0)
+        if self.streaming and self.dataset not in STREAMING_DATASETS:
+            raise ConfigError(f"streaming=True is not available for dataset '{self.dataset}' (it loads into "
+                              f"memory); allowed: streaming true for {', '.join(STREAMING_DATASETS)}, else false")
         _check_min("eval_size", self.eval_size, 2)
         _check_min("projector_dim", self.projector_dim, 2)
         _check_min("projector_hidden_dim", self.projector_hidden_dim, 2)

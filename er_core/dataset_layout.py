@@ -32,6 +32,9 @@ class Dataset(NamedTuple):
     needs_root: bool  # read from files under ``data_root`` (else generated or bundled)
     grayscale: bool | None  # images are grey whatever the files hold (None: decided from the images)
     num_classes: int | None  # None: however many class folders (imagefolder)
+    # its training split can be read from the files each epoch instead of decoded into memory
+    # (``streaming: true``; er_core.data.stream); every other dataset loads into memory
+    streams: bool = False
 
 
 DATASETS = {
@@ -40,7 +43,7 @@ DATASETS = {
     "cifar10": Dataset(True, False, 10),
     "cifar100": Dataset(True, False, 100),
     "stl10": Dataset(True, False, 10),
-    "imagefolder": Dataset(True, None, None),
+    "imagefolder": Dataset(True, None, None, streams=True),
     "svhn": Dataset(True, False, 10),
     "mnist": Dataset(True, True, 10),
     "fashion_mnist": Dataset(True, True, 10),
@@ -49,6 +52,7 @@ DATASET_NAMES = tuple(DATASETS)
 NEEDS_ROOT = tuple(name for name, info in DATASETS.items() if info.needs_root)
 GRAYSCALE_DATASETS = tuple(name for name, info in DATASETS.items() if info.grayscale)
 NUM_CLASSES = {name: info.num_classes for name, info in DATASETS.items()}
+STREAMING_DATASETS = tuple(name for name, info in DATASETS.items() if info.streams)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp")
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",

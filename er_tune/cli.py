@@ -148,8 +148,9 @@ def _train(args: argparse.Namespace) -> int:
                                  "grid_axes": [], "searched": [], "study": ""}
     log = None if _verbosity(args) < 0 else print
     if log:
-        print(f"er-tune train: {config.objective} on {config.dataset} ({data.train_images.shape[0]} "
-              f"train / {data.eval_images.shape[0]} eval images, {config.image_size}px), "
+        streamed = f" streamed by {config.loader_workers} loader processes" if data.streaming else ""
+        print(f"er-tune train: {config.objective} on {config.dataset} ({data.num_train} "
+              f"train{streamed} / {data.eval_images.shape[0]} eval images, {config.image_size}px), "
               f"backbone {config.backbone}{chosen['backbone']}, augment {config.augment}{chosen['augment']}, batch {config.batch_size}, {config.epochs} epochs -> {args.out}")
     if config.world_size > 1:
         return _train_data_parallel(config, data, args.out, params, log is not None)

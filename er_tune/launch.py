@@ -365,14 +365,18 @@ class StudyRunner:
             if key not in datasets:
                 datasets[key] = load_trial_data(config)
                 bundle = datasets[key]
-                self.say(f"data: {config.dataset} {tuple(bundle.train_images.shape)} train, "
+                train_shape = [bundle.num_train, *bundle.train_images.shape[1:]]
+                streamed = (f" streamed from its files by {config.loader_workers} loader processes per worker "
+                            f"(kNN bank {tuple(bundle.train_images.shape)} in memory)" if bundle.streaming else "")
+                self.say(f"data: {config.dataset} {tuple(train_shape)} train{streamed}, "
                          f"{tuple(bundle.eval_images.shape)} eval (shipped once via the object store)")
                 # what the trials read, identified without the machine's path (data_root)
                 self.data_records.append({
                     "dataset": config.dataset, "image_size": config.image_size,
                     "train_size": config.train_size, "eval_size": config.eval_size,
-                    "data_seed": config.data_seed, "train_shape": list(bundle.train_images.shape),
-                    "eval_shape": list(bundle.eval_images.shape), "sha256": bundle.fingerprint()})
+                    "data_seed": config.data_seed, "train_shape": train_shape,
+                    "eval_shape": list(bundle.eval_images.shape), "sha256": bundle.fingerprint(),
+                    **({"streaming": True, "bank_shape": list(bundle.train_images.shape)} if bundle.streaming else {})})
         resources = self.study.resources
         if resources.workers > 1:  # a Ray Train TorchTrainer per trial, its workers scheduled by Train
             from er_tune.data_parallel import data_parallel_trial

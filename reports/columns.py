@@ -31,7 +31,8 @@ UNDESCRIBED = "(undescribed column)"
 # Units of the TrialConfig fields, used when a field is a grid axis or a searched hyperparameter.
 CONFIG_UNITS = {
     "method": "", "variant": "", "dataset": "", "data_root": "", "image_size": "px",
-    "train_size": "images", "eval_size": "images", "data_seed": "1", "augment": "",
+    "train_size": "images", "eval_size": "images", "data_seed": "1", "streaming": "",
+    "loader_workers": "processes", "augment": "",
     "backbone": "", "projector_dim": "dims", "projector_hidden_dim": "dims",
     "num_prototypes": "prototypes", "epochs": "epochs", "batch_size": "images", "optimizer": "",
     "lr": "1", "weight_decay": "1", "momentum": "1", "warmup_epochs": "epochs", "ema": "1",

@@ -27,7 +27,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 NAME_RULE = "letters, digits, '_', '.', '-' (not '.' or '..', which name directories)"
 
 DATA_KEYS = {"dataset": "dataset", "root": "data_root", "image_size": "image_size",
-             "train_size": "train_size", "eval_size": "eval_size", "seed": "data_seed"}
+             "train_size": "train_size", "eval_size": "eval_size", "seed": "data_seed",
+             "streaming": "streaming", "loader_workers": "loader_workers"}
 MODEL_KEYS = ("backbone", "projector_dim", "projector_hidden_dim", "num_prototypes")
 SEARCH_KEYS = ("num_samples", "metric", "mode", "seed", "trial_seed", "share_replicate_seed", "storage")
 SCHEDULE_KEYS = ("max_epochs", "asha")

@@ -29,6 +29,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from er_core.data.stream import contiguous_shard
+
 
 @dataclass(frozen=True)
 class World:
@@ -53,11 +55,9 @@ class World:
         return cls()
 
     def shard(self, global_rows: torch.Tensor) -> torch.Tensor:
-        """This worker's contiguous slice of ``global_rows`` (length divisible by ``size``)."""
-        if global_rows.shape[0] % self.size:
-            raise ValueError(f"a global batch of {global_rows.shape[0]} does not split over {self.size} workers")
-        local = global_rows.shape[0] // self.size
-        return global_rows[self.rank * local:(self.rank + 1) * local]
+        """This worker's contiguous slice of ``global_rows`` (length divisible by ``size``; the rule a
+        streamed epoch's :class:`~er_core.data.stream.ShardedBatchSampler` reads its files by)."""
+        return contiguous_shard(global_rows, self.rank, self.size)
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -157,7 +157,7 @@ def build_state(config: TrialConfig, data: DatasetBundle, world: World | None = 
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     objective = build_objective(config.objective, config)
-    objective.setup(config, data.train_images.shape[0])
+    objective.setup(config, data.num_train)
     objective = objective.to(device)
     teacher = EMATeacher(net) if objective.needs_teacher else None
     optimizer = build_optimizer([net, objective], config)

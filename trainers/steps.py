@@ -18,13 +18,19 @@ same data order, takes its contiguous shard of each batch, augments and forwards
 objective and its hooks receive the global batch (:mod:`trainers.distributed`: gathered outputs,
 global batch indices, averaged gradients), so they compute exactly what one worker with the whole
 batch would.
+
+A streamed training split (``bundle.train_files``) is read by the trial's loader processes
+(:mod:`er_core.data.stream`) in the order the steps index it: the epoch's shards
+(:class:`~er_core.data.stream.ShardedBatchSampler` of the same permutation), or the chunks of
+:meth:`TrainingStep.embed_training_set`. Each step checks that the images it receives are the rows it
+asked for, so streamed and in-memory training take identical steps.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator, Sequence
 
 import torch
 
@@ -32,6 +38,7 @@ from er_core.collapse import grad_is_finite
 from er_core.config import TrialConfig
 from er_core.data import DatasetBundle
 from er_core.data.augment import make_augmenter, use_gray_preset
+from er_core.data.stream import FileBatches, ShardedBatchSampler
 from er_core.models import SSLNetwork, ema_momentum
 from er_core.models.heads import NetworkOutput
 from er_core.objectives import ObjectiveInputs
@@ -63,7 +70,10 @@ class TrainingStep:
         config = state.config
         self.augment = make_augmenter(state.objective.views, data.mean, data.std,
                                       grayscale=use_gray_preset(config.augment, data.grayscale))
-        self.num_train = data.train_images.shape[0]
+        self.num_train = data.num_train
+        # a streamed split's loader, and the (rows, images) of the pass in progress
+        self._files = FileBatches(data.train_files, workers=config.loader_workers) if data.streaming else None
+        self._stream: Iterator[tuple[list[int], torch.Tensor]] | None = None
         self.steps_per_epoch = self.num_train // config.batch_size
         self.total_steps = self.steps_per_epoch * config.epochs
         self.warmup_steps = self.steps_per_epoch * min(config.warmup_epochs, config.epochs)
@@ -104,6 +114,7 @@ class TrainingStep:
         # a recipe's per-epoch state (k-means targets and centroids) must be one state on every worker
         broadcast_state([state.net, state.objective], self.world)
         order = torch.randperm(self.num_train, generator=state.data_generator)
+        self._read(ShardedBatchSampler(order, config.batch_size, rank=self.world.rank, world_size=self.world.size))
         loss_sum, images, lr = torch.zeros((), dtype=torch.float64), 0, 0.0
         for index in range(self.steps_per_epoch):
             batch_indices = order[index * config.batch_size:(index + 1) * config.batch_size]
@@ -126,9 +137,30 @@ class TrainingStep:
         return EpochOutcome(mean_loss=float(loss_sum) / max(1, self.steps_per_epoch), images=images,
                             lr=lr, ema=self.current_ema())
 
+    def close(self) -> None:
+        """Stop the loader processes of a streamed training split (nothing to do in memory)."""
+        if self._files is not None:
+            self._files.close()
+        self._stream = None
+
+    def _read(self, plan: Iterable[Sequence[int]]) -> None:
+        """Start reading a streamed split's rows ``plan`` (one list per later :meth:`views` call), in order."""
+        if self._files is not None:
+            self._stream = zip(iter(plan), self._files.batches(plan))
+
+    def _images(self, indices: torch.Tensor) -> torch.Tensor:
+        """uint8 training images ``indices``: rows of the bundle's tensor, or the streamed pass's next batch."""
+        if self._files is None:
+            return self.data.train_images[indices]
+        rows, images = next(self._stream) if self._stream is not None else (None, None)
+        if rows is None or rows != indices.tolist():
+            raise RuntimeError(f"the streamed pass is out of step: it holds rows {str(rows)[:80]}, the trainer asked "
+                               f"for {str(indices.tolist())[:80]}")
+        return images
+
     def views(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two augmented views of training images ``indices`` (this worker's augmentation stream)."""
-        batch = self.data.train_images[indices]
+        batch = self._images(indices)
         if self._pin:
             batch = batch.pin_memory()
         batch = batch.to(self.state.device, non_blocking=True)
@@ -181,10 +213,13 @@ class TrainingStep:
         state, world = self.state, self.world
         was_training = state.net.training
         state.net.eval()
+        step = EMBED_CHUNK * world.size
+        # each worker embeds its share of every chunk (nothing of a last chunk shorter than the world)
+        shares = [torch.arange(start, min(start + step, self.num_train))[world.rank::world.size]
+                  for start in range(0, self.num_train, step)]
+        self._read([indices.tolist() for indices in shares if indices.numel()])
         try:
-            for start in range(0, self.num_train, EMBED_CHUNK * world.size):
-                chunk = torch.arange(start, min(start + EMBED_CHUNK * world.size, self.num_train))
-                indices = chunk[world.rank::world.size]  # each worker embeds its share of the chunk
+            for indices in shares:
                 z1 = z2 = torch.zeros(0, state.config.projector_dim, device=state.device)
                 if indices.numel():
                     view1, view2 = self.views(indices)
@@ -195,6 +230,7 @@ class TrainingStep:
                 yield gather_uneven(indices, world), gather_uneven(z1, world), gather_uneven(z2, world)
         finally:
             state.net.train(was_training)
+            self._stream = None
 
 
 def _global_output(inputs: ObjectiveInputs, view: int) -> NetworkOutput:

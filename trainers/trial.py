@@ -162,6 +162,7 @@ def run_trial(config: TrialConfig, data: DatasetBundle, reporter: Any, *,
         return summary
     finally:
         writer.close()
+        step_fn.close()
 
 
 def _run_epoch(state: TrialState, step_fn: "TrainingStep", diagnostics: Diagnostics,

@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from er_core.data.stream import ImageFiles
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,13 @@ class DatasetBundle:
     its first rows) for datasets read from disk, used by the final kNN and linear probe of every
     trial; ``None`` for generated datasets, whose final evaluation uses ``eval_images``
     (:attr:`final_images`).
+
+    ``train_files``: set when the training split is streamed (``streaming: true``,
+    :mod:`er_core.data.stream`): the split's :class:`~er_core.data.stream.ImageFiles` in training
+    order, read from the disk every epoch. ``train_images``/``train_labels`` then hold only the first
+    rows of that order (the kNN bank, ``knn_bank_size`` images), ``mean``/``std`` are those rows'
+    statistics (equal to the whole split's when the bank is the whole split), and
+    :attr:`num_train` counts the files. Either way ``train_images[i]`` is training image ``i``.
     """
 
     name: str
@@ -35,6 +46,17 @@ class DatasetBundle:
     grayscale: bool = False
     test_images: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
+    train_files: "ImageFiles | None" = None
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the training split is read from its files each epoch (:attr:`train_files`)."""
+        return self.train_files is not None
+
+    @property
+    def num_train(self) -> int:
+        """Images in the training split: the files when streamed, else the rows of ``train_images``."""
+        return len(self.train_files) if self.train_files is not None else int(self.train_images.shape[0])
 
     @property
     def final_images(self) -> torch.Tensor:
@@ -54,11 +76,19 @@ class DatasetBundle:
         """SHA-256 of the tensors a trial reads: for train images, train labels, eval images and
         eval labels in that order, the shape then the raw bytes (C order, as stored: uint8
         images, int64 labels). Equal fingerprints mean bit-identical training and evaluation
-        data, whatever the files or the generator that produced them."""
+        data, whatever the files or the generator that produced them.
+
+        A streamed bundle's tensors are its kNN bank and eval set; the digest then goes on with
+        ``b"train_files"`` and :meth:`~er_core.data.stream.ImageFiles.digest` of the training files
+        (relative paths, byte sizes, labels, image size: the files are not read), so it names the
+        file list rather than every pixel of the split."""
         digest = hashlib.sha256()
         for tensor in (self.train_images, self.train_labels, self.eval_images, self.eval_labels):
             digest.update(repr(tuple(tensor.shape)).encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        if self.train_files is not None:
+            digest.update(b"train_files")
+            digest.update(self.train_files.digest())
         return digest.hexdigest()
 
     def __post_init__(self) -> None:
@@ -70,6 +100,14 @@ class DatasetBundle:
                 raise ValueError(f"{split}_images must be uint8 [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
             if labels.shape != (images.shape[0],):
                 raise ValueError(f"{split}_labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+        files = self.train_files
+        if files is not None:
+            head = self.train_images.shape[0]
+            if head > len(files) or not torch.equal(files.labels[:head], self.train_labels):
+                raise ValueError(f"train_images ({head} rows) must be the first rows of the {len(files)} "
+                                 "train_files, with their labels in order")
+            if files.image_size != self.train_images.shape[-1]:
+                raise ValueError(f"train_files decode at {files.image_size} px, train_images are {self.train_images.shape[-1]} px")
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

@@ -3,7 +3,7 @@
 Layouts are torchvision's and listed in :mod:`er_core.dataset_layout`; a missing root or file
 raises ``FileNotFoundError`` naming every expected path (the same text study validation and
 ``er-tune train`` print before anything trains). Whole arrays are converted at once
-(``dataset.data``); only ImageFolder decodes files one by one.
+(``dataset.data``); only ImageFolder decodes files one by one, or streams them (:func:`stream_imagefolder`).
 
 Integrity: torchvision's CIFAR/STL-10/SVHN classes MD5-hash every file before loading (STL-10 even
 its 2.7 GB ``unlabeled_X.bin``, which we never read) and reject re-packed subsets; here the files
@@ -17,16 +17,18 @@ every native pixel kept, no interpolation blur) and resized otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torchvision import datasets
 
 from er_core.data.bundle import make_bundle
+from er_core.data.stream import ImageFiles, decode_files, decode_image
 from er_core.dataset_layout import IMAGE_EXTENSIONS, MNIST_FILES, MNIST_FOLDERS, find_mnist_files, root_problem
 
 MNIST_SIZE = 28
@@ -154,38 +156,71 @@ def _is_image(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _decode(folder: datasets.ImageFolder, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode every file of ``folder`` (torchvision's RGB loader), resized with PIL bilinear."""
-    from PIL import Image
-
-    images = torch.empty(len(folder.samples), image_size, image_size, 3, dtype=torch.uint8)
-    for row, (path, _) in enumerate(folder.samples):
-        rgb = folder.loader(path).resize((image_size, image_size), Image.BILINEAR)
-        images[row] = torch.from_numpy(np.array(rgb, dtype=np.uint8))
-    return images.permute(0, 3, 1, 2), _labels(folder.targets)
+def _decode(samples: list[tuple[str, int]], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every ``(path, class)`` sample (:func:`~er_core.data.stream.decode_image`) in order."""
+    images = torch.empty(len(samples), 3, image_size, image_size, dtype=torch.uint8)
+    for row, (path, _) in enumerate(samples):
+        images[row] = decode_image(path, image_size)
+    return images, _labels([label for _, label in samples])
 
 
-def load_imagefolder(*, root: str, image_size: int = 32, train_size: int = 10**9, eval_size: int = 10**9,
-                     seed: int = 0):
+@dataclass(frozen=True)
+class FolderSplit:
+    """An ImageFolder's files before decoding: ``train`` in training order (shuffled by the seed),
+    ``test`` in file order, each a list of torchvision ``(path, class_index)`` samples."""
+
+    num_classes: int
+    train: list[tuple[str, int]]
+    test: list[tuple[str, int]]
+
+
+def imagefolder_split(root: str, seed: int = 0) -> FolderSplit:
     """``root/train`` + ``root/test`` (or ``val``) class folders, or ``root/<class>`` with every fifth
-    image of each class (in file-name order) held out for evaluation; train order shuffled by ``seed``."""
+    image of each class (in file-name order) held out for evaluation; train order shuffled by ``seed``
+    (``torch.randperm`` over the whole training split, before any ``train_size`` cap)."""
     _require("imagefolder", root)
     eval_dir = next((os.path.join(root, d) for d in ("test", "val") if os.path.isdir(os.path.join(root, d))), None)
     if os.path.isdir(os.path.join(root, "train")) and eval_dir:
         train_folder = datasets.ImageFolder(os.path.join(root, "train"), is_valid_file=_is_image)
         classes = train_folder.classes
-        train_x, train_y = _decode(train_folder, image_size)
-        eval_x, eval_y = _decode(_ClassesOf(eval_dir, classes), image_size)
+        train, test = list(train_folder.samples), list(_ClassesOf(eval_dir, classes).samples)
     else:
         folder = datasets.ImageFolder(root, is_valid_file=_is_image, allow_empty=True)
         classes = folder.classes
-        x, y = _decode(folder, image_size)
-        rank = torch.zeros_like(y)
-        for cls in range(len(classes)):
-            rows = (y == cls).nonzero().flatten()
-            rank[rows] = torch.arange(rows.numel())
-        to_eval = rank % 5 == 4
-        train_x, train_y, eval_x, eval_y = x[~to_eval], y[~to_eval], x[to_eval], y[to_eval]
-    order = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(seed))
-    return make_bundle("imagefolder", len(classes), train_x[order], train_y[order], eval_x, eval_y,
+        seen: dict[int, int] = {}
+        train, test = [], []
+        for sample in folder.samples:  # grouped by class, file names sorted within each
+            rank = seen.get(sample[1], 0)
+            seen[sample[1]] = rank + 1
+            (test if rank % 5 == 4 else train).append(sample)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    return FolderSplit(len(classes), [train[i] for i in order.tolist()], test)
+
+
+def load_imagefolder(*, root: str, image_size: int = 32, train_size: int = 10**9, eval_size: int = 10**9,
+                     seed: int = 0):
+    """The split of :func:`imagefolder_split`, decoded into memory (the first ``train_size`` training images)."""
+    split = imagefolder_split(root, seed)
+    train_x, train_y = _decode(split.train[:train_size], image_size)
+    eval_x, eval_y = _decode(split.test, image_size)
+    return make_bundle("imagefolder", split.num_classes, train_x, train_y, eval_x, eval_y,
                        image_size=image_size, train_size=train_size, eval_size=eval_size)
+
+
+def stream_imagefolder(*, root: str, image_size: int = 32, train_size: int = 10**9, eval_size: int = 10**9,
+                       seed: int = 0, bank_size: int = 4000, loader_workers: int = 0):
+    """The split of :func:`imagefolder_split` with its training images left on the disk.
+
+    The bundle's ``train_files`` are the first ``train_size`` training files, in training order;
+    only their first ``bank_size`` images (the kNN bank, from which the channel statistics are
+    computed) and the whole test split are decoded, by ``loader_workers`` processes. The images a
+    trial streams are those :func:`load_imagefolder` would have decoded, bit for bit.
+    """
+    split = imagefolder_split(root, seed)
+    files = ImageFiles.from_samples(root, split.train[:train_size], image_size)
+    test = ImageFiles.from_samples(root, split.test, image_size)
+    bank = decode_files(files, bank_size, workers=loader_workers)
+    bundle = make_bundle("imagefolder", split.num_classes, bank, files.labels[:bank.shape[0]].clone(),
+                         decode_files(test, workers=loader_workers), test.labels, image_size=image_size,
+                         train_size=len(files), eval_size=eval_size)
+    return dataclasses.replace(bundle, train_files=files)
