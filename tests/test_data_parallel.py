@@ -143,10 +143,12 @@ def test_two_workers_train_as_one_with_the_global_batch(two_workers, one_worker,
         assert reference["grads"] and any(g.abs().sum() > 0 for g in reference["grads"].values())
         _close(got["grads"], reference["grads"], f"rank {rank} first-step gradient", 1e-4)
         # after four steps the float32 rounding of two summation orders has compounded through four
-        # updates (BYOL-ER's student bias: 1.1e-4 of its largest entry on one machine's BLAS)
-        _close(got["net"], reference["net"], f"rank {rank} student", 3e-4)
-        _close(got["teacher"], reference["teacher"], f"rank {rank} teacher", 3e-4)
-        _close(got["objective"], reference["objective"], f"rank {rank} recipe state", 3e-4)
+        # updates: up to 5e-4 of a small batch-norm bias's largest entry on this machine's BLAS
+        # (BYOL-ER 1.1e-4, DINO 5.1e-4, DINO-ER 4.2e-4; absolute 2-5e-6); a wrong global-batch
+        # semantics moves weights by orders of magnitude more
+        _close(got["net"], reference["net"], f"rank {rank} student", 1e-3)
+        _close(got["teacher"], reference["teacher"], f"rank {rank} teacher", 1e-3)
+        _close(got["objective"], reference["objective"], f"rank {rank} recipe state", 1e-3)
 
 
 @pytest.mark.slow
