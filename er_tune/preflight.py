@@ -101,7 +101,6 @@ def check_optuna_storage(url: str) -> None:
 def check_http_tracking(uri: str, token: str | None) -> None:
     """An MLflow server answers its REST API (``experiments/search``) and accepts the credentials."""
     import base64
-    import urllib.error
     import urllib.request
 
     parts = urlsplit(uri)
@@ -115,15 +114,26 @@ def check_http_tracking(uri: str, token: str | None) -> None:
         request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
     elif token:
         request.add_header("Authorization", f"Bearer {token}")
+    answers(request, refused="the tracking server refused the credentials",
+            other="not an MLflow tracking server (HTTP {code} from its REST API)",
+            unreachable="cannot reach the tracking server")
+
+
+def answers(request, *, refused: str, other: str, unreachable: str) -> None:
+    """Send ``request``; HTTP 401/403 -> ``refused``, another HTTP error -> ``other`` (``{code}``
+    filled in), no connection -> ``unreachable``, each a :class:`PreflightError`."""
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S):
             return
     except urllib.error.HTTPError as error:
         if error.code in (401, 403):
-            raise PreflightError(f"the tracking server refused the credentials (HTTP {error.code})") from None
-        raise PreflightError(f"not an MLflow tracking server (HTTP {error.code} from its REST API)") from None
+            raise PreflightError(f"{refused} (HTTP {error.code})") from None
+        raise PreflightError(other.format(code=error.code)) from None
     except (urllib.error.URLError, OSError) as error:
-        raise PreflightError(f"cannot reach the tracking server: {getattr(error, 'reason', error)}") from None
+        raise PreflightError(f"{unreachable}: {getattr(error, 'reason', error)}") from None
 
 
 def check_mlflow(options: dict) -> tuple[str, Callable[[], None]] | None:
@@ -163,7 +173,6 @@ def check_wandb_server(host: str, api_key: str) -> None:
     ``api:<key>``, what the ``wandb`` client sends)."""
     import base64
     import json
-    import urllib.error
     import urllib.request
 
     if not api_key:
@@ -173,15 +182,9 @@ def check_wandb_server(host: str, api_key: str) -> None:
                                      data=json.dumps({"query": "query { viewer { id } }"}).encode(),
                                      headers={"Content-Type": "application/json"})
     request.add_header("Authorization", "Basic " + base64.b64encode(f"api:{api_key}".encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S):
-            return
-    except urllib.error.HTTPError as error:
-        if error.code in (401, 403):
-            raise PreflightError(f"the W&B server refused the API key (HTTP {error.code})") from None
-        raise PreflightError(f"not a W&B server (HTTP {error.code} from {host.rstrip('/')}/graphql)") from None
-    except (urllib.error.URLError, OSError) as error:
-        raise PreflightError(f"cannot reach the W&B server {host}: {getattr(error, 'reason', error)}") from None
+    answers(request, refused="the W&B server refused the API key",
+            other=f"not a W&B server (HTTP {{code}} from {host.rstrip('/')}/graphql)",
+            unreachable=f"cannot reach the W&B server {host}")
 
 
 def check_wandb(options: dict) -> tuple[str, Callable[[], None]] | None:
