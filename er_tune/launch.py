@@ -441,8 +441,18 @@ class StudyRunner:
     def _fit(self, phase: str, trainable, make_tuner) -> Any:
         from ray import tune
 
+        from er_tune.storage import has_experiment_state, set_aside_unsnapshotted_trials
+
         path = os.path.join(self.exp_dir, phase)
-        if tune.Tuner.can_restore(path):
+        restorable = tune.Tuner.can_restore(path)
+        if restorable and not has_experiment_state(path):
+            # the last driver stopped between writing tuner.pkl and Ray's first snapshot
+            moved = set_aside_unsnapshotted_trials(path)
+            self.say(f"[{phase}] {path} has no experiment snapshot (its driver stopped before the first one): "
+                     f"starting the phase afresh" + (f"; {len(moved)} trial folder(s) no snapshot names moved "
+                                                    f"to {phase}/.abandoned" if moved else ""))
+            restorable = False
+        if restorable:
             install_legacy_modules()  # state pickled before the folders became floors
             self.say(f"[{phase}] resuming {path} (finished trials are kept, errored ones resumed)")
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)

@@ -114,3 +114,62 @@ def local_mirror(exp_dir: str) -> str:
         with filesystem.open_input_stream(info.path) as source:
             write_bytes_atomic(target, source.read(), fsync=False)
     return local
+
+
+EXPERIMENT_STATE_PREFIX = "experiment_state-"  # Ray Tune's snapshot: experiment_state-<time>.json
+# trial folders of a phase whose driver died before its first snapshot (hidden: the report skips it)
+ABANDONED_DIR = ".abandoned"
+
+
+def has_experiment_state(phase_dir: str) -> bool:
+    """Whether Ray Tune saved a snapshot of the phase (``experiment_state-*.json``).
+
+    ``Tuner.can_restore`` only looks for ``tuner.pkl``, which the Tuner writes before its first
+    snapshot: a driver killed in between leaves a folder that ``Tuner.restore`` cannot resume (it
+    logs "Failed to restore the run state" and goes on with a one-trial plan).
+    """
+    return any(name.startswith(EXPERIMENT_STATE_PREFIX) and name.endswith(".json")
+               for name in _names(phase_dir))
+
+
+def set_aside_unsnapshotted_trials(phase_dir: str) -> list[str]:
+    """Move the trial folders of a phase without a snapshot into ``<phase>/.abandoned/``.
+
+    No snapshot names them, so a fresh start would run their configurations again under new
+    folders and the report would count both; set aside, they are kept but no longer read. Returns
+    the names moved.
+    """
+    filesystem, path = storage_location(phase_dir)
+    moved = []
+    for name in _names(phase_dir):
+        if name == ABANDONED_DIR or read_text(_join(phase_dir, name), "params.json") is None:
+            continue
+        if filesystem is None:
+            os.makedirs(os.path.join(path, ABANDONED_DIR), exist_ok=True)
+            os.replace(os.path.join(path, name), os.path.join(path, ABANDONED_DIR, name))
+        else:
+            _move_tree(filesystem, _join(path, name), _join(path, f"{ABANDONED_DIR}/{name}"))
+        moved.append(name)
+    return moved
+
+
+def _names(folder: str) -> list[str]:
+    """The entries directly inside a local folder or a URI prefix (none if it does not exist)."""
+    filesystem, path = storage_location(folder)
+    if filesystem is None:
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+    import pyarrow.fs
+
+    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(path, recursive=False, allow_not_found=True))
+    return sorted(info.base_name for info in infos)
+
+
+def _move_tree(filesystem, source: str, target: str) -> None:
+    """Copy every file under ``source`` to ``target`` then delete ``source`` (object stores have
+    no directory rename)."""
+    import pyarrow.fs
+
+    for info in filesystem.get_file_info(pyarrow.fs.FileSelector(source, recursive=True)):
+        if info.type == pyarrow.fs.FileType.File:
+            filesystem.copy_file(info.path, target + info.path[len(source):])
+    filesystem.delete_dir(source)

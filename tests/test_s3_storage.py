@@ -151,3 +151,25 @@ def test_the_driver_lock_in_the_bucket(s3, monkeypatch):
     second.release()
     assert said and "taking over the lock of a driver that is gone" in said[0]
     assert read_lock(exp) is None
+
+
+def test_a_phase_without_snapshot_is_detected_and_its_trials_set_aside_in_the_bucket(s3, monkeypatch):
+    """The object-store side of :func:`er_tune.storage.set_aside_unsnapshotted_trials` (the local
+    side runs end to end in tests/test_launch.py)."""
+    from er_tune.storage import has_experiment_state, read_text, set_aside_unsnapshotted_trials, write_text
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.setenv(key, s3[key])
+    phase = f"s3://{BUCKET}/unsnapshotted/replicate"
+    write_text(phase, "tuner.pkl", "not a real tuner")
+    write_text(phase, "trial_a/params.json", '{"seed": 0}')
+    write_text(phase, "trial_a/checkpoint_000000/state.pt", "weights")
+    write_text(phase, "not_a_trial/notes.txt", "kept in place")
+    assert not has_experiment_state(phase)
+    assert set_aside_unsnapshotted_trials(phase) == ["trial_a"]
+    assert read_text(phase, "trial_a/params.json") is None
+    assert read_text(phase, ".abandoned/trial_a/params.json") == '{"seed": 0}'
+    assert read_text(phase, ".abandoned/trial_a/checkpoint_000000/state.pt") == "weights"
+    assert read_text(phase, "not_a_trial/notes.txt") == "kept in place"
+    write_text(phase, "experiment_state-2026-12-07_12-00-00.json", "{}")
+    assert has_experiment_state(phase)
