@@ -18,6 +18,7 @@ every native pixel kept, no interpolation blur) and resized otherwise.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import os
 import shutil
@@ -25,7 +26,6 @@ import tempfile
 from dataclasses import dataclass
 
 import torch
-from torchvision import datasets
 
 from er_core.data.bundle import make_bundle
 from er_core.data.stream import ImageFiles, decode_files, decode_image
@@ -41,16 +41,22 @@ def _require(dataset: str, root: str) -> None:
         raise FileNotFoundError(problem + " (never downloaded at run time)")
 
 
-def _presence_checked(cls: type) -> type:
-    """``cls`` without its MD5 pass and class-name metadata read (see the module docstring)."""
+def _datasets():
+    """``torchvision.datasets``, imported when a file dataset is read: importing torchvision costs
+    ~4.6 s of CPU on a 2-core machine (it imports ``torch._dynamo``), paid by every Ray worker and
+    driver that only ever trains on generated data otherwise."""
+    from torchvision import datasets
+
+    return datasets
+
+
+@functools.cache
+def _presence_checked(name: str) -> type:
+    """torchvision's dataset class ``name`` without its MD5 pass and class-name metadata read (see
+    the module docstring)."""
+    cls = getattr(_datasets(), name)
     return type(f"Local{cls.__name__}", (cls,), {"_check_integrity": lambda self: True,
                                                  "_load_meta": lambda self: None})
-
-
-_CIFAR10 = _presence_checked(datasets.CIFAR10)
-_CIFAR100 = _presence_checked(datasets.CIFAR100)
-_STL10 = _presence_checked(datasets.STL10)
-_SVHN = _presence_checked(datasets.SVHN)
 
 
 def _nhwc(array) -> torch.Tensor:
@@ -65,7 +71,8 @@ def _labels(values) -> torch.Tensor:
 def load_cifar10(*, root: str, image_size: int = 32, train_size: int = 50000, eval_size: int = 10000,
                  seed: int = 0):
     _require("cifar10", root)
-    train, test = _CIFAR10(root, train=True), _CIFAR10(root, train=False)
+    cifar10 = _presence_checked("CIFAR10")
+    train, test = cifar10(root, train=True), cifar10(root, train=False)
     return make_bundle("cifar10", 10, _nhwc(train.data), _labels(train.targets), _nhwc(test.data),
                        _labels(test.targets), image_size=image_size, train_size=train_size, eval_size=eval_size)
 
@@ -73,7 +80,8 @@ def load_cifar10(*, root: str, image_size: int = 32, train_size: int = 50000, ev
 def load_cifar100(*, root: str, image_size: int = 32, train_size: int = 50000, eval_size: int = 10000,
                   seed: int = 0):
     _require("cifar100", root)
-    train, test = _CIFAR100(root, train=True), _CIFAR100(root, train=False)  # fine labels
+    cifar100 = _presence_checked("CIFAR100")
+    train, test = cifar100(root, train=True), cifar100(root, train=False)  # fine labels
     return make_bundle("cifar100", 100, _nhwc(train.data), _labels(train.targets), _nhwc(test.data),
                        _labels(test.targets), image_size=image_size, train_size=train_size, eval_size=eval_size)
 
@@ -81,7 +89,8 @@ def load_cifar100(*, root: str, image_size: int = 32, train_size: int = 50000, e
 def load_stl10(*, root: str, image_size: int = 96, train_size: int = 5000, eval_size: int = 8000,
                seed: int = 0):
     _require("stl10", root)
-    train, test = _STL10(root, split="train"), _STL10(root, split="test")  # data already [N, 3, H, W]
+    stl10 = _presence_checked("STL10")
+    train, test = stl10(root, split="train"), stl10(root, split="test")  # data already [N, 3, H, W]
     return make_bundle("stl10", 10, torch.from_numpy(train.data), _labels(train.labels),
                        torch.from_numpy(test.data), _labels(test.labels), image_size=image_size,
                        train_size=train_size, eval_size=eval_size)
@@ -91,7 +100,8 @@ def load_svhn(*, root: str, image_size: int = 32, train_size: int = 73257, eval_
               seed: int = 0):
     """SVHN cropped digits (``train`` and ``test``; the 531k ``extra`` split is not read); label 10 -> 0."""
     _require("svhn", root)
-    train, test = _SVHN(root, split="train"), _SVHN(root, split="test")
+    svhn = _presence_checked("SVHN")
+    train, test = svhn(root, split="train"), svhn(root, split="test")
     return make_bundle("svhn", 10, torch.from_numpy(train.data), _labels(train.labels),
                        torch.from_numpy(test.data), _labels(test.labels), image_size=image_size,
                        train_size=train_size, eval_size=eval_size)
@@ -117,7 +127,7 @@ def _staged_mnist_root(files: dict[str, str], folder: str, staging: str) -> str:
 def _mnist_like(dataset: str, root: str, image_size: int, train_size: int, eval_size: int):
     _require(dataset, root)
     folder = MNIST_FOLDERS[dataset]
-    cls = datasets.MNIST if dataset == "mnist" else datasets.FashionMNIST
+    cls = _datasets().MNIST if dataset == "mnist" else _datasets().FashionMNIST
     files = find_mnist_files(root, dataset)
     expected = {name: os.path.join(root, folder, "raw", name) for name in MNIST_FILES}
     if files == expected:  # torchvision's own layout, uncompressed: read in place
@@ -141,15 +151,14 @@ def load_fashion_mnist(*, root: str, image_size: int = 32, train_size: int = 600
     return _mnist_like("fashion_mnist", root, image_size, train_size, eval_size)
 
 
-class _ClassesOf(datasets.ImageFolder):
-    """ImageFolder over ``directory`` with the class list of another folder (the train split)."""
+def _classes_of(directory: str, classes: list[str]):
+    """An ImageFolder over ``directory`` with the class list of another folder (the train split)."""
 
-    def __init__(self, directory: str, classes: list[str]) -> None:
-        self._classes = classes
-        super().__init__(directory, is_valid_file=_is_image, allow_empty=True)
+    class ClassesOf(_datasets().ImageFolder):
+        def find_classes(self, directory):
+            return classes, {name: index for index, name in enumerate(classes)}
 
-    def find_classes(self, directory):
-        return self._classes, {name: index for index, name in enumerate(self._classes)}
+    return ClassesOf(directory, is_valid_file=_is_image, allow_empty=True)
 
 
 def _is_image(path: str) -> bool:
@@ -181,11 +190,11 @@ def imagefolder_split(root: str, seed: int = 0) -> FolderSplit:
     _require("imagefolder", root)
     eval_dir = next((os.path.join(root, d) for d in ("test", "val") if os.path.isdir(os.path.join(root, d))), None)
     if os.path.isdir(os.path.join(root, "train")) and eval_dir:
-        train_folder = datasets.ImageFolder(os.path.join(root, "train"), is_valid_file=_is_image)
+        train_folder = _datasets().ImageFolder(os.path.join(root, "train"), is_valid_file=_is_image)
         classes = train_folder.classes
-        train, test = list(train_folder.samples), list(_ClassesOf(eval_dir, classes).samples)
+        train, test = list(train_folder.samples), list(_classes_of(eval_dir, classes).samples)
     else:
-        folder = datasets.ImageFolder(root, is_valid_file=_is_image, allow_empty=True)
+        folder = _datasets().ImageFolder(root, is_valid_file=_is_image, allow_empty=True)
         classes = folder.classes
         seen: dict[int, int] = {}
         train, test = [], []

@@ -27,7 +27,7 @@ an OpenMP pool, and ``fork`` of a multi-threaded process may deadlock the child 
 thread held (Python 3.12 warns about it; 3.14 makes ``forkserver`` the POSIX default); a forked
 loader would also hold a copy-on-write view of the trainer (its model, its bank). ``spawn`` is as safe
 but every loader process would import torch afresh (here about 3 s and 280 MB of private memory
-each). The fork server imports this module (torch, PIL, torchvision) once, freezes those objects
+each). The fork server imports this module (torch, PIL) once, freezes those objects
 out of the garbage collector's reach (:mod:`er_core.data.loader_preload`) and forks each loader from
 that clean, single-threaded process, so a loader starts in a fraction of a second and shares those
 pages (14 MB private each, measured by ``tests/test_stream_memory.py``; without the freeze, in a
@@ -53,7 +53,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision.datasets.folder import default_loader
 
 PREFETCH_FACTOR = 2  # batches each loader process decodes ahead (torch's default; memory grows with it)
 LOADER_START_METHOD = "forkserver"
@@ -67,7 +66,9 @@ def decode_image(path: str, image_size: int) -> torch.Tensor:
     equal channels), then PIL's bilinear resize to ``image_size`` x ``image_size`` (the aspect ratio
     is not kept). The in-memory ImageFolder and the streamed one both decode with this function.
     """
-    rgb = default_loader(path).resize((image_size, image_size), Image.BILINEAR)
+    with open(path, "rb") as handle:  # torchvision.datasets.folder.pil_loader, without importing torchvision
+        rgb = Image.open(handle).convert("RGB")
+    rgb = rgb.resize((image_size, image_size), Image.BILINEAR)
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
 
 
@@ -182,7 +183,7 @@ class _Plan(Sampler[Sequence[int]]):
 
 
 def loader_context() -> multiprocessing.context.BaseContext:
-    """The ``forkserver`` context, its server asked to import this module (torch, PIL, torchvision)
+    """The ``forkserver`` context, its server asked to import this module (torch, PIL)
     once, through :mod:`er_core.data.loader_preload`, so that the loaders it forks share them (module
     docstring). The preload list belongs to the process's one fork server and counts when that server
     starts (nothing else in er-tune starts it)."""
