@@ -32,7 +32,7 @@ resources: {workers: 2, cpu: 0.49, gpu: 0}
 trial: {knn_bank_size: 16, knn_k: 5, warmup_epochs: 1}
 """
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def er_tune(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -99,6 +99,7 @@ def killing_trial(config):
 def test_a_killed_worker_costs_the_epoch_in_progress_and_nothing_is_counted_twice(tmp_path):
     import ray
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     from er_core.config import TrialConfig
 
@@ -109,8 +110,10 @@ def test_a_killed_worker_costs_the_epoch_in_progress_and_nothing_is_counted_twic
     # the trial and worker functions live in this test module, which Ray's workers cannot import
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
+        # the result.json logger named, not left to Ray's defaults (which an environment variable turns off)
         tuner = tune.Tuner(tune.with_resources(killing_trial, {"cpu": 0.01}), param_space=config.to_dict(),
-                           run_config=tune.RunConfig(name="faults", storage_path=str(tmp_path), verbose=0))
+                           run_config=tune.RunConfig(name="faults", storage_path=str(tmp_path), verbose=0,
+                                                     callbacks=[JsonLoggerCallback()]))
         results = tuner.fit()
     finally:
         ray.shutdown()
