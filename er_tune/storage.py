@@ -1,7 +1,7 @@
 """The experiment folder as a local path or a pyarrow filesystem URI (``s3://``, ``gs://``...).
 
 Ray Tune writes trials to either; the files er-tune itself writes (``study.yaml``, ``plan.json``,
-``best_configs.json``, the Optuna SQLite file) go through these helpers so that a URI experiment
+``best_configs.json``, the Optuna journal file) go through these helpers so that a URI experiment
 is a folder in the bucket like a local one. ``er-tune status``/``report`` read a URI experiment
 through :func:`local_mirror`, a local copy of everything but checkpoints.
 """
@@ -15,7 +15,9 @@ from er_core.io import write_bytes_atomic, write_text_atomic
 from er_core.outcome import storage_location
 from er_core.rules import CHECKPOINT_PREFIX
 
-OPTUNA_DB = "optuna.db"
+OPTUNA_JOURNAL = "journal.log"  # the default Optuna storage: Optuna's journal file
+OPTUNA_DB = "optuna.db"  # the default of experiments begun before the journal file (still resumed)
+OPTUNA_FILES = (OPTUNA_JOURNAL, OPTUNA_DB)
 
 
 def is_uri(exp_dir: str) -> bool:
@@ -66,9 +68,10 @@ def cache_dir(exp_dir: str, purpose: str) -> str:
 
 
 def optuna_dir(exp_dir: str) -> str:
-    """The folder of the default Optuna SQLite file: ``<exp>/optuna`` on a local disk; for a URI
-    experiment a local folder holding a copy of ``<exp>/optuna/optuna.db`` (SQLite cannot live in
-    an object store), uploaded again by :func:`upload_optuna` when the search phase ends."""
+    """The folder of the default Optuna storage file: ``<exp>/optuna`` on a local disk; for a URI
+    experiment a local folder holding a copy of ``<exp>/optuna/journal.log`` (or an older
+    experiment's ``optuna.db``: neither file can be appended to in an object store), uploaded again
+    by :func:`upload_optuna` when the search phase ends."""
     filesystem, path = storage_location(exp_dir)
     if filesystem is None:
         return os.path.join(path, "optuna")
@@ -76,21 +79,24 @@ def optuna_dir(exp_dir: str) -> str:
     os.makedirs(local, exist_ok=True)
     import pyarrow.fs
 
-    remote = _join(path, f"optuna/{OPTUNA_DB}")
-    if filesystem.get_file_info(remote).type == pyarrow.fs.FileType.File:
-        with filesystem.open_input_stream(remote) as source, open(os.path.join(local, OPTUNA_DB), "wb") as target:
-            target.write(source.read())
+    for name in OPTUNA_FILES:
+        remote = _join(path, f"optuna/{name}")
+        if filesystem.get_file_info(remote).type == pyarrow.fs.FileType.File:
+            with filesystem.open_input_stream(remote) as source, open(os.path.join(local, name), "wb") as target:
+                target.write(source.read())
     return local
 
 
 def upload_optuna(exp_dir: str, local_dir: str) -> None:
-    """Copy the local Optuna SQLite file of a URI experiment to ``<exp>/optuna/optuna.db``."""
+    """Copy the local Optuna storage file of a URI experiment to ``<exp>/optuna/``."""
     filesystem, path = storage_location(exp_dir)
-    source = os.path.join(local_dir, OPTUNA_DB)
-    if filesystem is None or not os.path.exists(source):
+    if filesystem is None:
         return
-    with open(source, "rb") as handle, filesystem.open_output_stream(_join(path, f"optuna/{OPTUNA_DB}")) as stream:
-        stream.write(handle.read())
+    for name in OPTUNA_FILES:
+        source = os.path.join(local_dir, name)
+        if os.path.exists(source):
+            with open(source, "rb") as handle, filesystem.open_output_stream(_join(path, f"optuna/{name}")) as stream:
+                stream.write(handle.read())
 
 
 def local_mirror(exp_dir: str) -> str:

@@ -10,7 +10,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from search_spaces import load_study
-from er_tune.grouped import GroupedASHA, GroupedOptunaSearcher
+from er_tune.grouped import GroupedASHA, GroupedOptunaSearcher, optuna_storage
 
 SMOKE = Path(__file__).resolve().parents[1] / "search_spaces" / "studies" / "smoke.yaml"
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
@@ -111,7 +111,8 @@ def test_searcher_tells_optuna_values_and_failures(searcher):
         (optuna.trial.TrialState.COMPLETE, 0.42), (optuna.trial.TrialState.FAIL, None)]
     assert [(t.state, t.value) for t in er.trials] == [
         (optuna.trial.TrialState.FAIL, None), (optuna.trial.TrialState.COMPLETE, 0.1)]
-    names = {s.study_name for s in optuna.get_all_study_summaries(searcher.storage_url)}
+    assert searcher.storage_url == f"journal:{searcher.storage_dir}/journal.log"  # the default
+    names = {s.study_name for s in optuna.get_all_study_summaries(optuna_storage(searcher.storage_url))}
     assert names == {"simclr/original/batch_size=32", "simclr/er/batch_size=32"}
 
 
@@ -140,3 +141,22 @@ def test_per_group_samplers_are_seeded_and_reproducible(tmp_path):
     first = GroupedOptunaSearcher(study, storage_dir=str(tmp_path / "a")).suggest("t0")["lr"]
     second = GroupedOptunaSearcher(study, storage_dir=str(tmp_path / "b")).suggest("t0")["lr"]
     assert first == second
+
+
+def test_an_experiment_begun_on_sqlite_keeps_its_sqlite_file(tmp_path):
+    """The default storage became a journal file; an experiment whose ``optuna/optuna.db`` exists
+    (begun before) is resumed on that file, its TPE history intact."""
+    study = load_study(str(SMOKE))
+    storage_dir = tmp_path / "optuna"
+    storage_dir.mkdir()
+    legacy = f"sqlite:///{storage_dir / 'optuna.db'}"
+    group = "simclr/original/batch_size=32"
+    old = optuna.create_study(study_name=group, storage=legacy, direction="maximize")
+    old.add_trial(optuna.trial.create_trial(params={"lr": 0.1, "temperature": 0.1}, value=0.5, distributions={
+        "lr": optuna.distributions.FloatDistribution(0.05, 0.5, log=True),
+        "temperature": optuna.distributions.FloatDistribution(0.05, 0.5, log=True)}))
+    searcher = GroupedOptunaSearcher(study, storage_dir=str(storage_dir))
+    assert searcher.storage_url == legacy
+    config = searcher.suggest("t0")
+    assert config["group"] == group and config["optuna_trial"] == 1  # numbered after the old trial
+    assert not (storage_dir / "journal.log").exists()

@@ -92,6 +92,7 @@ def test_status_shows_the_configuration_the_replicate_phase_replicated(smoke_exp
         assert best["hparams"] == {name: chosen[group][name] for name in best["hparams"]}
 
 
+@pytest.mark.e2e
 def test_rerun_runs_nothing_finished_again_and_a_phase_without_snapshot_starts_afresh(smoke_experiment, tmp_path):
     """A finished search phase is restored and runs nothing; a replicate phase whose driver died
     between Ray writing ``tuner.pkl`` and its first experiment snapshot (simulated by removing
@@ -130,6 +131,7 @@ def test_validation_errors_exit_2_before_ray_starts(tmp_path):
     assert run.returncode == 2 and "--storage" in run.stderr
 
 
+@pytest.mark.e2e
 def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path):
     exp = tmp_path / "exp"
     driver = subprocess.Popen([sys.executable, "-m", "er_tune.cli", "tune", str(SMOKE), "--storage",
@@ -207,7 +209,11 @@ def test_optuna_trials_have_curves_pruned_state_and_ray_links(smoke_experiment):
     import optuna_dashboard
 
     exp, _ = smoke_experiment
-    url = f"sqlite:///{exp / 'optuna' / 'optuna.db'}"
+    from er_tune.grouped import optuna_storage
+
+    journal = exp / "optuna" / "journal.log"  # the default storage; optuna-dashboard opens it by path
+    assert not (exp / "optuna" / "optuna.db").exists()
+    url = optuna_storage(f"journal:{journal}")
     summaries = optuna.get_all_study_summaries(url)
     assert {s.study_name for s in summaries} == {g.name for g in condition_groups(load_study(str(SMOKE)))}
     by_dir = {t.name: t for t in trial_dirs(exp / "search")}
@@ -226,7 +232,9 @@ def test_optuna_trials_have_curves_pruned_state_and_ray_links(smoke_experiment):
             assert (trial.state == optuna.trial.TrialState.PRUNED) == stopped
             assert attrs["collapse_grade"] in ("none", "warning", "partial", "collapse")
     assert seen == set(by_dir)
-    app = optuna_dashboard.wsgi(url)  # optuna-dashboard's own app on the same storage
+    from optuna_dashboard._storage_url import get_storage
+
+    app = optuna_dashboard.wsgi(get_storage(str(journal)))  # the dashboard's own guess from the path
     from test_observe import dashboard_curves
 
     assert dashboard_curves(app) == [True] * len(summaries)

@@ -69,10 +69,11 @@ def s3_experiment(s3, tmp_path_factory):
     return s3, work, run
 
 
+@pytest.mark.e2e
 def test_tune_writes_every_file_to_the_bucket_and_none_locally(s3_experiment):
     env, work, _ = s3_experiment
     files = bucket_files(env)
-    for name in ("study.yaml", "plan.json", "best_configs.json", "optuna/optuna.db"):
+    for name in ("study.yaml", "plan.json", "best_configs.json", "optuna/journal.log"):
         assert files.get(name, 0) > 0, name
     for phase in ("search", "replicate"):
         trials = {path.split("/")[1] for path in files if path.startswith(f"{phase}/") and path.endswith("/params.json")}
@@ -85,6 +86,7 @@ def test_tune_writes_every_file_to_the_bucket_and_none_locally(s3_experiment):
     assert sorted(os.listdir(work)) == ["study.yaml"]  # no ./s3:/..., no ./er_runs
 
 
+@pytest.mark.e2e
 def test_optuna_storage_of_a_uri_experiment_is_uploaded(s3_experiment, tmp_path):
     import optuna
     import pyarrow.fs
@@ -92,14 +94,18 @@ def test_optuna_storage_of_a_uri_experiment_is_uploaded(s3_experiment, tmp_path)
     env, _, _ = s3_experiment
     filesystem = pyarrow.fs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], access_key="testing",
                                          secret_key="testing", region="us-east-1")
-    with filesystem.open_input_stream(f"{BUCKET}/exp/optuna/optuna.db") as source:
-        (tmp_path / "optuna.db").write_bytes(source.read())
-    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'optuna.db'}")
-    (trial,) = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials
+    from er_tune.grouped import optuna_storage
+
+    with filesystem.open_input_stream(f"{BUCKET}/exp/optuna/journal.log") as source:
+        (tmp_path / "journal.log").write_bytes(source.read())
+    storage = optuna_storage(f"journal:{tmp_path / 'journal.log'}")
+    (summary,) = optuna.get_all_study_summaries(storage)
+    (trial,) = optuna.load_study(study_name=summary.study_name, storage=storage).trials
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.intermediate_values
     assert trial.user_attrs["ray_trial_dir"].startswith(f"s3://{BUCKET}/exp/search/simclr_original_")
 
 
+@pytest.mark.e2e
 def test_status_and_report_read_the_bucket(s3_experiment, tmp_path):
     env, work, _ = s3_experiment
     status = er_tune(env, work, "status", f"s3://{BUCKET}/exp")
