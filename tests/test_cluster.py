@@ -42,7 +42,7 @@ ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", PY
            RAY_health_check_period_ms="500", RAY_health_check_timeout_ms="1000",
            RAY_health_check_failure_threshold="4", RAY_health_check_initial_delay_ms="0")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def free_port() -> int:

@@ -301,6 +301,7 @@ LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFF
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's /proc")
 def test_planted_secrets_reach_no_file_and_no_output_and_ray_listens_on_loopback(tmp_path):
     pytest.importorskip("mlflow")

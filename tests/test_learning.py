@@ -34,6 +34,7 @@ def test_baselines_are_far_from_perfect_and_above_chance(config, data):
     assert raw_pixel_knn(config, data) == raw and random_network_knn(config, data) == random  # deterministic
 
 
+@pytest.mark.e2e
 def test_short_simclr_run_beats_raw_pixels_and_the_untrained_network(tmp_path, config, data):
     raw, random = raw_pixel_knn(config, data), random_network_knn(config, data)
     summary = run_trial(config, data, LocalReporter(str(tmp_path), config.to_dict()))

@@ -80,6 +80,7 @@ def tracked_run(tmp_path_factory):
     return root, tracking, results
 
 
+@pytest.mark.e2e
 def test_mlflow_has_one_run_per_trial_with_params_and_metrics(tracked_run):
     import mlflow
 
@@ -99,6 +100,7 @@ def test_mlflow_has_one_run_per_trial_with_params_and_metrics(tracked_run):
     assert completed.data.tags["er_tune_experiment"] == str(root / "exp")
 
 
+@pytest.mark.e2e
 def test_wandb_offline_runs_are_written_per_trial(tracked_run):
     root, _, _ = tracked_run
     runs = glob.glob(str(root / "exp" / "wandb" / "offline-run-*"))
@@ -106,6 +108,7 @@ def test_wandb_offline_runs_are_written_per_trial(tracked_run):
     assert all(glob.glob(os.path.join(run, "*.wandb")) for run in runs)
 
 
+@pytest.mark.e2e
 def test_errored_trial_gets_an_hparams_session_too(tracked_run):
     from tensorboard_read import all_tags, hparams_sessions, scalars
 

@@ -34,7 +34,7 @@ import time
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 CLASSES, PER_CLASS, IMAGE_SIZE, SOURCE_SIZE = 8, 416, 96, 16
 BATCH, LOADER_WORKERS = 8, 1
