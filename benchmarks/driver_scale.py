@@ -6,7 +6,7 @@ what is measured is the driver: searcher, scheduler, callbacks, experiment snaps
 
 - ``er-tune``: the real study service (:class:`er_tune.launch.StudyRunner`: grouped Optuna searcher,
   grouped ASHA, progress line, JSON/CSV loggers, HParams sessions, checkpoint pruning, the Optuna
-  SQLite file in the experiment) on a study of ``GROUPS`` condition groups (2 variants x 50 batch
+  journal file in the experiment) on a study of ``GROUPS`` condition groups (2 variants x 50 batch
   sizes), search phase only; only the trainable is replaced, by :func:`synthetic_trial` (test
   support, in this file only).
 - ``ray-tune``: ``tune.Tuner`` with ``OptunaSearch`` (one TPE study over ``lr`` and the group) and
@@ -330,7 +330,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--sides", nargs="*", default=["er-tune", "ray-tune"])
     parser.add_argument("--out", default="/tmp/driver_scale")
-    parser.add_argument("--storage", default="", help="search.storage of the er-tune side (default SQLite)")
+    parser.add_argument("--storage", default="", help="search.storage of the er-tune side (default: the experiment's journal file)")
     parser.add_argument("--report", action="store_true", help="time er-tune report on the largest experiment")
     parser.add_argument("--show", action="store_true",
                         help="with --resume: print the finished rows and unfinished runs' progress; run nothing")
