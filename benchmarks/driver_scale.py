@@ -17,7 +17,8 @@ what is measured is the driver: searcher, scheduler, callbacks, experiment snaps
 Each (side, trial count) runs in a fresh process (embedded Ray) and prints: wall seconds, driver
 CPU seconds per trial (user+system time of the driver process, less sensitive to a loaded machine
 than wall time), results per wall second, the driver's peak RSS, bytes written to the experiment,
-and, over the sizes, the growth exponent of driver CPU seconds (slope of log cost on log trials).
+and, over the sizes, the growth exponent of driver CPU seconds (slope of log cost on log trials)
+and the driver CPU of each additional trial between two sizes (what a driver pays once left out).
 ``--report`` also times ``er-tune report --no-plots`` on the largest er-tune experiment.
 
 ``--storages`` benchmarks the Optuna storages themselves (no Ray): ``P`` processes each asking and
@@ -284,6 +285,19 @@ def table(rows: list[dict]) -> str:
             lines.append(f"{size} trials: er-tune / ray-tune driver CPU per trial "
                          f"{(ours['driver_cpu_s'] / ours['trials']) / (theirs['driver_cpu_s'] / theirs['trials']):.2f}, "
                          f"wall {ours['wall_s'] / theirs['wall_s']:.2f}")
+    for small, large in zip(sizes, sizes[1:]):
+        # each additional trial's driver CPU: the slope between two sizes, which leaves out what a
+        # driver pays once (imports, starting Ray, the study's setup), larger for er-tune
+        slopes = {}
+        for side in ("er-tune", "ray-tune"):
+            pair = {r["planned"]: r for r in rows if r["side"] == side}
+            if small in pair and large in pair:
+                slopes[side] = ((pair[large]["driver_cpu_s"] - pair[small]["driver_cpu_s"])
+                                / (pair[large]["trials"] - pair[small]["trials"]))
+        if len(slopes) == 2:
+            lines.append(f"{small} -> {large} trials: driver CPU per additional trial er-tune "
+                         f"{slopes['er-tune']:.3f} s, ray-tune {slopes['ray-tune']:.3f} s, "
+                         f"ratio {slopes['er-tune'] / slopes['ray-tune']:.2f}")
     return "\n".join(lines)
 
 
