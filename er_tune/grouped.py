@@ -111,7 +111,7 @@ class GroupedOptunaSearcher(Searcher):
 
     Args:
         study: the validated study.
-        storage_dir: the folder of the default SQLite storage (``<experiment>/optuna``).
+        storage_dir: the folder of the default journal file (``<experiment>/optuna``).
         storage: an Optuna storage URL or ``journal:PATH`` instead of the default.
         trials_dir: the phase folder holding the Ray trial directories (a path or a pyarrow URI),
             recorded in each Optuna trial's ``ray_trial_dir`` attribute (never read).

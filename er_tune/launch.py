@@ -431,7 +431,7 @@ class StudyRunner:
                                      trials_dir=f"{self.exp_dir.rstrip('/')}/search")
 
     def _optuna_dir(self) -> str:
-        """Local folder of the default SQLite storage (a downloaded copy for URI experiments)."""
+        """Local folder of the default Optuna journal file (a downloaded copy for URI experiments)."""
         from er_tune.storage import optuna_dir
 
         if getattr(self, "_optuna_local", None) is None:
