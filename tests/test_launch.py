@@ -6,7 +6,6 @@ kills a second run's driver with SIGKILL mid-study and runs the same command aga
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -92,31 +91,13 @@ def test_status_shows_the_configuration_the_replicate_phase_replicated(smoke_exp
         assert best["hparams"] == {name: chosen[group][name] for name in best["hparams"]}
 
 
-@pytest.mark.e2e
-def test_rerun_runs_nothing_finished_again_and_a_phase_without_snapshot_starts_afresh(smoke_experiment, tmp_path):
-    """A finished search phase is restored and runs nothing; a replicate phase whose driver died
-    between Ray writing ``tuner.pkl`` and its first experiment snapshot (simulated by removing
-    the snapshot) cannot be restored by Ray: it starts afresh and its old folders are set aside."""
-    source, _ = smoke_experiment
-    exp = tmp_path / "exp"
-    shutil.copytree(source, exp)
-    search_before = {p.name: (p / "result.json").read_text() for p in trial_dirs(exp / "search")}
-    old_replicate = {p.name for p in trial_dirs(exp / "replicate")}
-    for pattern in ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl"):
-        for snapshot in (exp / "replicate").glob(pattern):
-            snapshot.unlink()
-    assert (exp / "replicate" / "tuner.pkl").exists()
+def test_rerun_of_finished_experiment_runs_nothing_again(smoke_experiment):
+    exp, _ = smoke_experiment
+    before = {p: (p / "result.json").read_text() for p in trial_dirs(exp / "replicate")}
     run = er_tune("tune", str(SMOKE), "--storage", str(exp))
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "[search] resuming" in run.stdout
-    assert "has no experiment snapshot" in run.stdout and f"{len(old_replicate)} trial folder(s)" in run.stdout
-    assert {p.name: (p / "result.json").read_text() for p in trial_dirs(exp / "search")} == search_before
-    assert {p.name for p in trial_dirs(exp / "replicate" / ".abandoned")} == old_replicate
-    fresh = trial_dirs(exp / "replicate")
-    assert len(fresh) == len(old_replicate) and not {p.name for p in fresh} & old_replicate
-    for trial in fresh:
-        epochs = [line["epoch"] for line in results(trial)]
-        assert epochs == list(range(1, len(epochs) + 1)) and results(trial)[-1]["stop_reason"]
+    assert run.returncode == 0, run.stderr[-3000:]
+    after = {p: (p / "result.json").read_text() for p in trial_dirs(exp / "replicate")}
+    assert before == after
 
 
 def test_validation_errors_exit_2_before_ray_starts(tmp_path):
@@ -174,6 +155,28 @@ def test_resume_after_driver_sigkill_finishes_every_trial_once(tmp_path):
             assert epochs and epochs[-1] == max(epochs)
             # a restored trial's iteration count comes back from its checkpoint (grouped ASHA's clock)
             assert [line["training_iteration"] for line in results(trial)] == epochs
+
+    # A driver killed between Ray writing the phase's tuner.pkl and its first experiment snapshot
+    # (simulated: the finished replicate phase's snapshot removed) leaves a folder Ray's
+    # Tuner.restore cannot resume (it ran a one-trial plan): the phase starts afresh, its old trial
+    # folders are set aside, the finished search phase is restored and runs nothing.
+    search_before = {p.name: (p / "result.json").read_text() for p in trial_dirs(exp / "search")}
+    old_replicate = {p.name for p in trial_dirs(exp / "replicate")}
+    for pattern in ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl"):
+        for snapshot in (exp / "replicate").glob(pattern):
+            snapshot.unlink()
+    assert (exp / "replicate" / "tuner.pkl").exists()
+    run = er_tune("tune", str(SMOKE), "--storage", str(exp))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "[search] resuming" in run.stdout
+    assert "has no experiment snapshot" in run.stdout and f"{len(old_replicate)} trial folder(s)" in run.stdout
+    assert {p.name: (p / "result.json").read_text() for p in trial_dirs(exp / "search")} == search_before
+    assert {p.name for p in trial_dirs(exp / "replicate" / ".abandoned")} == old_replicate
+    fresh = trial_dirs(exp / "replicate")
+    assert len(fresh) == len(old_replicate) and not {p.name for p in fresh} & old_replicate
+    for trial in fresh:
+        epochs = [line["epoch"] for line in results(trial)]
+        assert epochs == list(range(1, len(epochs) + 1)) and results(trial)[-1]["stop_reason"]
 
 
 # --- TensorBoard and Optuna read back with their own readers ---------------
