@@ -24,6 +24,11 @@ ALL_PHASES = "all"  # ``er-tune tune --phase``: one phase or both in order
 PHASE_CHOICES = (*PHASES, ALL_PHASES)
 # Ray Tune (and ``trainers.reporters.LocalReporter``) name a trial's checkpoints ``checkpoint_<n>``.
 CHECKPOINT_PREFIX = "checkpoint_"
+# Ray Tune's snapshot of a phase (one per driver start), which the report reads trial statuses from
+# and ``er-tune tune`` requires before it resumes a phase; and where a phase resumed without one keeps
+# the trial folders no snapshot named (a hidden folder: the report never reads it).
+EXPERIMENT_STATE_GLOB = "experiment_state-*.json"
+ABANDONED_DIR = ".abandoned"
 # The files of a trial directory: Ray Tune's (and LocalReporter's) configuration, one JSON result
 # line per epoch and the error of a failed attempt; the trial's own collapse events (one JSON line
 # per event) and start-up timings.

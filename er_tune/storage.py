@@ -8,12 +8,13 @@ through :func:`local_mirror`, a local copy of everything but checkpoints.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 
 from er_core.io import write_bytes_atomic, write_text_atomic
 from er_core.outcome import storage_location
-from er_core.rules import CHECKPOINT_PREFIX
+from er_core.rules import ABANDONED_DIR, CHECKPOINT_PREFIX, EXPERIMENT_STATE_GLOB
 
 OPTUNA_JOURNAL = "journal.log"  # the default Optuna storage: Optuna's journal file
 OPTUNA_DB = "optuna.db"  # the default of experiments begun before the journal file (still resumed)
@@ -122,9 +123,6 @@ def local_mirror(exp_dir: str) -> str:
     return local
 
 
-EXPERIMENT_STATE_PREFIX = "experiment_state-"  # Ray Tune's snapshot: experiment_state-<time>.json
-# trial folders of a phase whose driver died before its first snapshot (hidden: the report skips it)
-ABANDONED_DIR = ".abandoned"
 
 
 def has_experiment_state(phase_dir: str) -> bool:
@@ -134,8 +132,7 @@ def has_experiment_state(phase_dir: str) -> bool:
     snapshot: a driver killed in between leaves a folder that ``Tuner.restore`` cannot resume (it
     logs "Failed to restore the run state" and goes on with a one-trial plan).
     """
-    return any(name.startswith(EXPERIMENT_STATE_PREFIX) and name.endswith(".json")
-               for name in _names(phase_dir))
+    return any(fnmatch.fnmatchcase(name, EXPERIMENT_STATE_GLOB) for name in _names(phase_dir))
 
 
 def set_aside_unsnapshotted_trials(phase_dir: str) -> list[str]:

@@ -71,7 +71,7 @@ def find_phases(path: str) -> list[tuple[str, str, list[str]]]:
     if found:
         return found
     subdirs = _subdirs(path)
-    state = glob.glob(os.path.join(path, "experiment_state-*.json"))
+    state = glob.glob(os.path.join(path, rules.EXPERIMENT_STATE_GLOB))
     if any(_is_trial_dir(subdir) for subdir in subdirs) or state:
         return [("", path, subdirs)]
     raise NotAnExperiment(
@@ -88,7 +88,7 @@ def ray_statuses(phase_dir: str) -> dict[str, str]:
     """Map trial_id or dir name -> Ray status from ``experiment_state-*.json`` (best effort)."""
     out: dict[str, str] = {}
     try:
-        files = sorted(glob.glob(os.path.join(phase_dir, "experiment_state-*.json")))
+        files = sorted(glob.glob(os.path.join(phase_dir, rules.EXPERIMENT_STATE_GLOB)))
         if not files:
             return out
         with open(files[-1]) as handle:

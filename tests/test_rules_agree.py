@@ -168,6 +168,9 @@ def test_shared_names_come_from_one_place():
     assert cleanup.CHECKPOINT_PREFIX is rules.CHECKPOINT_PREFIX
     assert trainers.reporters.CHECKPOINT_PREFIX is rules.CHECKPOINT_PREFIX
     assert stats.check_alpha is rules.check_alpha
+    from er_tune import storage
+
+    assert storage.ABANDONED_DIR is rules.ABANDONED_DIR and storage.EXPERIMENT_STATE_GLOB is rules.EXPERIMENT_STATE_GLOB
     for method in METHODS:
         for variant in VARIANTS:
             name = objective_name(method, variant)
@@ -335,3 +338,34 @@ def test_the_search_table_shows_the_choice_and_what_was_replicated(tmp_path):
     (exp / "best_configs.json").write_text(json.dumps({"swav/er": configs["full_b"]}))
     row = search_row("same_rule")
     assert row["replicated"] and row["replicated_trial_id"] == "full_b"
+
+
+def test_what_resume_sets_aside_the_report_does_not_read_and_both_name_the_snapshot_alike(tmp_path):
+    """``er-tune tune`` resumes a phase only with a Ray snapshot (``experiment_state-*.json``, the
+    file the report reads statuses from) and otherwise sets the phase's trial folders aside; the
+    report then reads only the trials of the fresh start."""
+    from er_tune.storage import has_experiment_state, set_aside_unsnapshotted_trials
+    from reports.discover import discover
+
+    phase = tmp_path / "exp" / "replicate"
+
+    def trial(name: str, epochs: int) -> None:
+        (phase / name).mkdir(parents=True)
+        (phase / name / "params.json").write_text(json.dumps({"phase": "replicate", "group": "g", "seed": 0}))
+        (phase / name / "result.json").write_text("".join(
+            json.dumps({"epoch": e, "knn_top1": 0.1 * e, "stop_reason": "completed" if e == epochs else ""}) + "\n"
+            for e in range(1, epochs + 1)))
+
+    (phase).mkdir(parents=True)
+    (phase / "tuner.pkl").write_bytes(b"")
+    trial("old_a", 1)
+    trial("old_b", 2)
+    assert not has_experiment_state(str(phase))
+    assert set_aside_unsnapshotted_trials(str(phase)) == ["old_a", "old_b"]
+    assert sorted(p.name for p in (phase / rules.ABANDONED_DIR).iterdir()) == ["old_a", "old_b"]
+    trial("fresh", 3)
+    (phase / rules.EXPERIMENT_STATE_GLOB.replace("*", "2026-12-07_12-00-00")).write_text('{"trial_data": []}')
+    assert has_experiment_state(str(phase))
+    trials, table = discover(str(tmp_path / "exp"))
+    assert [os.path.basename(t.trial_dir) for t in trials] == ["fresh"]
+    assert table.num_rows == 3
