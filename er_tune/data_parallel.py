@@ -5,20 +5,30 @@ Ray's Train-in-Tune pattern (Train V2, Ray 2.60): the Tune trial is a light driv
 :func:`trainers.trial.run_trial` unchanged, DDP over NCCL on GPUs and Gloo on CPUs (Ray Train
 creates the process group; :mod:`trainers.distributed` gives the global-batch semantics). Every
 worker calls ``ray.train.report`` each epoch (a collective in Train V2); worker 0 attaches the
-checkpoint and its metrics are what ``TuneReportCallback`` forwards to Tune, so grouped ASHA, the
-grouped Optuna searcher, the progress line and the report see one result per epoch as from a
-single-process trial. Worker 0 alone writes the trial's files (TensorBoard, ``collapse_events.jsonl``)
-into the Tune trial's directory; the others write into a private temporary directory.
+checkpoint. :class:`ForwardToTune` (a Train callback) hands worker 0's metrics *and* that checkpoint
+to the Tune function, which reports both with ``ray.tune.report``, so grouped ASHA, the grouped
+Optuna searcher, the progress line and the report see one result per epoch as from a
+single-process trial, and Tune holds a checkpoint of the trial as it does of a single-process one.
+Worker 0 alone writes the trial's files (TensorBoard, ``collapse_events.jsonl``) into the Tune
+trial's directory; the others write into a private temporary directory.
 
 Stopping: a collapse is decided identically on every worker (the diagnostics are measured on
 worker 0 and broadcast), so all leave the epoch loop together; when ASHA stops the trial, Tune ends
 the driver's actor and the Train controller and workers it owns end with it.
 
-Faults: the Train run keeps its checkpoints under ``<trial dir>/data_parallel`` and restarts
-its workers from the latest one (``ray.train.FailureConfig``), so a worker killed mid-epoch costs
-the epoch in progress; an epoch is reported once it is complete and checkpointed, so none is
-reported twice. A Tune-level retry or ``er-tune tune`` resume re-creates the same Train run name and
-storage path, which Train V2 restores from its own checkpoint-manager snapshot.
+Faults, two levels:
+
+- a worker killed mid-epoch: the Train run keeps its checkpoints under ``<trial dir>/data_parallel``
+  and restarts its workers from the latest one (``ray.train.FailureConfig``), so it costs the epoch
+  in progress; an epoch is reported once it is complete and checkpointed, so none is reported twice.
+- the Tune trial restarted (a Tune-level retry once the Train run has used up its restarts, or
+  ``er-tune tune`` resuming after its driver died): Tune's own checkpoint of the trial is the truth,
+  as for a single-process trial. The function discards the previous Train run folder (whose
+  snapshot Train V2 would otherwise restore, from an epoch Tune may not have recorded) and starts a
+  fresh Train run whose workers resume from Tune's checkpoint. Without this a resumed trial was
+  started from scratch by Tune (its ``result.json`` emptied) while Train resumed from its own
+  snapshot: the results before the kill were lost, and a trial whose Train run had finished ended
+  with none.
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ import os
 import shutil
 import tempfile
 from typing import Any, Mapping
+
+import ray.train
 
 from er_core.config import TrialConfig
 from er_core.data import DatasetBundle
@@ -48,20 +60,19 @@ class TrainWorkerReporter:
 
     writes_hparams = False  # the Tune driver's observer writes the HParams session
 
-    def __init__(self, trial_dir: str, rank: int) -> None:
+    def __init__(self, trial_dir: str, rank: int, resume: Any = None) -> None:
         self.rank = rank
+        self.resume = resume  # Tune's checkpoint of the trial when the Tune trial was restarted
         self.trial_dir = trial_dir if rank == 0 else tempfile.mkdtemp(prefix=f"er_tune_worker{rank}_")
         os.makedirs(self.trial_dir, exist_ok=True)
 
     def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
-        import ray.train
-
         report_epoch(ray.train, metrics, checkpoint_dir, attach=self.rank == 0)
 
     def latest_checkpoint(self):
-        import ray.train
-
-        return checkpoint_directory(ray.train.get_checkpoint())
+        """This Train run's latest checkpoint (a restarted worker group), else Tune's (a restarted
+        Tune trial: a fresh Train run), else None."""
+        return checkpoint_directory(ray.train.get_checkpoint() or self.resume)
 
 
 class LocalWorkerReporter:
@@ -91,13 +102,12 @@ class LocalWorkerReporter:
 def _reporter(loop_config: Mapping[str, Any], rank: int):
     if loop_config.get("local_params") is not None:
         return LocalWorkerReporter(loop_config["trial_dir"], loop_config["local_params"], rank)
-    return TrainWorkerReporter(loop_config["trial_dir"], rank)
+    return TrainWorkerReporter(loop_config["trial_dir"], rank, loop_config.get("resume"))
 
 
 def train_worker(loop_config: Mapping[str, Any]) -> None:
     """The function every Train worker runs: one :func:`run_trial` over the process group."""
     import ray
-    import ray.train
     import ray.train.torch
     import torch
 
@@ -114,7 +124,8 @@ def train_worker(loop_config: Mapping[str, Any]) -> None:
 
 def torch_trainer(config: TrialConfig, *, cpu: float, gpu: float, trial_dir: str, storage_path: str,
                   data: Any = None, max_failures: int = 2, callbacks: list | None = None,
-                  local_params: Mapping[str, Any] | None = None, log: bool = False, train_fn=train_worker):
+                  local_params: Mapping[str, Any] | None = None, log: bool = False, resume: Any = None,
+                  train_fn=train_worker):
     """The ``TorchTrainer`` of one data-parallel trial (``config.world_size`` workers).
 
     Args:
@@ -124,13 +135,14 @@ def torch_trainer(config: TrialConfig, *, cpu: float, gpu: float, trial_dir: str
         storage_path: where the Train run keeps its checkpoints (``<storage_path>/data_parallel``).
         data: an object reference to the trial's :class:`DatasetBundle` (None: each worker loads it).
         max_failures: restarts of the worker group, each from the latest checkpoint.
-        callbacks: Train callbacks (``TuneReportCallback`` inside a Tune trial).
+        callbacks: Train callbacks (:class:`ForwardToTune` inside a Tune trial).
         local_params: outside Tune (``er-tune train``): the trial's ``params.json``; worker 0 then
             writes ``trial_dir`` as a local trial (:class:`LocalWorkerReporter`).
         log: worker 0 prints one line per epoch.
+        resume: a checkpoint the workers start from when this Train run has none of its own (Tune's
+            checkpoint of a restarted Tune trial).
         train_fn: the workers' function (:func:`train_worker`; tests wrap it to inject faults).
     """
-    import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     use_gpu = gpu > 0
@@ -138,7 +150,8 @@ def torch_trainer(config: TrialConfig, *, cpu: float, gpu: float, trial_dir: str
     return TorchTrainer(
         train_fn,
         train_loop_config={"config": config.to_dict(), "trial_dir": trial_dir, "data": data,
-                           "local_params": dict(local_params) if local_params is not None else None, "log": log},
+                           "local_params": dict(local_params) if local_params is not None else None, "log": log,
+                           "resume": resume},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=config.world_size, use_gpu=use_gpu,
                                                resources_per_worker=resources),
@@ -149,16 +162,73 @@ def torch_trainer(config: TrialConfig, *, cpu: float, gpu: float, trial_dir: str
     )
 
 
+class ForwardToTune(ray.train.UserCallback):
+    """Train callback: hands each report's metrics (worker 0's) and checkpoint to the Tune function.
+
+    Ray's ``TuneReportCallback`` forwards the metrics only (the checkpoint as a ``checkpoint_path``
+    metric), which leaves Tune without a checkpoint of the trial: a restarted Tune trial then starts
+    from scratch. The queue holds one item, so the Train run waits for Tune to take each report, as
+    with Ray's callback (Tune sees, and may stop the trial at, every epoch before the next begins).
+    """
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def after_report(self, run_context: Any, metrics: list, checkpoint: Any) -> None:
+        self.queue.put((dict(metrics[0]), checkpoint))
+
+
+def tune_checkpoint(checkpoint: Any) -> Any:
+    """A Train checkpoint as the ``ray.tune.Checkpoint`` that ``ray.tune.report`` persists (copies)."""
+    from ray import tune
+
+    return None if checkpoint is None else tune.Checkpoint(checkpoint.path, filesystem=checkpoint.filesystem)
+
+
+def fit_reporting_to_tune(trainer_for: Any) -> None:
+    """Run ``trainer_for(callback).fit()`` in a thread and report what it forwards to Tune, here.
+
+    ``ray.tune.report`` is called from the Tune function's thread with the epoch's metrics and a
+    copy of its checkpoint; an exception of ``fit()`` is raised here once its reports are taken.
+    """
+    import threading
+
+    from ray import tune
+    from ray.util.queue import Queue
+
+    queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
+    trainer = trainer_for(ForwardToTune(queue))
+    outcome: dict[str, BaseException] = {}
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as error:  # noqa: BLE001 - raised again in the Tune function's thread
+            outcome["error"] = error
+        finally:
+            queue.put(None)
+
+    thread = threading.Thread(target=fit, name="er-tune-train-fit", daemon=True)
+    thread.start()
+    while (item := queue.get()) is not None:
+        metrics, checkpoint = item
+        tune.report(metrics, checkpoint=tune_checkpoint(checkpoint))
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+
+
 def data_parallel_trial(config: Mapping[str, Any], datasets: Mapping[str, DatasetBundle] | None = None,
-                        cpu: float = 1.0, gpu: float = 0.0, max_failures: int = 2) -> None:
+                        cpu: float = 1.0, gpu: float = 0.0, max_failures: int = 2, train_fn=train_worker) -> None:
     """Ray Tune function trainable of a data-parallel trial: runs its ``TorchTrainer`` to the end.
 
     ``config`` is the flat trial config (``params.json``, ``world_size`` included); ``cpu``/``gpu``
-    are per worker.
+    are per worker; ``train_fn`` is the workers' function (tests wrap it to inject faults). Each
+    start (first, Tune retry, resumed experiment) is a fresh Train run that resumes from Tune's
+    checkpoint of the trial, if any (see the module docstring).
     """
     import ray
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from er_tune.tune_reporter import artifact_dir, shared_trial_dir
 
@@ -167,9 +237,12 @@ def data_parallel_trial(config: Mapping[str, Any], datasets: Mapping[str, Datase
     data = ray.put(datasets[key]) if datasets and key in datasets else None
     trial_dir = shared_trial_dir() or artifact_dir() or tune.get_context().get_trial_dir()
     os.makedirs(trial_dir, exist_ok=True)
-    trainer = torch_trainer(trial_config, cpu=cpu, gpu=gpu, trial_dir=trial_dir, storage_path=trial_dir,
-                            data=data, max_failures=max_failures, callbacks=[TuneReportCallback()])
-    trainer.fit()
+    # an earlier start's Train run: Tune's checkpoint, not that run's snapshot, says where to resume
+    shutil.rmtree(os.path.join(trial_dir, TRAIN_RUN_NAME), ignore_errors=True)
+    resume = tune.get_checkpoint()
+    fit_reporting_to_tune(lambda callback: torch_trainer(
+        trial_config, cpu=cpu, gpu=gpu, trial_dir=trial_dir, storage_path=trial_dir, data=data,
+        max_failures=max_failures, callbacks=[callback], resume=resume, train_fn=train_fn))
 
 
 def train_locally(config: TrialConfig, data: DatasetBundle, out: str, params: Mapping[str, Any], *,

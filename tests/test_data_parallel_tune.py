@@ -64,39 +64,66 @@ def test_a_study_of_two_data_parallel_trials_runs_and_reports(tmp_path):
     assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
 
 
-def killed_once_worker(loop_config):
-    """:func:`er_tune.data_parallel.train_worker` whose worker 1 dies in epoch 2, the first time."""
+def faulty_worker(loop_config):
+    """:func:`er_tune.data_parallel.train_worker` that, in the trial of seed 0, fails twice, once each
+    way (marker files): worker 1 dies (SIGKILL) in epoch 2, which Ray Train survives by restarting its
+    workers from its epoch-1 checkpoint; worker 0 raises in epoch 3, which exhausts the Train run's
+    one restart, so the Tune trial fails and Tune restarts it from its own epoch-2 checkpoint. Worker
+    0 writes, at each start, where it resumes from (``starts``: none, train or tune). Every worker
+    writes its pid (``pid_rank<r>``); the trial of seed 1 fails nowhere (the scheduler stops it)."""
     import ray.train
 
     from er_tune import data_parallel
 
     rank = ray.train.get_context().get_world_rank()
-    marker = os.path.join(loop_config["trial_dir"], "killed_once")
+    trial_dir = loop_config["trial_dir"]
+    with open(os.path.join(trial_dir, f"pid_rank{rank}"), "w") as handle:
+        handle.write(str(os.getpid()))
+    if loop_config["config"]["seed"] != 0:
+        return data_parallel.train_worker(loop_config)
+    if rank == 0:
+        source = "train" if ray.train.get_checkpoint() else "tune" if loop_config.get("resume") else "none"
+        with open(os.path.join(trial_dir, "starts"), "a") as handle:
+            handle.write(source + "\n")
     report = data_parallel.TrainWorkerReporter.report
 
-    def report_or_die(self, metrics, checkpoint_dir=None):
-        if rank == 1 and metrics["epoch"] == 2 and not os.path.exists(marker):
-            open(marker, "w").close()
+    def report_or_fail(self, metrics, checkpoint_dir=None):
+        killed, raised = os.path.join(trial_dir, "killed_once"), os.path.join(trial_dir, "raised_once")
+        if rank == 1 and metrics["epoch"] == 2 and not os.path.exists(killed):
+            open(killed, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
+        if rank == 0 and metrics["epoch"] == 3 and not os.path.exists(raised):
+            open(raised, "w").close()
+            raise RuntimeError("worker 0 fails in epoch 3, once")
         report(self, metrics, checkpoint_dir)
 
-    data_parallel.TrainWorkerReporter.report = report_or_die
+    data_parallel.TrainWorkerReporter.report = report_or_fail
     data_parallel.train_worker(loop_config)
 
 
-def killing_trial(config):
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
+def faulty_trial(config):
+    from er_tune.data_parallel import data_parallel_trial
 
-    from er_core.config import TrialConfig
-    from er_tune.data_parallel import torch_trainer
-
-    trial_dir = tune.get_context().get_trial_dir()
-    torch_trainer(TrialConfig.from_dict(config), cpu=0.49, gpu=0.0, trial_dir=trial_dir, storage_path=trial_dir,
-                  max_failures=1, callbacks=[TuneReportCallback()], train_fn=killed_once_worker).fit()
+    data_parallel_trial(config, cpu=0.49, gpu=0.0, max_failures=1, train_fn=faulty_worker)
 
 
-def test_a_killed_worker_costs_the_epoch_in_progress_and_nothing_is_counted_twice(tmp_path):
+def stop_seed_1_after_epoch_1(trial_id, result):
+    return result["config"]["seed"] == 1 and result["epoch"] >= 1
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_failed_worker_or_trial_costs_the_epoch_in_progress_and_a_stopped_trial_stops_every_rank(tmp_path):
+    """Two trials in one Tuner: seed 0 fails twice (see :func:`faulty_worker`), seed 1 is stopped
+    by Tune (a stopper, as ASHA stops a trial) after epoch 1 of 3."""
+    import time
+
     import ray
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
@@ -111,16 +138,33 @@ def test_a_killed_worker_costs_the_epoch_in_progress_and_nothing_is_counted_twic
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
         # the result.json logger named, not left to Ray's defaults (which an environment variable turns off)
-        tuner = tune.Tuner(tune.with_resources(killing_trial, {"cpu": 0.01}), param_space=config.to_dict(),
+        tuner = tune.Tuner(tune.with_resources(faulty_trial, {"cpu": 0.01}),
+                           param_space={**config.to_dict(), "seed": tune.grid_search([0, 1])},
                            run_config=tune.RunConfig(name="faults", storage_path=str(tmp_path), verbose=0,
-                                                     callbacks=[JsonLoggerCallback()]))
+                                                     stop=stop_seed_1_after_epoch_1,
+                                                     callbacks=[JsonLoggerCallback()],
+                                                     failure_config=tune.FailureConfig(max_failures=1)))
         results = tuner.fit()
+        trial_dirs = {result.config["seed"]: Path(result.path) for result in results}
+        stopped = trial_dirs[1]
+        pids = [int((stopped / f"pid_rank{rank}").read_text()) for rank in (0, 1)]
+        deadline = time.monotonic() + 60
+        while any(map(process_alive, pids)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        alive_after_stop = [pid for pid in pids if process_alive(pid)]
     finally:
         ray.shutdown()
     assert not results.errors, results.errors
-    trial_dir = Path(results[0].path)
-    assert (trial_dir / "killed_once").exists()  # the worker did die in epoch 2
+    # the stopped trial: both of its workers ended, and nothing was reported after the stop
+    assert alive_after_stop == []
+    assert [line["epoch"] for line in result_lines(stopped)] == [1]
+    # the failing trial
+    trial_dir = trial_dirs[0]
+    assert (trial_dir / "killed_once").exists() and (trial_dir / "raised_once").exists()  # both faults happened
+    # the Train run restarted its workers from its checkpoint, then the Tune trial restarted from Tune's
+    assert (trial_dir / "starts").read_text().split() == ["none", "train", "tune"]
     lines = result_lines(trial_dir)
     assert [line["epoch"] for line in lines] == [1, 2, 3]
     assert [line["step"] for line in lines] == [2, 4, 6]
+    assert [line["training_iteration"] for line in lines] == [1, 2, 3]  # Tune restored its count too
     assert lines[-1]["stop_reason"] == "completed"
