@@ -29,6 +29,9 @@ CHECKPOINT_PREFIX = "checkpoint_"
 # the trial folders no snapshot named (a hidden folder: the report never reads it).
 EXPERIMENT_STATE_GLOB = "experiment_state-*.json"
 ABANDONED_DIR = ".abandoned"
+# In a data-parallel trial's results: the id (hex) of the Ray placement group holding its Train
+# workers, which the driver removes when the trial ends (er_tune.data_parallel); not a metric.
+PLACEMENT_GROUP_KEY = "train_placement_group"
 # The files of a trial directory: Ray Tune's (and LocalReporter's) configuration, one JSON result
 # line per epoch and the error of a failed attempt; the trial's own collapse events (one JSON line
 # per event) and start-up timings.

@@ -413,8 +413,17 @@ class StudyRunner:
                                      verbosity=self.verbosity,
                                      halving=halving_of(self.study) if phase == "search" else None),
                        PruneEndedCheckpoints(keep_final=self.study.keep_final_checkpoint),
+                       *self._data_parallel_callbacks(),
                        *self._observers()],
             verbose=0)
+
+    def _data_parallel_callbacks(self) -> list:
+        """Data-parallel trials: the Train runs' placement groups released when a trial ends."""
+        if self.study.resources.workers == 1:
+            return []
+        from er_tune.data_parallel import ReleaseTrainPlacementGroups
+
+        return [ReleaseTrainPlacementGroups()]
 
     def _observers(self) -> list:
         """Ray's JSON/CSV loggers, the study's trackers (``loggers:``) and the HParams sessions."""

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from er_core.config import objective_name
-from er_core.rules import COLLAPSE_STATUSES, SEARCH
+from er_core.rules import COLLAPSE_STATUSES, PLACEMENT_GROUP_KEY, SEARCH
 
 from .discover import TrialData, trial_status
 from .grades import collapse_grade, has_grade_inputs
@@ -41,7 +41,7 @@ RAY_KEYS = {"config", "hostname", "node_ip", "pid", "date", "experiment_tag", "e
             "done", "should_checkpoint", "training_iteration", "timestamp", "time_this_iter_s",
             "time_since_restore", "timesteps_since_restore", "iterations_since_restore",
             "timesteps_total", "timesteps_this_iter", "episodes_total", "episodes_this_iter",
-            "checkpoint_dir_name", "trial_info"}
+            "checkpoint_dir_name", "trial_info", PLACEMENT_GROUP_KEY}
 EPOCH_RENAME = {"time_total_s": "wall_time_s"}
 EVENT_COLS = {"trial_id": pa.string(), "epoch": pa.int64(), "step": pa.int64(),
               "detector": pa.string(), "kind": pa.string(), "severity": pa.string(),

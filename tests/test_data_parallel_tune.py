@@ -90,15 +90,30 @@ def faulty_worker(loop_config):
     def report_or_fail(self, metrics, checkpoint_dir=None):
         killed, raised = os.path.join(trial_dir, "killed_once"), os.path.join(trial_dir, "raised_once")
         if rank == 1 and metrics["epoch"] == 2 and not os.path.exists(killed):
+            wait_for_tune_checkpoint(trial_dir, epoch=1)
             open(killed, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
         if rank == 0 and metrics["epoch"] == 3 and not os.path.exists(raised):
+            wait_for_tune_checkpoint(trial_dir, epoch=2)
             open(raised, "w").close()
             raise RuntimeError("worker 0 fails in epoch 3, once")
         report(self, metrics, checkpoint_dir)
 
     data_parallel.TrainWorkerReporter.report = report_or_fail
     data_parallel.train_worker(loop_config)
+
+
+def wait_for_tune_checkpoint(trial_dir: str, epoch: int, timeout: float = 300) -> None:
+    """Wait until Tune holds the checkpoint of ``epoch``. Ray Train registers an epoch's checkpoint
+    once its controller has collected every worker's report of it, then hands it to Tune; a worker
+    killed before that (a controller slowed by a loaded machine) costs that epoch too, and the
+    test's order of starts would depend on the machine's speed."""
+    import time
+
+    path = os.path.join(trial_dir, f"checkpoint_{epoch - 1:06d}")
+    deadline = time.monotonic() + timeout
+    while not os.path.isdir(path) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def faulty_trial(config):
@@ -129,6 +144,7 @@ def test_a_failed_worker_or_trial_costs_the_epoch_in_progress_and_a_stopped_tria
     from ray.tune.logger import JsonLoggerCallback
 
     from er_core.config import TrialConfig
+    from er_tune.data_parallel import ReleaseTrainPlacementGroups
 
     config = TrialConfig(method="simclr", variant="er", image_size=16, train_size=32, eval_size=16, batch_size=16,
                          epochs=3, warmup_epochs=1, backbone="convnet", projector_dim=16, projector_hidden_dim=32,
@@ -142,9 +158,15 @@ def test_a_failed_worker_or_trial_costs_the_epoch_in_progress_and_a_stopped_tria
                            param_space={**config.to_dict(), "seed": tune.grid_search([0, 1])},
                            run_config=tune.RunConfig(name="faults", storage_path=str(tmp_path), verbose=0,
                                                      stop=stop_seed_1_after_epoch_1,
-                                                     callbacks=[JsonLoggerCallback()],
+                                                     callbacks=[JsonLoggerCallback(), ReleaseTrainPlacementGroups()],
                                                      failure_config=tune.FailureConfig(max_failures=1)))
         results = tuner.fit()
+        # every placement group released (the stopped trial's Train controller was killed with its
+        # Tune actor, so Ray Train could not remove its workers' group itself on this embedded Ray)
+        deadline = time.monotonic() + 30
+        while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        cpus_free_after_fit = ray.available_resources().get("CPU", 0)
         trial_dirs = {result.config["seed"]: Path(result.path) for result in results}
         stopped = trial_dirs[1]
         pids = [int((stopped / f"pid_rank{rank}").read_text()) for rank in (0, 1)]
@@ -155,6 +177,7 @@ def test_a_failed_worker_or_trial_costs_the_epoch_in_progress_and_a_stopped_tria
     finally:
         ray.shutdown()
     assert not results.errors, results.errors
+    assert cpus_free_after_fit == 2
     # the stopped trial: both of its workers ended, and nothing was reported after the stop
     assert alive_after_stop == []
     assert [line["epoch"] for line in result_lines(stopped)] == [1]
