@@ -1,4 +1,5 @@
-"""Data-parallel trials on Ray: a study of two 2-worker trials end to end, and a killed worker.
+"""Data-parallel trials on Ray: a study of two 2-worker trials end to end, ``er-tune train
+--workers 2``, and faults.
 
 The study runs through ``er-tune tune`` and ``er-tune report`` on the 2 cores (each worker gets
 0.49 CPU). The fault test runs one 2-worker trial inside Tune whose worker 1 kills itself
@@ -62,6 +63,21 @@ def test_a_study_of_two_data_parallel_trials_runs_and_reports(tmp_path):
         assert any(name.startswith("events.out.tfevents") for name in os.listdir(trial))
     report = er_tune("report", str(exp), "--no-plots")
     assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+
+
+def test_er_tune_train_with_workers_runs_one_data_parallel_trial_into_out(tmp_path):
+    out = tmp_path / "trial"
+    settings = ["image_size=16", "train_size=32", "eval_size=16", "batch_size=16", "backbone=convnet",
+                "knn_bank_size=16", "knn_k=5"]
+    run = er_tune("train", "--method", "simclr", "--variant", "er", "--epochs", "2", "--workers", "2",
+                  *[arg for setting in settings for arg in ("--set", setting)], "--out", str(out))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert json.loads((out / "params.json").read_text())["world_size"] == 2
+    lines = result_lines(out)
+    assert [line["epoch"] for line in lines] == [1, 2]
+    assert all(line["world_size"] == 2 for line in lines)
+    assert "on 2 workers" in run.stdout
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(out))
 
 
 def faulty_worker(loop_config):
