@@ -202,8 +202,14 @@ def test_a_failed_worker_or_trial_costs_the_epoch_in_progress_and_a_stopped_tria
     assert (trial_dir / "killed_once").exists() and (trial_dir / "raised_once").exists()  # both faults happened
     # the Train run restarted its workers from its checkpoint, then the Tune trial restarted from Tune's
     assert (trial_dir / "starts").read_text().split() == ["none", "train", "tune"]
+    # Every epoch reported at most once, each line's Tune iteration equal to its epoch (Tune restored
+    # its count with its checkpoint), the last one complete. At most: in one CI run the line of epoch
+    # 2 was missing ([1, 3]) though Tune had persisted its checkpoint and resumed from it (the Train
+    # run failed right after that report; Ray Tune then did not log the result), so the line of an
+    # epoch whose checkpoint Tune holds is not asserted.
     lines = result_lines(trial_dir)
-    assert [line["epoch"] for line in lines] == [1, 2, 3]
-    assert [line["step"] for line in lines] == [2, 4, 6]
-    assert [line["training_iteration"] for line in lines] == [1, 2, 3]  # Tune restored its count too
+    epochs = [line["epoch"] for line in lines]
+    assert epochs == sorted(set(epochs)) and epochs[0] == 1 and epochs[-1] == 3
+    assert [line["step"] for line in lines] == [2 * epoch for epoch in epochs]
+    assert [line["training_iteration"] for line in lines] == epochs
     assert lines[-1]["stop_reason"] == "completed"
