@@ -179,8 +179,8 @@ class ForwardToTune(ray.train.UserCallback):
 
     Ray's ``TuneReportCallback`` forwards the metrics only (the checkpoint as a ``checkpoint_path``
     metric), which leaves Tune without a checkpoint of the trial: a restarted Tune trial then starts
-    from scratch. The queue holds one item, so the Train run waits for Tune to take each report, as
-    with Ray's callback (Tune sees, and may stop the trial at, every epoch before the next begins).
+    from scratch. The queue holds one item, as Ray's callback's does: a report waits there until Tune
+    has taken the one before, so the Train run is never more than one report ahead of Tune.
     """
 
     def __init__(self, queue: Any) -> None:
@@ -200,7 +200,7 @@ class ReleaseTrainPlacementGroups(tune.Callback):
     which asks Ray's State API whether the controller is alive: without a dashboard (er-tune's
     embedded Ray) or with two Ray instances on one machine, it cannot ask, and the group keeps its
     resources until the driver ends (measured: a 2-worker trial stopped after epoch 1 left 0.98 of 2
-    CPUs reserved). A study whose ASHA stops trials then runs out of resources and waits forever.
+    CPUs reserved for the 40 s they were watched; ``results/data_parallel_by_hand/``). A study whose ASHA stops trials then runs out of resources and waits forever.
     Worker 0 reports the group's id with every result (:data:`PLACEMENT_GROUP_KEY`); removing a
     group already removed is harmless.
     """

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from er_core.config import DATASET_NAMES, TrialConfig
+from er_core.rules import PLACEMENT_GROUP_KEY
 from reports import columns, parquet_io, plots
 from reports.commands import TABLES, report_command, show_command
 from reports.tables import RAY_KEYS
@@ -48,7 +49,8 @@ def rich_experiment(root):
             x.update(should_checkpoint=False, timestamp=1796177602, hostname="vm", pid=5,
                      time_this_iter_s=2.0, time_since_restore=2.0, iterations_since_restore=1,
                      date="2026-12-02_01-00-00", node_ip="127.0.0.1", experiment_tag="0_lr=0.1",
-                     timesteps_total=None, checkpoint_dir_name=None)
+                     timesteps_total=None, checkpoint_dir_name=None,
+                     train_placement_group="5fa6a2b6a3b4a1e0a8d1c0e3f2b9c7d601000000")  # a data-parallel trial's
             f.write(json.dumps(x) + "\n")
     d = write_trial(ph, "nocell", method="simclr", variant="er", searched={"kappa": 8.0})
     with open(os.path.join(d, "params.json")) as f:
@@ -157,6 +159,7 @@ def test_epochs_hold_metrics_not_ray_bookkeeping(rich):
     out = rich
     ep = pq.read_table(os.path.join(out, "epochs.parquet"))
     assert not set(ep.column_names) & RAY_KEYS
+    assert PLACEMENT_GROUP_KEY not in ep.column_names  # the driver's handle on a data-parallel trial
     assert "time_total_s" not in ep.column_names
     a = ep.filter(pa.compute.equal(ep["trial_id"].cast(pa.string()), "byol_a")).to_pylist()
     assert [r["wall_time_s"] for r in a] == [2.0, 4.0, 6.0]
