@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from typing import Any, Mapping
 
@@ -117,6 +118,16 @@ def _reporter(loop_config: Mapping[str, Any], rank: int):
     return TrainWorkerReporter(loop_config["trial_dir"], rank, loop_config.get("resume"))
 
 
+def _print_line(line: str) -> None:
+    """Worker 0's epoch line, written once to its stdout (which Ray forwards to the driver).
+
+    Train V2 replaces ``print`` in its workers by a call to the root logger, whose console handler
+    writes the line and which also tees it to ``sys.stdout`` when Ray has wrapped that stream: each
+    epoch line of ``er-tune train --workers N`` showed twice."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def train_worker(loop_config: Mapping[str, Any]) -> None:
     """The function every Train worker runs: one :func:`run_trial` over the process group."""
     import ray
@@ -130,7 +141,7 @@ def train_worker(loop_config: Mapping[str, Any]) -> None:
     data_ref = loop_config.get("data")
     data = ray.get(data_ref) if data_ref is not None else load_trial_data(config)
     rank = context.get_world_rank()
-    log = print if rank == 0 and loop_config.get("log") else None
+    log = _print_line if rank == 0 and loop_config.get("log") else None
     run_trial(config, data, _reporter(loop_config, rank), log=log)
 
 

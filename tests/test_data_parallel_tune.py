@@ -77,6 +77,9 @@ def test_er_tune_train_with_workers_runs_one_data_parallel_trial_into_out(tmp_pa
     assert [line["epoch"] for line in lines] == [1, 2]
     assert all(line["world_size"] == 2 for line in lines)
     assert "on 2 workers" in run.stdout
+    printed = (run.stdout + run.stderr).splitlines()
+    for epoch in (1, 2):  # worker 0 prints each epoch once (Train's patched print showed it twice)
+        assert sum(f"epoch {epoch:>3} | loss" in line for line in printed) == 1, run.stdout[-3000:]
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(out))
 
 
