@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import math
 
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import TrialScheduler
 
 from er_core.halving import MODES, UNDECIDED, GroupCurves, Halving, milestones, stops_below_cutoff
 from er_core.io import dump_state, load_state
 from er_core.rules import metric_value
+from er_tune.live_fifo import LiveFIFOScheduler
 from search_spaces.study import Study
 
 
-class GroupedASHA(FIFOScheduler):
-    """Successive halving with rungs per condition group (``trial.config['group']``)."""
+class GroupedASHA(LiveFIFOScheduler):
+    """Successive halving with rungs per condition group (``trial.config['group']``); the next trial
+    to start is chosen as Ray's FIFO scheduler would, among live trials only (:mod:`er_tune.live_fifo`)."""
 
     def __init__(self, *, metric: str, mode: str, max_t: int, grace_period: int, reduction_factor: int,
                  time_attr: str = "training_iteration", asha_mode: str = "async") -> None:
@@ -100,6 +102,7 @@ class GroupedASHA(FIFOScheduler):
 
     # ------------------------------------------------------------------ Ray Tune hooks
     def on_trial_add(self, tune_controller, trial) -> None:
+        super().on_trial_add(tune_controller, trial)
         if self.halving is not None:
             group, order = self._place(trial)
             self.groups.setdefault(group, GroupCurves()).add(order)
@@ -152,7 +155,7 @@ class GroupedASHA(FIFOScheduler):
     def __setstate__(self, state: dict) -> None:
         state.setdefault("groups", {})  # a scheduler pickled by an experiment that predates a field gets its default
         state.setdefault("halving", None)
-        self.__dict__.update(state)
+        super().__setstate__(state)
 
 
 def _will_retry(trial) -> bool:

@@ -516,6 +516,7 @@ class StudyRunner:
 
         from search_spaces import replicate_configs
         from er_tune.fixed_searcher import FixedConfigSearcher
+        from er_tune.live_fifo import LiveFIFOScheduler
 
         configs = replicate_configs(self.study, best)
         self.say(f"[replicate] {len(configs)} trials: best configuration per group x "
@@ -523,7 +524,7 @@ class StudyRunner:
 
         def make_tuner():
             return tune.Tuner(trainable, tune_config=tune.TuneConfig(
-                search_alg=FixedConfigSearcher(configs),
+                search_alg=FixedConfigSearcher(configs), scheduler=LiveFIFOScheduler(),
                 num_samples=len(configs),
                 max_concurrent_trials=self.max_concurrent,
                 trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname,
