@@ -211,7 +211,8 @@ class ReleaseTrainPlacementGroups(tune.Callback):
     which asks Ray's State API whether the controller is alive: without a dashboard (er-tune's
     embedded Ray) or with two Ray instances on one machine, it cannot ask, and the group keeps its
     resources until the driver ends (measured: a 2-worker trial stopped after epoch 1 left 0.98 of 2
-    CPUs reserved for the 40 s they were watched; ``results/data_parallel_by_hand/``). A study whose ASHA stops trials then runs out of resources and waits forever.
+    CPUs reserved for the 40 s they were watched; ``results/data_parallel_by_hand/``). A study
+    whose ASHA stops trials then runs out of resources and waits forever.
     Worker 0 reports the group's id with every result (:data:`PLACEMENT_GROUP_KEY`); removing a
     group already removed is harmless.
     """

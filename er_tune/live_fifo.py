@@ -4,8 +4,8 @@ Ray Tune asks its scheduler at every step of the controller loop which trial to 
 (``choose_trial_to_run``). Ray's ``FIFOScheduler`` (and ``ASHAScheduler``, which inherits it) answers
 by walking the list of *all* the experiment's trials, twice when none is waiting: O(n) per step,
 O(n^2) per study. In a 10,000-trial study it was 35% of the driver's samples by 8,600 trials
-(py-spy; README "The driver at scale"); Ray's maintainers named the same loop in ray#15504 and kept
-it because a set of live trials has no FIFO order.
+(py-spy; README "The driver at scale"). In ray#15504 Ray's maintainers suspected the same loop and
+were reluctant to query only the live trials, because a set of live trials has no FIFO order.
 
 :class:`LiveFIFOScheduler` keeps that order itself: each ``on_trial_add`` (Ray calls it when a trial
 joins the controller's list: created, restored, or moved to the end of the list to be retried)

@@ -4,14 +4,12 @@ live set as Ray's TuneController does (add, status changes, stop, retry moving a
 
 import pickle
 import random
+
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
 from er_tune.grouped import GroupedASHA
 from er_tune.live_fifo import LiveFIFOScheduler
-
-STATUSES = (Trial.PENDING, Trial.RUNNING, Trial.PAUSED, Trial.TERMINATED, Trial.ERROR)
-
 
 class Controller:
     """The parts of ray.tune.execution.tune_controller.TuneController a scheduler sees, with the
