@@ -15,7 +15,6 @@ import textwrap
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -94,8 +93,8 @@ def test_a_driver_killed_after_its_appends_loses_none_of_them(tmp_path):
     assert all(row[2] == "COMPLETE" and row[5] == {1: row[3]["lr"], 2: row[3]["lr"] * 2} for row in content)
 
 
-@pytest.mark.parametrize("drivers", [3])
-def test_drivers_sharing_the_file_never_interleave_a_line(tmp_path, drivers):
+def test_drivers_sharing_the_file_never_interleave_a_line(tmp_path):
+    drivers = 3
     path = tmp_path / "journal.log"
     script = textwrap.dedent(f"""
         import sys
