@@ -48,11 +48,25 @@ def write_session(trial_logdir: str, hparams: Mapping[str, Any], final_metrics: 
     """Write one HParams session into ``<trial_logdir>/hparams``: start info, end info and a
     ``final/<metric>`` scalar per finite final metric. No ``_hparams_/experiment`` summary is
     written, so TensorBoard builds the columns from the union of all sessions (trials of different
-    methods search different keys). Returns the session's directory."""
+    methods search different keys). Returns the session's directory.
+
+    The records are those a ``SummaryWriter`` writes (a ``brain.Event:2`` version record, then one
+    ``Event`` per summary, framed by tensorboardX's ``RecordWriter``, the file named as its
+    ``EventsWriter`` names it), written without one: the Tune driver writes one session per trial,
+    and a ``SummaryWriter``'s queue, writer thread and ``fsync`` on close cost more than the three
+    records (``benchmarks/hparams_session.py``). Without the ``fsync`` a killed driver still loses
+    nothing (the file is closed); an operating-system crash can lose the last sessions, as it can
+    Ray's own result files, and the report does not read them."""
+    import socket
+    import time
+
+    from tensorboardX.record_writer import RecordWriter
     from tensorboardX.proto.api_pb2 import Status
+    from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
     from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
     from tensorboardX.summary import hparams as hparams_summaries
+    from tensorboardX.summary import scalar
 
     metrics = {}
     for key in FINAL_METRIC_KEYS + ("epoch",):
@@ -67,12 +81,19 @@ def write_session(trial_logdir: str, hparams: Mapping[str, Any], final_metrics: 
         status=Status.Value("STATUS_FAILURE" if failed else "STATUS_SUCCESS")))
     end_summary = Summary(value=[Summary.Value(tag="_hparams_/session_end_info", metadata=SummaryMetadata(
         plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=end.SerializeToString())))])
+    step = int(final_metrics.get("epoch", 0) or 0)
     logdir = os.path.join(trial_logdir, SESSION_RUN)
-    with SummaryWriter(logdir=logdir, filename_suffix=".hparams") as writer:
-        writer.file_writer.add_summary(start)
-        for key, value in metrics.items():
-            writer.add_scalar(key, value, int(final_metrics.get("epoch", 0) or 0))
-        writer.file_writer.add_summary(end_summary)
+    os.makedirs(logdir, exist_ok=True)
+    now = time.time()
+    events = [Event(wall_time=now, file_version="brain.Event:2"), Event(wall_time=now, summary=start),
+              *(Event(wall_time=now, step=step, summary=scalar(key, value)) for key, value in metrics.items()),
+              Event(wall_time=now, summary=end_summary)]
+    writer = RecordWriter(os.path.join(logdir, f"events.out.tfevents.{str(now)[:10]}.{socket.gethostname()}.hparams"))
+    try:
+        for event in events:
+            writer.write(event.SerializeToString())
+    finally:
+        writer.close()
     return logdir
 
 
