@@ -248,10 +248,15 @@ def trial_dirname(trial) -> str:
 
 
 def result_rows(result) -> list[dict[str, Any]]:
-    """A Ray ``Result``'s reported lines in order (its ``metrics_dataframe``), else its last one."""
+    """A Ray ``Result``'s reported lines in order (its ``metrics_dataframe``), else its last one.
+
+    The rows ``frame.to_dict("records")`` gives (Python scalars, NaN where a line lacks a key), read
+    through one object array: ``to_dict`` boxes value by value, 12 ms for a trial's 4 lines of ~90
+    columns against 1 ms, paid for every trial of a search phase when it picks each group's best."""
     frame = getattr(result, "metrics_dataframe", None)
     if frame is not None and len(frame):
-        return frame.to_dict("records")
+        names = list(frame.columns)
+        return [dict(zip(names, values)) for values in frame.to_numpy(dtype=object).tolist()]
     return [dict(result.metrics or {})]
 
 

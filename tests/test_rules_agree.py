@@ -369,3 +369,26 @@ def test_what_resume_sets_aside_the_report_does_not_read_and_both_name_the_snaps
     trials, table = discover(str(tmp_path / "exp"))
     assert [os.path.basename(t.trial_dir) for t in trials] == ["fresh"]
     assert table.num_rows == 3
+
+
+def test_result_rows_are_the_rows_to_dict_gives_value_for_value_and_type_for_type():
+    """``launch.result_rows`` reads a trial's lines through one object array; what it returns must be
+    what ``DataFrame.to_dict("records")`` returns: Python scalars, NaN where a line lacks a key."""
+    from er_tune.launch import result_rows
+
+    lines = [{"epoch": 1, "knn_top1": 0.25, "collapsed": False, "stop_reason": "", "config/lr": 0.1,
+              "note": None, "rankme": float("nan")},
+             {"epoch": 2, "knn_top1": 0.5, "collapsed": True, "stop_reason": "collapse", "config/lr": 0.1,
+              "note": "x", "late_only": 7},
+             {"epoch": 3, "knn_top1": float("inf"), "collapsed": False, "stop_reason": "completed",
+              "config/lr": 0.1, "note": None, "late_only": 8}]
+    frame = pd.DataFrame(lines)
+    ours, pandas_rows = result_rows(SimpleNamespace(metrics_dataframe=frame, metrics=lines[-1])), frame.to_dict("records")
+    assert len(ours) == 3 and [list(row) for row in ours] == [list(row) for row in pandas_rows]
+    for mine, theirs in zip(ours, pandas_rows):
+        for key, value in theirs.items():
+            assert type(mine[key]) is type(value), key
+            assert mine[key] == value or (value != value and mine[key] != mine[key]), key
+    assert type(ours[0]["epoch"]) is int and type(ours[1]["collapsed"]) is bool
+    assert ours[0]["late_only"] != ours[0]["late_only"] and ours[2]["late_only"] == 8.0  # NaN, as pandas fills it
+    assert result_rows(SimpleNamespace(metrics_dataframe=pd.DataFrame(), metrics={"epoch": 4})) == [{"epoch": 4}]
