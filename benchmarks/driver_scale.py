@@ -17,7 +17,8 @@ what is measured is the driver: searcher, scheduler, callbacks, experiment snaps
 Each (side, trial count) runs in a fresh process (embedded Ray) and prints: wall seconds, driver
 CPU seconds per trial (user+system time of the driver process, less sensitive to a loaded machine
 than wall time), results per wall second, the driver's peak RSS, bytes written to the experiment,
-and, over the sizes, the growth exponent of driver CPU seconds (slope of log cost on log trials)
+the worker processes Ray started and the processes the trials ran in (Ray's worker starts vary from
+run to run and cost the driver about 0.2 s each: compare runs at similar counts), and, over the sizes, the growth exponent of driver CPU seconds (slope of log cost on log trials)
 and the driver CPU of each additional trial between two sizes (what a driver pays once left out).
 ``--report`` also times ``er-tune report --no-plots`` on the largest er-tune experiment.
 
@@ -32,6 +33,9 @@ loses at most that much of its accounting), and ``--resume`` continues an unfini
 (er-tune: its own resume; plain Ray Tune: ``Tuner.restore``) and skips finished ones. The figures of
 a resumed run are the sums over its segments (peak RSS: the largest), so they include the cost of
 restoring, the same for both sides; the table says how many segments a row took.
+
+``--trial-seconds S`` spreads each trial's epochs over S seconds (default 0: reported at once), so
+that the slots stay busy as in a real study instead of one worker running trial after trial.
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/driver_scale.py --trials 100 1000 --out /tmp/ds``
 (add ``--resume`` to continue after an interruption)
@@ -57,17 +61,21 @@ GROUPS = 100
 BATCH_SIZES = list(range(16, 66))  # 50 grid cells x 2 variants = 100 condition groups
 CPU_PER_TRIAL = 0.25
 HEARTBEAT_S = 20.0
+TRIAL_SECONDS_ENV = "ER_TUNE_BENCH_TRIAL_S"  # --trial-seconds, read by the trial in Ray's workers
 
 
 def synthetic_trial(config) -> None:
-    """Reports EPOCHS epochs at once; the metric peaks at lr = 0.1 (no training, no data)."""
+    """Reports EPOCHS epochs (at once, or one every ``TRIAL_SECONDS_ENV`` / EPOCHS seconds); the
+    metric peaks at lr = 0.1 (no training, no data)."""
     import tempfile
 
     from ray import tune
 
     lr = float(config.get("lr", 0.1))
     quality = math.exp(-(math.log10(lr) + 1.0) ** 2)
+    pause = float(os.environ.get(TRIAL_SECONDS_ENV, "0") or 0) / EPOCHS
     for epoch in range(1, EPOCHS + 1):
+        time.sleep(pause)
         with tempfile.TemporaryDirectory() as folder:
             Path(folder, "state.json").write_text(json.dumps({"epoch": epoch}))
             tune.report({"epoch": epoch, "knn_top1": 0.3 + 0.5 * quality * (1 - 0.5 ** epoch),
@@ -237,6 +245,7 @@ class Segments:
         return {"driver_cpu_s": sum(entry["driver_cpu_s"] for entry in self.entries),
                 "wall_s": sum(entry["wall_s"] for entry in self.entries),
                 "peak_rss_mb": max(entry["peak_rss_mb"] for entry in self.entries),
+                "workers": sum(entry.get("workers", 0) for entry in self.entries),
                 "segments": len(self.entries)}
 
 
@@ -245,14 +254,30 @@ def one(side: str, trials: int, folder: Path, storage: str) -> dict:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     with Segments(folder) as segments:
         figures = run_er_tune(trials, folder, storage) if side == "er-tune" else run_ray_tune(trials, folder)
+        segments.current["workers"] = workers_started()
         segments.update()
         exp = Path(figures["exp"])
-        results = sum(len((p.parent / "result.json").read_text().splitlines())
-                      for p in exp.glob("search/*/params.json") if (p.parent / "result.json").exists())
-        row = figures | {"side": side, "planned": trials, "results": results, "bytes": folder_bytes(exp),
-                         **segments.totals()}
+        lines = [json.loads(line) for p in exp.glob("search/*/params.json") if (p.parent / "result.json").exists()
+                 for line in (p.parent / "result.json").read_text().splitlines()]
+        # Ray's worker processes the trials ran in (a reused actor keeps its process), against the
+        # worker processes its sessions started (``workers``, per segment)
+        row = figures | {"side": side, "planned": trials, "results": len(lines), "bytes": folder_bytes(exp),
+                         "trial_seconds": float(os.environ.get(TRIAL_SECONDS_ENV, "0") or 0),
+                         "trial_processes": len({line.get("pid") for line in lines}), **segments.totals()}
         segments.update(row)
     return row
+
+
+def workers_started(session: Path = Path("/tmp/ray/session_latest")) -> int:
+    """Python worker processes the last embedded Ray session started (one core-worker log each).
+
+    Ray writes one ``python-core-worker-<id>_<pid>.log`` per worker process into the session's
+    ``logs`` folder (Ray's default temporary folder, which ``er_tune.launch.init_ray`` keeps). Every
+    actor Tune creates for a trial starts one (a process start, its imports, and driver work), as
+    does each idle worker Ray keeps ready; with actor reuse the trials themselves may run in fewer
+    (the row's ``trial_processes``)."""
+    logs = session / "logs"
+    return sum(1 for name in os.listdir(logs) if name.startswith("python-core-worker")) if logs.is_dir() else 0
 
 
 def exponent(rows: list[dict], key: str) -> float | None:
@@ -265,13 +290,13 @@ def exponent(rows: list[dict], key: str) -> float | None:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| side | trials | wall s | driver CPU s/trial | results/s | peak RSS MB | MB written | segments |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|")
+    head = ("| side | trials | wall s | driver CPU s/trial | results/s | peak RSS MB | MB written | workers started "
+            "| trial processes | segments |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         lines.append(f"| {r['side']} | {r['trials']} | {r['wall_s']:.0f} | {r['driver_cpu_s'] / r['trials']:.3f} | "
                      f"{r['results'] / r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['bytes'] / 1e6:.1f} | "
-                     f"{r.get('segments', 1)} |")
+                     f"{r.get('workers', '-')} | {r.get('trial_processes', '-')} | {r.get('segments', 1)} |")
     for side in dict.fromkeys(r["side"] for r in rows):
         mine = [r for r in rows if r["side"] == side]
         cpu, wall = exponent(mine, "driver_cpu_s"), exponent(mine, "wall_s")
@@ -354,10 +379,13 @@ def main() -> int:
                         help="instead: Optuna storages with T trials per driver")
     parser.add_argument("--processes", type=int, nargs="*", default=[1, 4])
     parser.add_argument("--postgres", default="", help="a PostgreSQL URL for --storages")
+    parser.add_argument("--trial-seconds", type=float, default=0.0,
+                        help="how long each synthetic trial takes (its epochs spread over it); 0: reports at once")
     parser.add_argument("--one", nargs=2, metavar=("SIDE", "TRIALS"), help=argparse.SUPPRESS)
     parser.add_argument("--storage-worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
+    os.environ[TRIAL_SECONDS_ENV] = str(args.trial_seconds)  # embedded Ray's workers inherit it
     if args.storage_worker:
         storage_worker(args.storage_worker[0], args.storage_worker[1], int(args.storage_worker[2]))
         return 0
@@ -397,7 +425,8 @@ def main() -> int:
                     print(f"{side} at {trials} trials, unfinished: {json.dumps(partial)}", flush=True)
                 continue
             run = subprocess.run([sys.executable, __file__, "--one", side, str(trials), "--out", str(out),
-                                  "--storage", args.storage] + (["--resume"] if args.resume else []),
+                                  "--storage", args.storage, "--trial-seconds", str(args.trial_seconds)]
+                                 + (["--resume"] if args.resume else []),
                                  capture_output=True, text=True, env=worker_env())
             found = [line[7:] for line in run.stdout.splitlines() if line.startswith("RESULT ")]
             if not found:
