@@ -18,8 +18,9 @@ Each (side, trial count) runs in a fresh process (embedded Ray) and prints: wall
 CPU seconds per trial (user+system time of the driver process, less sensitive to a loaded machine
 than wall time), results per wall second, the driver's peak RSS, bytes written to the experiment,
 the worker processes Ray started and the processes the trials ran in (Ray's worker starts vary from
-run to run and cost the driver about 0.2 s each: compare runs at similar counts), and, over the sizes, the growth exponent of driver CPU seconds (slope of log cost on log trials)
-and the driver CPU of each additional trial between two sizes (what a driver pays once left out).
+run to run and cost the driver about 0.2 s each: compare runs at similar counts), and, over the
+sizes, the growth exponent of driver CPU seconds (slope of log cost on log trials) and the driver
+CPU of each additional trial between two sizes (what a driver pays once left out).
 ``--report`` also times ``er-tune report --no-plots`` on the largest er-tune experiment.
 
 ``--storages`` benchmarks the Optuna storages themselves (no Ray): ``P`` processes each asking and
