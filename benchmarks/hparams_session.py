@@ -3,9 +3,10 @@
 Side by side in one run, the same session (start info, the ``final/*`` scalars, end info) written
 ``SESSIONS`` times into fresh folders:
 
-- ``SummaryWriter``: what :func:`trainers.tensorboard.write_session` did before (a tensorboardX
-  ``SummaryWriter`` per session: an ``EventFileWriter`` with a ``multiprocessing.Queue`` and a
-  writer thread, started and stopped for three records); :func:`summary_writer_session` here;
+- ``SummaryWriter``: what :func:`trainers.tensorboard.write_session` did before (the summaries of
+  :func:`trainers.tensorboard.session_summaries` through a tensorboardX ``SummaryWriter`` per
+  session: an ``EventFileWriter`` with a ``multiprocessing.Queue`` and a writer thread, started and
+  stopped for three records); :func:`summary_writer_session` here;
 - ``RecordWriter``: :func:`trainers.tensorboard.write_session` (the same records framed by
   tensorboardX's ``RecordWriter`` in one open file, no thread, no ``fsync``;
   ``tests/test_tensorboard_session.py`` checks the two files are equal record for record).
@@ -18,14 +19,13 @@ Run: ``.venv/bin/python benchmarks/hparams_session.py``
 
 from __future__ import annotations
 
-import math
 import os
 import resource
 import statistics
 import tempfile
 import time
 
-from trainers.tensorboard import FINAL_METRIC_KEYS, SESSION_RUN, session_hparams, write_session
+from trainers.tensorboard import SESSION_RUN, session_hparams, session_summaries, write_session
 
 SESSIONS = 200
 ROUNDS = 5
@@ -35,29 +35,17 @@ FINAL = {"knn_top1": 0.41, "er_entropy": 2.5, "rankme": float("nan"), "linear_to
 
 
 def summary_writer_session(trial_logdir: str, hparams, final_metrics, *, failed: bool) -> str:
-    """The baseline: the session as a ``SummaryWriter`` writes it (the calls ``write_session`` made)."""
+    """The baseline: the same session summaries written through a ``SummaryWriter`` (as
+    ``write_session`` wrote them before)."""
     from tensorboardX import SummaryWriter
-    from tensorboardX.proto.api_pb2 import Status
-    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
-    from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
-    from tensorboardX.summary import hparams as hparams_summaries
 
-    metrics = {}
-    for key in FINAL_METRIC_KEYS + ("epoch",):
-        value = final_metrics.get(key)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            metrics[f"final/{key}"] = float(value)
-    _, start, _ = hparams_summaries(dict(hparams), metrics)
-    end = HParamsPluginData(version=0, session_end_info=SessionEndInfo(
-        status=Status.Value("STATUS_FAILURE" if failed else "STATUS_SUCCESS")))
-    end_summary = Summary(value=[Summary.Value(tag="_hparams_/session_end_info", metadata=SummaryMetadata(
-        plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=end.SerializeToString())))])
+    summaries = session_summaries(hparams, final_metrics, failed=failed)
     logdir = os.path.join(trial_logdir, SESSION_RUN)
     with SummaryWriter(logdir=logdir, filename_suffix=".hparams") as writer:
-        writer.file_writer.add_summary(start)
-        for key, value in metrics.items():
-            writer.add_scalar(key, value, int(final_metrics.get("epoch", 0) or 0))
-        writer.file_writer.add_summary(end_summary)
+        writer.file_writer.add_summary(summaries.start)
+        for key, value in summaries.scalars.items():
+            writer.add_scalar(key, value, summaries.step)
+        writer.file_writer.add_summary(summaries.end)
     return logdir
 
 

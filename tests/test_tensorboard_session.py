@@ -2,9 +2,11 @@
 
 :func:`trainers.tensorboard.write_session` frames the records with tensorboardX's ``RecordWriter``
 in one open file, without ``fsync`` (the driver writes one session per trial, and a
-``SummaryWriter``'s queue, thread and ``fsync`` cost more than the records). The reference is the ``SummaryWriter`` calls it replaced, kept
-as the baseline of ``benchmarks/hparams_session.py``; both files are read back with TensorBoard's
-own record reader and compared without wall times.
+``SummaryWriter``'s queue, thread and ``fsync`` cost more than the records). The reference writes
+the same summaries (``session_summaries``) through a ``SummaryWriter``, as ``write_session`` did
+before; it is the baseline of ``benchmarks/hparams_session.py``. Both files are read back with
+TensorBoard's own record reader and compared without wall times; the dashboard test checks what
+the summaries hold.
 """
 
 from __future__ import annotations

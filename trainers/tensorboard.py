@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from tensorboardX import SummaryWriter
@@ -43,30 +44,27 @@ def session_hparams(config: Mapping[str, Any], status: str, **extra: Any) -> dic
     return hparams
 
 
-def write_session(trial_logdir: str, hparams: Mapping[str, Any], final_metrics: Mapping[str, Any],
-                  *, failed: bool) -> str:
-    """Write one HParams session into ``<trial_logdir>/hparams``: start info, end info and a
-    ``final/<metric>`` scalar per finite final metric. No ``_hparams_/experiment`` summary is
-    written, so TensorBoard builds the columns from the union of all sessions (trials of different
-    methods search different keys). Returns the session's directory.
+@dataclass(frozen=True)
+class SessionSummaries:
+    """One HParams session's summaries: ``start`` (hparams and metric names), ``scalars``
+    (``final/<metric>`` -> value) at ``step`` (the last epoch), ``end`` (success or failure)."""
 
-    The records are those a ``SummaryWriter`` writes (a ``brain.Event:2`` version record, then one
-    ``Event`` per summary, framed by tensorboardX's ``RecordWriter``, the file named as its
-    ``EventsWriter`` names it), written without one: the Tune driver writes one session per trial,
-    and a ``SummaryWriter``'s queue, writer thread and ``fsync`` on close cost more than the three
-    records (``benchmarks/hparams_session.py``). Without the ``fsync`` a killed driver still loses
-    nothing (the file is closed); an operating-system crash can lose the last sessions, as it can
-    Ray's own result files, and the report does not read them."""
-    import socket
-    import time
+    start: Any
+    scalars: dict[str, float]
+    step: int
+    end: Any
 
-    from tensorboardX.record_writer import RecordWriter
+
+def session_summaries(hparams: Mapping[str, Any], final_metrics: Mapping[str, Any], *,
+                      failed: bool) -> SessionSummaries:
+    """The summaries of a trial's HParams session: start info, a ``final/<metric>`` scalar per
+    finite final metric (``FINAL_METRIC_KEYS`` and ``epoch``), end info. No
+    ``_hparams_/experiment`` summary: TensorBoard builds the columns from the union of all sessions
+    (trials of different methods search different keys)."""
     from tensorboardX.proto.api_pb2 import Status
-    from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
     from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
     from tensorboardX.summary import hparams as hparams_summaries
-    from tensorboardX.summary import scalar
 
     metrics = {}
     for key in FINAL_METRIC_KEYS + ("epoch",):
@@ -81,13 +79,36 @@ def write_session(trial_logdir: str, hparams: Mapping[str, Any], final_metrics: 
         status=Status.Value("STATUS_FAILURE" if failed else "STATUS_SUCCESS")))
     end_summary = Summary(value=[Summary.Value(tag="_hparams_/session_end_info", metadata=SummaryMetadata(
         plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=end.SerializeToString())))])
-    step = int(final_metrics.get("epoch", 0) or 0)
+    return SessionSummaries(start, metrics, int(final_metrics.get("epoch", 0) or 0), end_summary)
+
+
+def write_session(trial_logdir: str, hparams: Mapping[str, Any], final_metrics: Mapping[str, Any],
+                  *, failed: bool) -> str:
+    """Write one HParams session (:func:`session_summaries`) into ``<trial_logdir>/hparams``;
+    returns the session's directory.
+
+    The records are those a ``SummaryWriter`` writes (a ``brain.Event:2`` version record, then one
+    ``Event`` per summary, framed by tensorboardX's ``RecordWriter``, the file named as its
+    ``EventsWriter`` names it), written without one: the Tune driver writes one session per trial,
+    and a ``SummaryWriter``'s queue, writer thread and ``fsync`` on close cost more than the three
+    records (``benchmarks/hparams_session.py``). Without the ``fsync`` a killed driver still loses
+    nothing (the file is closed); an operating-system crash can lose the last sessions, as it can
+    Ray's own result files, and the report does not read them."""
+    import socket
+    import time
+
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.record_writer import RecordWriter
+    from tensorboardX.summary import scalar
+
+    summaries = session_summaries(hparams, final_metrics, failed=failed)
     logdir = os.path.join(trial_logdir, SESSION_RUN)
     os.makedirs(logdir, exist_ok=True)
     now = time.time()
-    events = [Event(wall_time=now, file_version="brain.Event:2"), Event(wall_time=now, summary=start),
-              *(Event(wall_time=now, step=step, summary=scalar(key, value)) for key, value in metrics.items()),
-              Event(wall_time=now, summary=end_summary)]
+    events = [Event(wall_time=now, file_version="brain.Event:2"), Event(wall_time=now, summary=summaries.start),
+              *(Event(wall_time=now, step=summaries.step, summary=scalar(key, value))
+                for key, value in summaries.scalars.items()),
+              Event(wall_time=now, summary=summaries.end)]
     writer = RecordWriter(os.path.join(logdir, f"events.out.tfevents.{str(now)[:10]}.{socket.gethostname()}.hparams"))
     try:
         for event in events:
